@@ -1,0 +1,24 @@
+# latentwm: raw video -> frames (zarr) -> tokenizer -> latents (zarr) -> dynamics -> evaluation.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/download.smk"
+include: "rules/frames.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets,

@@ -1,0 +1,84 @@
+"""The one place that saves, loads and rebuilds models.
+
+A checkpoint is a plain dict loadable with `torch.load(weights_only=True)`:
+    kind          "tokenizer" | "dynamics": which module builds the model
+    model_config  plain dict of that module's Config dataclass
+    model         state_dict
+    optimizer, scheduler, step, sampler, rng   (training state, for resuming)
+    extra         small plain dict (e.g. latent stats, metrics)
+Every later rule builds its model through `build_model`, never by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import PipelineError
+
+# kind -> (module, class); the class takes its module's Config and has `config_class`.
+MODELS = {
+    "tokenizer": ("latentwm.tokenizer", "Tokenizer"),
+    "dynamics": ("latentwm.dynamics", "Dynamics"),
+}
+
+
+def _model_class(kind: str):
+    if kind not in MODELS:
+        raise PipelineError(f"checkpoint kind {kind!r} is unknown; expected one of {sorted(MODELS)}")
+    module, name = MODELS[kind]
+    return getattr(importlib.import_module(module), name)
+
+
+def save(path: str | Path, state: dict[str, Any]) -> None:
+    """Write atomically: a killed job leaves either the old file or the new one, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"checkpoint {path} does not exist; run the rule that produces it first")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt or foreign file
+        raise PipelineError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); delete it and rerun") from e
+
+
+def model_state(kind: str, model: torch.nn.Module, model_config: dict, **training) -> dict[str, Any]:
+    """The dict `save` writes: model plus whatever training state is given (optimizer=..., step=...)."""
+    model = getattr(model, "module", model)  # unwrap DDP / compile
+    model = getattr(model, "_orig_mod", model)
+    return {"kind": kind, "model_config": dict(model_config), "model": model.state_dict(), **training}
+
+
+def build_model(ckpt: dict[str, Any] | str | Path, device: str | torch.device = "cpu", kind: str | None = None):
+    """Rebuild the model a checkpoint describes, load its weights, move to `device`, eval mode."""
+    if not isinstance(ckpt, dict):
+        ckpt = load(ckpt)
+    if kind is not None and ckpt.get("kind") != kind:
+        raise PipelineError(f"checkpoint holds a {ckpt.get('kind')!r} model, expected {kind!r}")
+    from .config import from_dict
+
+    cls = _model_class(ckpt["kind"])
+    model = cls(from_dict(cls.config_class, ckpt["model_config"], ckpt["kind"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def file_hash(path: str | Path, n: int = 16) -> str:
+    """Short sha256 of a file: the provenance tag latents carry of the tokenizer that made them."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]

@@ -1,0 +1,30 @@
+"""Train / val / test splits by video, fixed by config and seed.
+
+Assignment is a pure function of the sorted video ids, the fractions and the seed, so the
+Snakefile (to build the DAG) and the `splits` rule (to record it) always agree.
+"""
+
+from __future__ import annotations
+
+import random
+
+from .errors import PipelineError
+
+
+def assign_splits(videos: list[str], val: float, test: float, seed: int = 0) -> dict[str, list[str]]:
+    """Shuffle the sorted ids with `seed`; val and test get round(fraction * n), at least 1 each."""
+    videos = sorted(set(videos))
+    n = len(videos)
+    n_val, n_test = max(1, round(val * n)), max(1, round(test * n))
+    if n - n_val - n_test < 1:
+        raise PipelineError(
+            f"splits: {n} video(s) cannot fill train, val and test (val {n_val}, test {n_test}); "
+            "add sources or lower splits.val / splits.test"
+        )
+    order = videos[:]
+    random.Random(seed).shuffle(order)
+    return {
+        "test": sorted(order[:n_test]),
+        "val": sorted(order[n_test : n_test + n_val]),
+        "train": sorted(order[n_test + n_val :]),
+    }

@@ -1,0 +1,85 @@
+# Input functions and wildcard constraints. Rules hold no logic; the package holds it.
+import json
+
+from latentwm.sources import source_kind, static_videos
+from latentwm.splits import assign_splits
+
+
+wildcard_constraints:
+    video=r"[A-Za-z0-9][A-Za-z0-9_]*",
+    source=r"[A-Za-z0-9][A-Za-z0-9_]*",
+    split=r"train|val|test",
+
+
+SOURCES = {s["id"]: s for s in config["sources"]}
+URL_SOURCES = [sid for sid, s in SOURCES.items() if source_kind(s) == "url"]
+
+
+def resolved(source):
+    """The video list of a URL source, written by the resolve_source checkpoint."""
+    with open(checkpoints.resolve_source.get(source=source).output[0]) as f:
+        return json.load(f)["videos"]
+
+
+def source_videos(source):
+    entry = SOURCES[source]
+    return static_videos(entry) if source_kind(entry) != "url" else resolved(source)
+
+
+def video_specs():
+    """video id -> spec; a video that an earlier source already lists is dropped (no leakage)."""
+    specs, seen = {}, set()
+    for sid in SOURCES:
+        for spec in source_videos(sid):
+            key = spec.get("key", spec["video"])
+            if key not in seen and spec["video"] not in specs:
+                seen.add(key)
+                specs[spec["video"]] = spec
+    return specs
+
+
+def all_videos():
+    return sorted(video_specs())
+
+
+def split_videos(split):
+    s = config["splits"]
+    return assign_splits(all_videos(), s["val"], s["test"], s["seed"])[split]
+
+
+def video_source_files(wildcards):
+    """Inputs of download: the local file, or the resolved list of a URL source."""
+    spec = static_spec(wildcards.video)
+    if spec is None:
+        return {"resolved": resolved_file(wildcards.video)}
+    return {"local": spec["path"]} if spec["kind"] == "path" else {}
+
+
+def static_spec(video):
+    """Spec of a generator or path video without touching checkpoints; None for URL videos."""
+    for sid, entry in SOURCES.items():
+        if source_kind(entry) != "url":
+            for spec in static_videos(entry):
+                if spec["video"] == video:
+                    return spec
+    return None
+
+
+def resolved_file(video):
+    """The resolve_source output of the URL source whose id prefixes `video`."""
+    for sid in sorted(URL_SOURCES, key=len, reverse=True):
+        if video.startswith(f"{sid}_"):
+            return f"results/sources/{sid}.json"
+    raise ValueError(f"video {video!r} belongs to no configured source")
+
+
+def frames(videos):
+    return expand("results/frames/{video}.zarr", video=videos)
+
+
+def all_frames(wildcards):
+    return frames(all_videos())
+
+
+def all_targets(wildcards):
+    return [*all_frames(wildcards), "results/splits.json"]

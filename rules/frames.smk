@@ -1,0 +1,33 @@
+# Encoded video -> results/frames/{video}.zarr, uint8 (T, 3, H, W); and the split file.
+
+
+rule extract_frames:
+    input:
+        "results/videos/{video}.mp4",
+    output:
+        directory("results/frames/{video}.zarr"),
+    log:
+        "logs/extract_frames/{video}.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        cfg=config["frames"],
+    script:
+        "../workflow_scripts/extract_frames.py"
+
+
+rule splits:
+    input:
+        [f"results/sources/{sid}.json" for sid in URL_SOURCES],
+    output:
+        "results/splits.json",
+    log:
+        "logs/splits.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    params:
+        sources=config["sources"],
+        cfg=config["splits"],
+    script:
+        "../workflow_scripts/splits.py"

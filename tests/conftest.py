@@ -1,0 +1,36 @@
+"""Shared fixtures: real Snakemake runs of this repository's workflow in a temporary directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True, timeout: int = 900):
+    """Run the repo's Snakefile with `workdir` as working directory and `config` as its config.
+
+    Returns the CompletedProcess (stdout and stderr merged into .stdout).
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    if config is not None:
+        cfg = workdir / "config.yaml"
+        cfg.write_text(yaml.safe_dump(config, sort_keys=False))
+        cmd += ["--configfile", str(cfg)]
+    cmd += list(args)
+    p = subprocess.run(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-6000:]}")
+    return p
+
+
+@pytest.fixture
+def run_snakemake():
+    return snakemake
