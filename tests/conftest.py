@@ -34,3 +34,18 @@ def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True
 @pytest.fixture
 def run_snakemake():
     return snakemake
+
+
+def tiny_config() -> dict:
+    return yaml.safe_load((ROOT / "tests" / "tiny_config.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole default DAG (rule all) run once on tests/tiny_config.yaml; tests read its results.
+
+    Tests must not modify this directory; dry runs (-n) with a changed config are fine.
+    """
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    snakemake(workdir, tiny_config(), "--cores", "2")
+    return workdir
