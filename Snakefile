@@ -16,6 +16,8 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/download.smk"
 include: "rules/frames.smk"
+include: "rules/evaluate.smk"
+include: "rules/plots.smk"
 
 
 rule all:

@@ -12,9 +12,13 @@ Nothing from config ever reaches a shell string; ids only ever become file names
 
 from __future__ import annotations
 
+import json
+import os
 import re
 
+from .config import from_dict, to_dict
 from .errors import PipelineError
+from .synthetic import GeneratorConfig
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 KINDS = ("generator", "path", "url")
@@ -43,11 +47,57 @@ def static_videos(entry: dict) -> list[dict] | None:
     """The videos of a generator or path source; None for a URL source (it needs resolving)."""
     kind, sid = source_kind(entry), entry["id"]
     if kind == "generator":
-        gen = entry["generator"]
+        # a clip depends on everything but the clip count: adding clips leaves the others alone
+        gen = to_dict(from_dict(GeneratorConfig, entry["generator"], f"sources.{sid}.generator"))
+        clips = gen.pop("clips")
+        key = f"generator:{json.dumps(gen, sort_keys=True)}"
         return [
-            {"video": f"{sid}_{i:03d}", "source": sid, "kind": "generator", "index": i, "generator": gen}
-            for i in range(gen["clips"])
+            {"video": f"{sid}_{i:03d}", "source": sid, "kind": "generator", "index": i, "generator": gen, "key": f"{key}:{i}"}
+            for i in range(clips)
         ]
     if kind == "path":
-        return [{"video": sid, "source": sid, "kind": "path", "path": str(entry["path"])}]
+        # the key is the real path, so one file listed by two sources is one video
+        key = f"file:{os.path.realpath(entry['path'])}"
+        return [{"video": sid, "source": sid, "kind": "path", "path": str(entry["path"]), "key": key}]
     return None
+
+
+def resolve_url(entry: dict, cfg: dict) -> list[dict]:
+    """The videos of a URL source: yt-dlp lists a playlist or channel flat (no download).
+
+    One spec per entry: {"video", "source", "kind": "url", "url", "key"}; `key` is
+    "{extractor}:{yt-dlp id}", so that rules/common.smk can drop a video two sources list.
+    """
+    from .download import DownloadConfig, list_entries
+
+    sid, url = entry["id"], entry["url"]
+    specs, keys = [], set()
+    for extractor, ytid, entry_url in list_entries(url, from_dict(DownloadConfig, cfg, "download"), sid):
+        key = f"{extractor.lower()}:{ytid}"
+        if key in keys:
+            continue
+        keys.add(key)
+        video, n = f"{sid}_{safe_name(ytid)}", 2
+        while any(s["video"] == video for s in specs):  # two ids that differ only in unsafe characters
+            video, n = f"{sid}_{safe_name(ytid)}_{n}", n + 1
+        specs.append({"video": video, "source": sid, "kind": "url", "url": entry_url, "key": key})
+    if not specs:
+        raise PipelineError(f"source {sid}: {url} lists no videos; check the URL (a channel's /videos page?)")
+    return specs
+
+
+def all_video_specs(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, dict]:
+    """video id -> spec over all sources in config order; `resolved` maps URL source id -> its specs.
+
+    A video an earlier source already lists (same key) is dropped, so no video can land in two
+    splits. The one implementation behind rules/common.smk and the splits rule.
+    """
+    specs, seen = {}, set()
+    for entry in sources:
+        listed = static_videos(entry)
+        for spec in listed if listed is not None else resolved[entry["id"]]:
+            key = spec.get("key", spec["video"])
+            if key not in seen and spec["video"] not in specs:
+                seen.add(key)
+                specs[spec["video"]] = spec
+    return specs

@@ -214,6 +214,9 @@ def train(
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        # A private generator: creating the iterator must not draw from the global RNG, or a
+        # resumed run (RNG restored, then a new iterator) would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     health: dict[str, Any] = {"name": name, "nan_stop": None, "plateau": None, "collapse": None}
 

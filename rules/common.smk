@@ -1,7 +1,8 @@
 # Input functions and wildcard constraints. Rules hold no logic; the package holds it.
 import json
+import os
 
-from latentwm.sources import source_kind, static_videos
+from latentwm.sources import all_video_specs, source_kind, static_videos
 from latentwm.splits import assign_splits
 
 
@@ -9,6 +10,7 @@ wildcard_constraints:
     video=r"[A-Za-z0-9][A-Za-z0-9_]*",
     source=r"[A-Za-z0-9][A-Za-z0-9_]*",
     split=r"train|val|test",
+    evaluation=r"[A-Za-z0-9][A-Za-z0-9_]*",
 
 
 SOURCES = {s["id"]: s for s in config["sources"]}
@@ -21,21 +23,14 @@ def resolved(source):
         return json.load(f)["videos"]
 
 
-def source_videos(source):
-    entry = SOURCES[source]
-    return static_videos(entry) if source_kind(entry) != "url" else resolved(source)
-
-
 def video_specs():
-    """video id -> spec; a video that an earlier source already lists is dropped (no leakage)."""
-    specs, seen = {}, set()
-    for sid in SOURCES:
-        for spec in source_videos(sid):
-            key = spec.get("key", spec["video"])
-            if key not in seen and spec["video"] not in specs:
-                seen.add(key)
-                specs[spec["video"]] = spec
-    return specs
+    """video id -> spec; a video that an earlier source already lists is dropped (no leakage).
+
+    The same function builds the list in the splits rule, so the DAG and splits.json agree.
+    """
+    return all_video_specs(
+        config["sources"], {sid: resolved(sid) for sid in URL_SOURCES}
+    )
 
 
 def all_videos():
@@ -52,7 +47,10 @@ def video_source_files(wildcards):
     spec = static_spec(wildcards.video)
     if spec is None:
         return {"resolved": resolved_file(wildcards.video)}
-    return {"local": spec["path"]} if spec["kind"] == "path" else {}
+    if spec["kind"] == "path" and os.path.exists(spec["path"]):
+        # a missing file is not an input (that would stop the whole DAG); its job fails alone
+        return {"local": spec["path"]}
+    return {}
 
 
 def static_spec(video):
@@ -65,12 +63,23 @@ def static_spec(video):
     return None
 
 
-def resolved_file(video):
-    """The resolve_source output of the URL source whose id prefixes `video`."""
+def url_source(video):
+    """The URL source whose id prefixes `video` (the longest, if ids are prefixes of each other)."""
     for sid in sorted(URL_SOURCES, key=len, reverse=True):
         if video.startswith(f"{sid}_"):
-            return f"results/sources/{sid}.json"
+            return sid
     raise ValueError(f"video {video!r} belongs to no configured source")
+
+
+def resolved_file(video):
+    """The resolve_source output of the URL source of `video`."""
+    return f"results/sources/{url_source(video)}.json"
+
+
+def video_source(video):
+    """The source id of `video`, recorded in its frame store."""
+    spec = static_spec(video)
+    return spec["source"] if spec else url_source(video)
 
 
 def frames(videos):

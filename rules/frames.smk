@@ -12,6 +12,7 @@ rule extract_frames:
         "../envs/data.yaml"
     params:
         cfg=config["frames"],
+        source=lambda w: video_source(w.video),
     script:
         "../workflow_scripts/extract_frames.py"
 

@@ -1,1 +1,23 @@
-# placeholder
+"""extract_frames: results/videos/{video}.mp4 -> results/frames/{video}.zarr, uint8 (T, 3, H, W)."""
+
+from latentwm.errors import one_line_errors
+from latentwm.logs import logger
+from latentwm.video import extract
+
+
+def main(video: str, out: str, cfg: dict, source: str, log: str | None) -> None:
+    with one_line_errors(log):
+        extract(video, out, cfg, source, logger(log))
+
+
+if "snakemake" in globals():
+    main(snakemake.input[0], snakemake.output[0], snakemake.params.cfg, snakemake.params.source, snakemake.log[0])
+else:  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps 15 --size 64
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("video"), p.add_argument("out")
+    p.add_argument("--fps", type=float, default=15), p.add_argument("--size", type=int, default=64)
+    p.add_argument("--resize", default="crop", choices=["crop", "pad", "stretch"])
+    a = p.parse_args()
+    main(a.video, a.out, {"fps": a.fps, "height": a.size, "width": a.size, "resize": a.resize}, "cli", None)

@@ -1,1 +1,38 @@
-# placeholder
+"""splits: the configured videos -> results/splits.json {train, val, test, seed}, fixed by seed.
+
+The video list is built by the same function as rules/common.smk's, so the DAG and this file agree.
+"""
+
+import json
+
+from latentwm.errors import one_line_errors
+from latentwm.sources import all_video_specs
+from latentwm.splits import assign_splits
+
+
+def main(resolved: list[str], sources: list[dict], cfg: dict, out: str, log: str | None) -> None:
+    with one_line_errors(log):
+        lists = {}
+        for path in resolved:  # results/sources/{source}.json of each URL source
+            with open(path) as f:
+                data = json.load(f)
+            lists[data["source"]] = data["videos"]
+        videos = sorted(all_video_specs(sources, lists))
+        split = assign_splits(videos, cfg["val"], cfg["test"], cfg["seed"])
+        with open(out, "w") as f:
+            json.dump({**split, "seed": cfg["seed"], "val_fraction": cfg["val"], "test_fraction": cfg["test"]}, f, indent=1)
+
+
+if "snakemake" in globals():
+    main(list(snakemake.input), snakemake.params.sources, snakemake.params.cfg, snakemake.output[0], snakemake.log[0])
+else:  # by hand: python workflow_scripts/splits.py CONFIG.yaml OUT.json [RESOLVED.json ...]
+    import argparse
+
+    import yaml
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("config"), p.add_argument("out"), p.add_argument("resolved", nargs="*")
+    a = p.parse_args()
+    with open(a.config) as f:
+        c = yaml.safe_load(f)
+    main(a.resolved, c["sources"], c["splits"], a.out, None)

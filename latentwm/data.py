@@ -1,0 +1,197 @@
+"""Datasets of whole batches over zarr stores, as the shared training loop wants them.
+
+`batches[i]` is batch i, a pure function of (seed, i) (np.random.default_rng([seed, i])), so
+resuming at step s replays the same batches and DataLoader workers hold no sampler state.
+
+    FrameBatches   frames  uint8 (T, 3, H, W) stores  -> uint8 (B, 3, H, W) random frames
+    LatentWindows  latents float16 (T, C, h, w) stores -> float32 (B, T, C, h, w) random windows
+
+Stores are opened lazily, once per process (each DataLoader worker opens its own), and decoded
+time chunks are kept in a per-process LRU cache (`cache_mb`): a zarr read costs about 0.5 ms
+of fixed overhead, a slice of a cached chunk a few microseconds (bench/bench_latents.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import zarr
+
+from .errors import PipelineError
+from .store import open_store
+
+LARGE = 2**31 - 1  # __len__ of the batch datasets: the loop's sampler picks the indices it needs
+
+
+class StoreReader:
+    """Read [start, stop) along time from store k; stores open on first use in each process."""
+
+    def __init__(self, paths: list[str], cache_mb: float = 1024):
+        self.paths = [str(p) for p in paths]
+        self.cache_bytes = int(cache_mb * 2**20)
+        self._pid: int | None = None
+        self._arrays: list[zarr.Array] = []
+        self._cache: OrderedDict = OrderedDict()
+        self._used = 0
+
+    def __getstate__(self):  # pickled into a worker: send paths only, never handles or cache
+        state = dict(self.__dict__)
+        state.update(_pid=None, _arrays=[], _cache=OrderedDict(), _used=0)
+        return state
+
+    def _open(self) -> None:
+        if self._pid != os.getpid():  # first use here, or a forked worker inherited our handles
+            self._arrays = [zarr.open_array(p, mode="r") for p in self.paths]
+            self._cache, self._used, self._pid = OrderedDict(), 0, os.getpid()
+
+    def read(self, k: int, start: int, stop: int) -> np.ndarray:
+        self._open()
+        arr = self._arrays[k]
+        if self.cache_bytes <= 0:
+            return arr[start:stop]  # one contiguous read: one or two chunks
+        c = arr.chunks[0]
+        parts = []
+        for ci in range(start // c, (stop - 1) // c + 1):
+            chunk = self._chunk(k, ci)
+            parts.append(chunk[max(start - ci * c, 0) : min(stop - ci * c, len(chunk))])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _chunk(self, k: int, ci: int) -> np.ndarray:
+        key = (k, ci)
+        data = self._cache.get(key)
+        if data is not None:
+            self._cache.move_to_end(key)
+            return data
+        arr = self._arrays[k]
+        c = arr.chunks[0]
+        data = arr[ci * c : min((ci + 1) * c, arr.shape[0])]
+        self._cache[key] = data
+        self._used += data.nbytes
+        while self._used > self.cache_bytes and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._used -= old.nbytes
+        return data
+
+
+class FrameBatches(torch.utils.data.Dataset):
+    """[i] -> uint8 (B, 3, H, W): B random frames, each from a store chosen by its frame count."""
+
+    def __init__(self, store_paths, batch_size: int, seed: int = 0, expect: dict | None = None, cache_mb: float = 1024):
+        if not store_paths:
+            raise PipelineError("no frame stores to train on; check the splits (train needs at least one video)")
+        lengths = []
+        for p in store_paths:
+            arr = open_store(p, expect)  # validate now, keep no handle
+            lengths.append(arr.shape[0])
+        self.lengths = np.array(lengths)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])  # global frame index -> store
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.reader = StoreReader([str(p) for p in store_paths], cache_mb)
+
+    def __len__(self) -> int:
+        return LARGE
+
+    def locate(self, i: int) -> list[tuple[int, int]]:
+        """The (store, frame) pairs of batch i: frames uniform over all frames of all stores."""
+        rng = np.random.default_rng([self.seed, i])
+        g = rng.integers(0, self.offsets[-1], self.batch_size)
+        k = np.searchsorted(self.offsets, g, side="right") - 1
+        return [(int(a), int(b)) for a, b in zip(k, g - self.offsets[k])]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        frames = [self.reader.read(k, t, t + 1)[0] for k, t in self.locate(i)]
+        return torch.from_numpy(np.stack(frames))  # (B, 3, H, W) uint8
+
+
+class LatentWindows(torch.utils.data.Dataset):
+    """[i] -> float32 (B, T, C, h, w): B windows of T consecutive latent frames, starts % stride == 0.
+
+    Every window start of every usable store is equally likely. With `alternating` (DreamerV4
+    3.4), batch i is long (long_window x long_batch) when default_rng([seed, i]).random() <
+    long_ratio, else short (short_window x short_batch); `window`/`batch_size` are then unused.
+    """
+
+    def __init__(
+        self,
+        store_paths,
+        window: int,
+        batch_size: int,
+        seed: int = 0,
+        stride: int = 1,
+        stats: dict[str, Any] | None = None,
+        expect: dict[str, Any] | None = None,
+        alternating: dict[str, Any] | None = None,
+        log: Callable[[str], None] = print,
+        cache_mb: float = 1024,
+    ):
+        self.window, self.batch_size, self.seed, self.stride = int(window), int(batch_size), int(seed), int(stride)
+        self.alternating = dict(alternating) if alternating else None
+        if self.alternating:
+            need = {"short_window", "long_window", "short_batch", "long_batch", "long_ratio"}
+            if set(self.alternating) != need:
+                raise PipelineError(f"alternating batches need exactly the keys {sorted(need)}; got {sorted(self.alternating)}")
+            longest = max(int(self.alternating["short_window"]), int(self.alternating["long_window"]))
+        else:
+            longest = self.window
+        if self.stride < 1 or min(self.window, longest) < 1:
+            raise PipelineError(f"window {self.window} and stride {self.stride} must be at least 1")
+        if not store_paths:
+            raise PipelineError("no latent stores to train on; check the splits (train needs at least one video)")
+        usable, lengths, best = [], [], (0, None)
+        for p in store_paths:
+            n = open_store(p, expect).shape[0]  # validates attrs; the handle is dropped here
+            best = max(best, (n, str(p)), key=lambda t: t[0])
+            if n < longest:
+                log(f"WARNING: skipping {p}: {n} frames, shorter than the window of {longest}")
+                continue
+            usable.append(str(p))
+            lengths.append(n)
+        if not usable:
+            raise PipelineError(
+                f"no latent store is as long as the window of {longest} frames (longest video: {best[1]} with "
+                f"{best[0]} frames); lower the window or add longer videos"
+            )
+        self.lengths = np.array(lengths)
+        self.reader = StoreReader(usable, cache_mb)
+        self.paths = usable
+        if stats is not None:  # per-channel normalisation, broadcast over (T, C, h, w)
+            self.mean = np.asarray(stats["mean"], np.float32)[None, :, None, None]
+            self.std = np.asarray(stats["std"], np.float32)[None, :, None, None]
+        else:
+            self.mean = self.std = None
+
+    def __len__(self) -> int:
+        return LARGE
+
+    def shape_of(self, i: int) -> tuple[int, int]:
+        """(window, batch size) of batch i."""
+        if not self.alternating:
+            return self.window, self.batch_size
+        a = self.alternating
+        if np.random.default_rng([self.seed, i]).random() < a["long_ratio"]:
+            return int(a["long_window"]), int(a["long_batch"])
+        return int(a["short_window"]), int(a["short_batch"])
+
+    def locate(self, i: int) -> list[tuple[int, int, int]]:
+        """(store, start, T) of each window of batch i."""
+        rng = np.random.default_rng([self.seed, i])
+        if self.alternating:
+            rng.random()  # the long/short draw of shape_of
+        t, b = self.shape_of(i)
+        starts = (self.lengths - t) // self.stride + 1  # window starts per store (all >= 1 here)
+        offsets = np.concatenate([[0], np.cumsum(starts)])
+        g = rng.integers(0, offsets[-1], b)
+        k = np.searchsorted(offsets, g, side="right") - 1
+        return [(int(a), int(s) * self.stride, t) for a, s in zip(k, g - offsets[k])]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        wins = [self.reader.read(k, s, s + t) for k, s, t in self.locate(i)]
+        z = np.stack(wins).astype(np.float32)  # (B, T, C, h, w)
+        if self.mean is not None:
+            z = (z - self.mean) / self.std
+        return torch.from_numpy(z)
+

@@ -1,0 +1,176 @@
+"""The dynamics objective: flow matching with x-prediction, diffusion forcing, shortcut forcing.
+
+Convention (DESIGN.md): tau = 0 clean, tau = 1 noise; z_tau = (1 - tau) z0 + tau eps; the network
+predicts z0 ("x-prediction"). A denoising step of size d from tau to tau - d moves along the
+velocity the prediction implies, v_hat = (z_tau - x_hat) / tau (= eps_hat - x_hat):
+    z_{tau-d} = z_tau - d * (z_tau - x_hat) / tau
+which equals re-noising x_hat with the noise the model implies, (1 - tau + d) x_hat + (tau - d) eps_hat.
+
+Diffusion forcing: every frame has its own tau (B, T). Two named schedules:
+  "context"      the seeds' schedule: the first n_ctx frames are context at tau_ctx (n_ctx drawn per
+                 sample in [1, T-1], or fixed by `context_frames`); the later frames are targets
+                 whose levels are independent draws sorted ascending, so tau rises toward 1 along
+                 time. Only targets carry loss. Matches a rollout: clean-ish past, noisy present.
+  "independent"  DreamerV4 / Diffusion Forcing: every frame draws its own level; all frames are
+                 targets. Teaches denoising under any mix of past noise levels.
+Shortcut forcing (DreamerV4): each sample draws a step size d in {1/k_max, ..., 1/2, 1} with
+P(d) proportional to 1/d, and its target levels lie on the grid of d: tau in {d, 2d, ..., 1}.
+Samples at the finest step d = 1/k_max train on the plain x-loss against the data (loss_std);
+the others on the bootstrap loss (loss_boot) against two half-steps of the model itself.
+Loss weight (ramp, DreamerV4 in our convention): w = 0.9 (1 - tau) + 0.1, more weight on
+nearly clean frames, which is what a rollout needs most.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .errors import PipelineError
+
+SCHEDULES = ("context", "independent")
+
+
+@dataclass
+class DiffusionConfig:
+    schedule: str = "context"  # context | independent (see the module docstring)
+    tau_ctx: float = 0.1  # noise level of context frames (the "context" schedule)
+    context_frames: int = 0  # 0: drawn per sample in [1, T-1]; else fixed
+    ramp_weight: bool = True  # w = 0.9 (1 - tau) + 0.1; off: w = 1
+    shortcut: bool = True  # shortcut forcing; off: every sample at the finest step, no bootstrap
+    k_max: int = 64  # finest step 1 / k_max; the training script sets it from the model
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise PipelineError(f"dynamics.objective.schedule {self.schedule!r} is unknown; expected one of {SCHEDULES}")
+
+
+def step_sizes(k_max: int) -> torch.Tensor:
+    """(S,) step sizes 1, 1/2, ..., 1/k_max."""
+    n = k_max.bit_length()  # log2(k_max) + 1
+    return 0.5 ** torch.arange(n, dtype=torch.float32)
+
+
+def sample_step_sizes(B: int, k_max: int, shortcut: bool, generator=None) -> torch.Tensor:
+    """(B,) step sizes with P(d) proportional to 1/d; all 1/k_max when shortcut is off."""
+    ds = step_sizes(k_max)
+    if not shortcut:
+        return torch.full((B,), 1.0 / k_max)
+    idx = torch.multinomial(1.0 / ds, B, replacement=True, generator=generator)
+    return ds[idx]
+
+
+def sample_levels(cfg: DiffusionConfig, B: int, T: int, d: torch.Tensor, generator=None):
+    """Per-frame tau (B, T) on the grid of d (B,), and the target mask (B, T) bool."""
+    n = torch.round(1.0 / d).long()  # grid points per sample: tau in {d, 2d, ..., 1}
+    j = (torch.rand(B, T, generator=generator) * n[:, None]).long().clamp_max(n[:, None] - 1) + 1
+    tau = j.float() * d[:, None]  # (B, T) in (0, 1]
+    target = torch.ones(B, T, dtype=torch.bool)
+    if cfg.schedule == "context" and T > 1:
+        if cfg.context_frames:
+            n_ctx = torch.full((B,), min(cfg.context_frames, T - 1))
+        else:
+            n_ctx = torch.randint(1, T, (B,), generator=generator)
+        target = torch.arange(T)[None, :] >= n_ctx[:, None]
+        tau = torch.sort(torch.where(target, tau, -1.0), dim=1).values  # targets ascending, at the end
+        tau = torch.where(target, tau, torch.full_like(tau, cfg.tau_ctx))
+    return tau, target
+
+
+def euler_step(z, x_hat, tau, d):
+    """One denoising step of size d from level tau (broadcastable (B, T, 1, 1, 1)); float32."""
+    return z - d * (z - x_hat) / tau
+
+
+class FlowObjective:
+    """`objective(model, batch) -> (loss, logs)`, the shared training loop's contract.
+
+    batch: float32 (B, T, C, h, w) of normalised clean latents.
+    """
+
+    def __init__(self, cfg: DiffusionConfig, generator: torch.Generator | None = None):
+        self.cfg = cfg
+        self.generator = generator  # None: the global RNG (seeded and saved by the loop)
+
+    def weight(self, tau):
+        return 0.9 * (1 - tau) + 0.1 if self.cfg.ramp_weight else torch.ones_like(tau)
+
+    def weighted_mean(self, err, w, mask):
+        """err (B, T) per-frame MSE; mean of w * err over the frames in mask (B, T)."""
+        m = (w * mask).float()
+        return (err * m).sum() / mask.sum().clamp_min(1)
+
+    @torch.no_grad()
+    def bootstrap_target(self, model, z, tau, d, target):
+        """x0 target of one step of size d, from two half-steps of the model (no gradient).
+
+        Derivation (x-prediction, tau = 0 clean). One step of size s from level t with prediction x:
+            z' = z - s (z - x) / t                                         (module docstring)
+        Half-step 1: x1 = f(z, tau, d/2);      z_mid = z - (d/2) (z - x1) / tau,  tau_mid = tau - d/2
+        Half-step 2: x2 = f(z_mid, tau_mid, d/2); z_end = z_mid - (d/2) (z_mid - x2) / tau_mid
+        A single step of size d with prediction x* must land on z_end:
+            z_end = z - d (z - x*) / tau   =>   x* = z - tau (z - z_end) / d
+        Equivalently in velocity v = (z - x) / tau: v* = (v1 + v2) / 2, x* = z - tau v*, so the
+        x-space MSE to x* is the tau^2-scaled velocity loss of DreamerV4. Both half-steps re-noise
+        with the noise eps_hat the model itself implies (not the true eps, which would leak the
+        answer): this is the model's own ODE trajectory. Context frames (not targets) stay as
+        they are in both half-steps.
+        """
+        shape = (*tau.shape, 1, 1, 1)
+        t, h = tau.view(shape), (d / 2).view(-1, 1, 1, 1, 1).expand(shape)
+        step = torch.where(target.view(shape), h, torch.zeros_like(h))  # 0 for context frames
+        dh = (d / 2)[:, None].expand_as(tau)
+        x1 = model(z, tau, dh).float()
+        z_mid = euler_step(z, x1, t, step)
+        tau_mid = torch.where(target, tau - dh, tau)
+        x2 = model(z_mid, tau_mid, dh).float()
+        z_end = euler_step(z_mid, x2, tau_mid.view(shape), step)
+        return z - t * (z - z_end) / (2 * step).clamp_min(1e-12)
+
+    def __call__(self, model, batch):
+        z0 = batch.float()  # (B, T, C, h, w)
+        B, T = z0.shape[:2]
+        g, cfg = self.generator, self.cfg
+        d = sample_step_sizes(B, cfg.k_max, cfg.shortcut, g)  # (B,)
+        tau, target = sample_levels(cfg, B, T, d, g)  # (B, T)
+        eps = torch.randn(z0.shape, generator=g) if g is not None else torch.randn_like(z0)
+        tau, target, d, eps = tau.to(z0.device), target.to(z0.device), d.to(z0.device), eps.to(z0.device)
+        t = tau.view(B, T, 1, 1, 1)
+        z = (1 - t) * z0 + t * eps
+        d_bt = d[:, None].expand(B, T)
+        x_hat = model(z, tau, d_bt).float()  # (B, T, C, h, w)
+
+        fine = d <= 1.0 / cfg.k_max + 1e-9  # (B,) samples trained on the data
+        x_star = z0.clone()
+        boot = ~fine
+        if boot.any():
+            x_star[boot] = self.bootstrap_target(model, z[boot], tau[boot], d[boot], target[boot])
+        w = self.weight(tau)
+        err = ((x_hat - x_star) ** 2).mean((2, 3, 4))  # (B, T)
+        loss = self.weighted_mean(err, w, target)
+
+        logs = {}
+        with torch.no_grad():
+            if fine.any():
+                logs["loss_std"] = self.weighted_mean(err[fine], w[fine], target[fine])
+            if boot.any():
+                logs["loss_boot"] = self.weighted_mean(err[boot], w[boot], target[boot])
+            # The baseline: predict each frame by the previous clean frame, scored like the loss
+            # (same weights) on the same frames: targets of finest-step samples (trained on the
+            # data) that have a previous frame. loss_x is the model's loss on exactly those frames.
+            err_x = ((x_hat - z0) ** 2).mean((2, 3, 4))  # (B, T)
+            comparable = target & fine[:, None]
+            comparable[:, 0] = False
+            if comparable.any():
+                err_copy = ((z0[:, :-1] - z0[:, 1:]) ** 2).mean((2, 3, 4))  # (B, T-1)
+                logs["loss_x"] = self.weighted_mean(err_x[:, 1:], w[:, 1:], comparable[:, 1:])
+                logs["copy_last_loss"] = self.weighted_mean(err_copy, w[:, 1:], comparable[:, 1:])
+            m = (target & fine[:, None]).float()  # per-timestep x-loss of the finest-step samples
+            logs["loss_t"] = (err_x * w * m).sum(0) / m.sum(0).clamp_min(1)  # (T,)
+            tt = tau[target]
+            logs["tau_min"], logs["tau_max"] = tt.min(), tt.max()
+            logs["pred_var"] = x_hat.var(0).mean() if B > 1 else x_hat.var()
+            logs["pred_min"], logs["pred_max"] = x_hat.min(), x_hat.max()
+        return loss, logs
+

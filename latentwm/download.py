@@ -1,0 +1,167 @@
+"""One video spec -> one encoded file, results/videos/{video}.mp4.
+
+    generator  the clip is rendered and encoded (latentwm.synthetic)
+    path       the local file is linked (copied if links fail), never modified
+    url        yt-dlp downloads it through its Python API, never a shell
+
+yt-dlp writes to a fixed name inside a temp directory next to the output, so no title or id
+from the internet ever becomes a path; the finished file is renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .config import from_dict
+from .errors import PipelineError
+from .synthetic import GeneratorConfig, write_clip
+from .video import ffmpeg_exe
+
+
+@dataclass
+class DownloadConfig:
+    """The `download` section of config.yaml."""
+
+    max_height: int = 360
+    retries: int = 3
+    socket_timeout: float = 30
+    playlist_limit: int = 0  # 0: every entry
+
+
+class _Log:
+    """yt-dlp's logger interface, writing to our log function; errors come back as exceptions."""
+
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+
+    def debug(self, msg: str) -> None:
+        if not msg.startswith("[debug]"):
+            self.log(msg)
+
+    info = warning = debug
+
+    def error(self, msg: str) -> None:
+        pass  # raised as DownloadError, which we turn into one PipelineError line
+
+
+def _options(c: DownloadConfig, log: Callable[[str], None]) -> dict:
+    return {
+        "quiet": True,
+        "noprogress": True,
+        "logger": _Log(log),
+        "retries": c.retries,
+        "extractor_retries": c.retries,
+        "fragment_retries": c.retries,
+        "socket_timeout": c.socket_timeout,
+        "ffmpeg_location": ffmpeg_exe(),
+    }
+
+
+def _reason(e: Exception) -> str:
+    """The first line of a yt-dlp error, without its prefix and the nested 'caused by' repeat."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text.removeprefix("ERROR: ").split(" (caused by ")[0]
+
+
+def list_entries(url: str, c: DownloadConfig, source: str, log: Callable[[str], None] = lambda m: None) -> Iterator[tuple]:
+    """(extractor, id, url) of each video behind `url`: itself, or the entries of a playlist/channel."""
+    import yt_dlp
+
+    opts = {**_options(c, log), "extract_flat": "in_playlist", "skip_download": True}
+    if c.playlist_limit:
+        opts["playlist_items"] = f"1:{c.playlist_limit}"
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=False)
+    except yt_dlp.utils.YoutubeDLError as e:
+        raise PipelineError(f"source {source}: cannot list {url} ({_reason(e)}); check the URL and the network") from None
+    if info.get("_type") != "playlist":
+        yield info.get("extractor_key") or "generic", str(info["id"]), url
+        return
+    for e in info.get("entries") or []:
+        if e and e.get("id"):
+            yield e.get("ie_key") or info.get("extractor_key") or "generic", str(e["id"]), e.get("url") or url
+
+
+def spec_from_resolved(resolved_json, video: str) -> dict:
+    """The spec of `video` in a resolve_source output (results/sources/{source}.json)."""
+    with open(resolved_json) as f:
+        for spec in json.load(f)["videos"]:
+            if spec["video"] == video:
+                return spec
+    raise PipelineError(f"video {video} is not listed in {resolved_json}; rerun resolve_source (delete that file)")
+
+
+def fetch(spec: dict, out_path, cfg: dict, log: Callable[[str], None] = print) -> None:
+    """Produce `out_path` (an mp4) for one video spec, atomically."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    kind = spec["kind"]
+    if kind == "generator":
+        g = from_dict(GeneratorConfig, spec["generator"], f"sources.{spec['source']}.generator")
+        log(f"rendering clip {spec['index']} of source {spec['source']}: {g.frames} frames, {g.size}px, seed {g.seed}")
+        write_clip(out_path, spec["index"], g.frames, g.fps, g.size, g.seed)
+        log(f"wrote {out_path} ({out_path.stat().st_size} bytes)")
+    elif kind == "path":
+        link_local(spec["path"], out_path, spec["source"], log)
+    elif kind == "url":
+        download_url(spec["url"], out_path, from_dict(DownloadConfig, cfg, "download"), spec["video"], log)
+    else:
+        raise PipelineError(f"video {spec['video']}: unknown source kind {kind!r}; use generator, path or url")
+
+
+def link_local(path, out_path: Path, source: str, log: Callable[[str], None]) -> None:
+    """Symlink the original (absolute) to out_path; copy where symlinks are not allowed."""
+    src = Path(path).expanduser().absolute()
+    if not src.is_file():
+        raise PipelineError(f"source {source}: file {path} does not exist; fix sources[].path in the config")
+    if src.stat().st_size == 0:
+        raise PipelineError(f"source {source}: file {path} is empty (zero bytes); point sources[].path at a real video")
+    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.symlink(src, tmp)
+        log(f"linked {src} -> {out_path}")
+    except OSError:
+        shutil.copyfile(src, tmp)
+        log(f"copied {src} -> {out_path} (symlinks not allowed here)")
+    os.replace(tmp, out_path)
+
+
+def download_url(url: str, out_path: Path, c: DownloadConfig, video: str, log: Callable[[str], None]) -> None:
+    """yt-dlp download of one video, height <= max_height, remuxed to mp4, renamed to out_path."""
+    import yt_dlp
+
+    h = c.max_height
+    # absolute: yt-dlp joins relative "home" and "temp" paths into each other
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out_path.stem}.", dir=out_path.parent.absolute()))
+    opts = {
+        **_options(c, log),
+        "format": f"bv*[height<={h}]/b[height<={h}]/bv*/b",  # video only is fine; audio is never used
+        "noplaylist": True,
+        "paths": {"home": str(tmpdir), "temp": str(tmpdir)},
+        "outtmpl": {"default": "video.%(ext)s"},  # a fixed name: nothing from the site becomes a path
+        "restrictfilenames": True,
+        "merge_output_format": "mp4",
+        "postprocessors": [{"key": "FFmpegVideoRemuxer", "preferedformat": "mp4"}],
+        "overwrites": True,
+    }
+    try:
+        with yt_dlp.YoutubeDL(opts) as ydl:
+            info = ydl.extract_info(url, download=True)
+        files = [Path(d["filepath"]) for d in info.get("requested_downloads") or [] if d.get("filepath")]
+        files = [f for f in files if f.resolve().parent == tmpdir.resolve() and f.is_file()]
+        if not files:
+            raise PipelineError(f"video {video}: yt-dlp reported no file for {url}; try again or another format")
+        os.replace(files[0], out_path)
+        log(f"downloaded {url} -> {out_path} ({out_path.stat().st_size} bytes)")
+    except yt_dlp.utils.YoutubeDLError as e:
+        raise PipelineError(f"video {video}: cannot download {url} ({_reason(e)})") from None
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -1,0 +1,338 @@
+"""The dynamics network: a factorized space/time transformer over patches of latent frames.
+
+Input z (B, T, C, h, w) holds latent frames, each at its own noise level tau (B, T) and shortcut
+step size d (B, T); the output is the clean-frame prediction x0_hat of the same shape
+(x-prediction, DESIGN.md convention: tau = 0 clean, tau = 1 noise).
+
+Tokens are the p x p patches of each frame's latent grid: N = (h / p) * (w / p) per frame.
+Every block attends over space (the N tokens of one frame, bidirectional); every
+`temporal_every`-th block also attends over time (one spatial position across frames, causal:
+a frame sees itself and earlier frames), as in DreamerV4. Each frame is conditioned on its own
+(tau, d) through adaLN (shift, scale, gate per sub-layer, computed per frame).
+
+Positions: learned embeddings over space; rotary embeddings over time, so attention depends only
+on the distance between frames. That is what lets a rollout cache keys/values (`KVCache`) of the
+past and keep a sliding window of them: a frame attends to at most `max_frames` frames (itself
+and the `max_frames - 1` before it), in training and in rollouts alike. Frames older than the
+window leave the cache; their influence persists only through the frames that saw them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .errors import PipelineError
+
+# Named sizes. A preset fills every field the config leaves unset (None); a field set in the
+# config always wins. The merged values are what the checkpoint stores, so a later change of a
+# preset never changes how an existing checkpoint is rebuilt.
+SIZES = {
+    # CPU: seconds per test, minutes for the default pipeline.
+    "tiny": dict(patch=2, dim=128, depth=4, heads=4, mlp_ratio=3.0, temporal_every=2, max_frames=16),
+    # The seeds' model (~60M parameters on 256 x 16 x 16 latents); a GPU size.
+    "small": dict(patch=1, dim=512, depth=12, heads=8, mlp_ratio=4.0, temporal_every=4, max_frames=64),
+}
+DEFAULTS = dict(
+    latent_channels=8, latent_hw=(16, 16), patch=2, dim=128, depth=4, heads=4, mlp_ratio=4.0,
+    temporal_every=4, max_frames=32, k_max=64, qk_norm=True,
+)
+
+
+@dataclass
+class DynamicsConfig:
+    size: str = "tiny"
+    latent_channels: int | None = None  # C of the latents
+    latent_hw: tuple[int, int] | None = None  # (h, w) of the latent grid
+    patch: int | None = None  # spatial patch size on the latent grid
+    dim: int | None = None
+    depth: int | None = None
+    heads: int | None = None
+    mlp_ratio: float | None = None  # SwiGLU hidden width = mlp_ratio * dim * 2/3
+    temporal_every: int | None = None  # causal temporal attention in every Nth block (DreamerV4: 4)
+    max_frames: int | None = None  # temporal attention window (frames), also the KV cache length
+    k_max: int | None = None  # finest shortcut step is 1 / k_max (a power of two)
+    qk_norm: bool | None = None
+
+    def __post_init__(self):
+        if self.size not in SIZES:
+            raise PipelineError(f"dynamics.model.size {self.size!r} is unknown; expected one of {sorted(SIZES)}")
+        for f in fields(self):
+            if getattr(self, f.name) is None:
+                setattr(self, f.name, SIZES[self.size].get(f.name, DEFAULTS.get(f.name)))
+        self.latent_hw = tuple(int(x) for x in self.latent_hw)
+        h, w = self.latent_hw
+        if h % self.patch or w % self.patch:
+            raise PipelineError(f"dynamics.model.patch {self.patch} does not divide the latent grid {h}x{w}; pick a divisor")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise PipelineError(f"dynamics.model.dim {self.dim} must split into {self.heads} heads of even width")
+        if self.k_max < 1 or self.k_max & (self.k_max - 1):
+            raise PipelineError(f"dynamics.model.k_max {self.k_max} must be a power of two")
+
+
+class KVCache:
+    """Keys/values of past frames for every temporal layer, for autoregressive rollouts.
+
+    `pos` counts the frames committed so far (the absolute time index of the next frame). Each
+    layer keeps at most `max_frames - 1` frames: all a new frame can attend to (sliding window).
+    Tensors are (B * N, heads, frames, head_dim); spatial layers need no cache.
+    """
+
+    def __init__(self, max_frames: int):
+        self.max_frames = max_frames
+        self.pos = 0
+        self.k: dict[int, torch.Tensor] = {}
+        self.v: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return min(self.pos, self.max_frames - 1)
+
+    def past(self, layer: int):
+        return self.k.get(layer), self.v.get(layer)
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        keep = self.max_frames - 1
+        if layer in self.k:
+            k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
+        self.k[layer], self.v[layer] = k[:, :, -keep:] if keep else k[:, :, :0], v[:, :, -keep:] if keep else v[:, :, :0]
+
+
+def rotary(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs of x (..., T, Dh) by angles pos (T,) * frequencies (Dh/2,)."""
+    half = x.shape[-1] // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    ang = pos.to(torch.float32)[:, None] * freqs  # (T, Dh/2)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with optional QK-norm; `temporal` adds rotary time positions + cache."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool):
+        super().__init__()
+        self.heads, self.hd = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+        self.q_norm = nn.RMSNorm(self.hd) if qk_norm else nn.Identity()
+        self.k_norm = nn.RMSNorm(self.hd) if qk_norm else nn.Identity()
+
+    def split(self, x):
+        S, L, _ = x.shape  # (S, L, 3D) -> 3 x (S, heads, L, hd)
+        q, k, v = self.qkv(x).view(S, L, 3, self.heads, self.hd).permute(2, 0, 3, 1, 4)
+        return self.q_norm(q), self.k_norm(k), v
+
+    def forward(self, x, pos=None, mask=None, causal=False, cache=None, layer=0, commit=0):
+        """x (S, L, D): S independent sequences of length L (frames for temporal, tokens for spatial)."""
+        q, k, v = self.split(x)
+        if pos is not None:  # temporal: rotate by absolute frame index
+            q, k = rotary(q, pos), rotary(k, pos)
+        if cache is not None:
+            pk, pv = cache.past(layer)
+            if commit:
+                cache.store(layer, k[:, :, :commit], v[:, :, :commit])
+            if pk is not None:
+                k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None)
+        return self.out(y.transpose(1, 2).reshape(x.shape))  # (S, L, D)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, ratio: float):
+        super().__init__()
+        hidden = int(ratio * dim * 2 / 3)
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x):
+        g, u = self.gate_up(x).chunk(2, -1)
+        return self.down(F.silu(g) * u)
+
+
+def modulate(x, shift, scale):
+    """x (B, T, N, D); shift, scale (B, T, D) per frame."""
+    return x * (1 + scale[:, :, None]) + shift[:, :, None]
+
+
+class Block(nn.Module):
+    """Spatial attention (+ causal temporal attention if `temporal`) + SwiGLU, each adaLN-gated."""
+
+    def __init__(self, cfg: DynamicsConfig, temporal: bool):
+        super().__init__()
+        D = cfg.dim
+        self.temporal = temporal
+        self.n_sub = 3 if temporal else 2
+        self.norm = nn.RMSNorm(D, elementwise_affine=False)
+        self.space = Attention(D, cfg.heads, cfg.qk_norm)
+        self.time = Attention(D, cfg.heads, cfg.qk_norm) if temporal else None
+        self.mlp = SwiGLU(D, cfg.mlp_ratio)
+        self.ada = nn.Linear(D, 3 * self.n_sub * D)  # (shift, scale, gate) per sub-layer
+        nn.init.zeros_(self.ada.weight)  # adaLN-zero: every block starts as the identity
+        nn.init.zeros_(self.ada.bias)
+
+    def forward(self, x, c, tctx):
+        """x (B, T, N, D); c (B, T, D) per-frame conditioning; tctx: temporal positions/mask/cache."""
+        B, T, N, D = x.shape
+        mods = self.ada(c).chunk(3 * self.n_sub, -1)  # each (B, T, D)
+        h = modulate(self.norm(x), mods[0], mods[1]).reshape(B * T, N, D)
+        x = x + mods[2][:, :, None] * self.space(h).view(B, T, N, D)
+        if self.temporal:
+            h = modulate(self.norm(x), mods[3], mods[4]).permute(0, 2, 1, 3).reshape(B * N, T, D)
+            h = self.time(h, **tctx).view(B, N, T, D).permute(0, 2, 1, 3)
+            x = x + mods[5][:, :, None] * h
+        i = 3 * (self.n_sub - 1)
+        return x + mods[i + 2][:, :, None] * self.mlp(modulate(self.norm(x), mods[i], mods[i + 1]))
+
+
+def tau_features(tau: torch.Tensor, n: int) -> torch.Tensor:
+    """Sinusoidal features of tau (B, T) in [0, 1] -> (B, T, n); no division, safe at tau = 0."""
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(n // 2, device=tau.device, dtype=torch.float32) / (n // 2))
+    ang = 1000.0 * tau.float()[..., None] * freqs
+    return torch.cat([ang.sin(), ang.cos()], -1)
+
+
+class Dynamics(nn.Module):
+    config_class = DynamicsConfig
+
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        self.cfg = cfg
+        C, (h, w), p, D = cfg.latent_channels, cfg.latent_hw, cfg.patch, cfg.dim
+        self.n_tokens = (h // p) * (w // p)
+        self.embed = nn.Linear(C * p * p, D)
+        self.pos = nn.Parameter(torch.randn(self.n_tokens, D) * 0.02)  # learned spatial positions
+        self.tau_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
+        self.n_steps = int(math.log2(cfg.k_max)) + 1  # d in {1, 1/2, ..., 1/k_max}
+        self.d_embed = nn.Embedding(self.n_steps, D)
+        self.blocks = nn.ModuleList(
+            Block(cfg, temporal=(i + 1) % cfg.temporal_every == 0) for i in range(cfg.depth)
+        )
+        if not any(b.temporal for b in self.blocks):
+            raise PipelineError(
+                f"dynamics.model: depth {cfg.depth} < temporal_every {cfg.temporal_every} leaves no temporal layer; "
+                "raise depth or lower temporal_every"
+            )
+        self.final_norm = nn.RMSNorm(D, elementwise_affine=False)
+        self.final_ada = nn.Linear(D, 2 * D)
+        nn.init.zeros_(self.final_ada.weight)
+        nn.init.zeros_(self.final_ada.bias)
+        self.unembed = nn.Linear(D, C * p * p)
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, on: bool = True) -> None:
+        self.grad_checkpointing = on
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.cfg.max_frames)
+
+    def step_index(self, d: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """Step size d (B, T) -> embedding index log2(1/d) in [0, log2 k_max]; None -> finest step."""
+        if d is None:
+            return torch.full(like.shape, self.n_steps - 1, dtype=torch.long, device=like.device)
+        return torch.round(-torch.log2(d.float().clamp_min(1.0 / self.cfg.k_max))).long().clamp(0, self.n_steps - 1)
+
+    def patchify(self, z):
+        B, T, C, h, w = z.shape
+        p = self.cfg.patch  # (B, T, C, h, w) -> (B, T, N, C*p*p)
+        z = z.reshape(B, T, C, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        return z.reshape(B, T, self.n_tokens, C * p * p)
+
+    def unpatchify(self, x, h, w):
+        B, T, N, _ = x.shape
+        p, C = self.cfg.patch, self.cfg.latent_channels
+        x = x.reshape(B, T, h // p, w // p, C, p, p).permute(0, 1, 4, 2, 5, 3, 6)
+        return x.reshape(B, T, C, h, w)
+
+    def time_mask(self, T: int, start: int, past: int, device) -> torch.Tensor | None:
+        """Boolean (T, past + T) mask: causal and within the window; None when plain causal suffices."""
+        W = self.cfg.max_frames
+        if past == 0 and T <= W:
+            return None
+        qpos = torch.arange(start, start + T, device=device)[:, None]
+        kpos = torch.arange(start - past, start + T, device=device)[None, :]
+        return (kpos <= qpos) & (qpos - kpos < W)
+
+    def forward(self, z, tau, d=None, cache: KVCache | None = None, commit: int = 0):
+        """z (B, T, C, h, w), tau (B, T), d (B, T) or None -> x0_hat (B, T, C, h, w).
+
+        With `cache`, z holds the frames that follow the cached ones; afterwards the first
+        `commit` frames of z are in the cache (their keys/values, positions advanced). Frames
+        beyond `commit` (e.g. the frame being denoised) leave the cache unchanged.
+        """
+        B, T, C, h, w = z.shape
+        cfg = self.cfg
+        if (C, h, w) != (cfg.latent_channels, *cfg.latent_hw):
+            raise PipelineError(
+                f"dynamics model expects latents of {cfg.latent_channels}x{cfg.latent_hw[0]}x{cfg.latent_hw[1]}, "
+                f"got {C}x{h}x{w}; retrain the dynamics model on these latents"
+            )
+        start = cache.pos if cache is not None else 0
+        past = len(cache) if cache is not None else 0
+        tctx = dict(
+            pos=torch.arange(start, start + T, device=z.device),
+            mask=self.time_mask(T, start, past, z.device),
+            causal=True,
+            cache=cache,
+            commit=commit,
+        )
+        D = cfg.dim
+        c = self.tau_mlp(tau_features(tau, D).to(z.dtype)) + self.d_embed(self.step_index(d, tau))  # (B, T, D)
+        c = F.silu(c)
+        x = self.embed(self.patchify(z)) + self.pos  # (B, T, N, D)
+        for i, blk in enumerate(self.blocks):
+            ctx = {**tctx, "layer": i}
+            if self.grad_checkpointing and self.training and cache is None:
+                x = checkpoint(blk, x, c, ctx, use_reentrant=False)
+            else:
+                x = blk(x, c, ctx)
+        if cache is not None:
+            cache.pos += commit
+        shift, scale = self.final_ada(c).chunk(2, -1)
+        x = self.unembed(modulate(self.final_norm(x), shift, scale))  # (B, T, N, C*p*p)
+        return self.unpatchify(x, h, w)
+
+
+def resolve_config(model_cfg: dict | None, latent_shape) -> DynamicsConfig:
+    """The model config for latents of `latent_shape` [C, h, w] (from stats.json).
+
+    latent_channels / latent_hw left unset come from the latents; set ones must agree with them.
+    """
+    from .config import from_dict
+
+    C, h, w = (int(x) for x in latent_shape)
+    model_cfg = dict(model_cfg or {})
+    for key, want in (("latent_channels", C), ("latent_hw", [h, w])):
+        got = model_cfg.get(key)
+        if got is None:
+            model_cfg[key] = want
+        elif (list(got) if isinstance(got, (list, tuple)) else got) != want:
+            raise PipelineError(
+                f"dynamics.model.{key} is {got} but the latents have {want} (latent_shape {[C, h, w]}); "
+                f"set dynamics.model.{key} to {want} or null (null: taken from the latents)"
+            )
+    return from_dict(DynamicsConfig, model_cfg, "dynamics.model")
+
+
+def collapse_probe(cfg: DynamicsConfig, frames: int = 4, seed: int = 0, threshold: float = 1e-3):
+    """seeds/000 collapse check: mean |f(x1) - f(x2)| for two different random inputs at tau 0.5.
+
+    Returns probe(model) -> {"collapsed": bool, "output_diff": float} for the training loop.
+    """
+    g = torch.Generator().manual_seed(seed)
+    shape = (2, min(frames, cfg.max_frames), cfg.latent_channels, *cfg.latent_hw)
+    x1, x2 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+
+    def probe(model) -> dict:
+        dev = next(model.parameters()).device
+        tau = torch.full(shape[:2], 0.5, device=dev)
+        y1, y2 = model(x1.to(dev), tau), model(x2.to(dev), tau)
+        diff = float((y1.float() - y2.float()).abs().mean())
+        return {"collapsed": diff < threshold, "output_diff": diff}
+
+    return probe

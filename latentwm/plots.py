@@ -1,0 +1,259 @@
+"""Every picture the pipeline draws: training curves, rollout metrics, filmstrips, sample GIFs.
+
+Figures are matplotlib (Agg, no display) saved as PNG; sample videos are GIFs (pillow), shown
+in the report through a small self-contained HTML page (the report shows PNG/SVG/HTML inline).
+Inputs are the declared CSV/JSON outputs of the stages, never the models.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+# How each condition is drawn: baselines in grey/black so the model lines stand out.
+STYLE = {
+    "ceiling": dict(color="black", linestyle="--", linewidth=1.5),
+    "copy_last": dict(color="grey", linestyle=":", linewidth=2),
+    "teacher_forced": dict(linestyle="-.", linewidth=1.2),
+    "model": dict(linestyle="-", linewidth=2, marker="o", markersize=3),
+}
+METRIC_TITLES = {"psnr": "PSNR (dB, higher is better)", "ssim": "SSIM (higher is better)",
+                 "mse": "pixel MSE (lower is better)", "latent_mse": "latent MSE, normalised (lower is better)"}
+
+
+def _save(fig, path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _empty(path, text: str) -> None:
+    """A figure that says why there is nothing to draw, instead of a missing output."""
+    fig, ax = plt.subplots(figsize=(6, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    ax.axis("off")
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- training
+
+
+def _loss_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(loss and its parts, baselines such as copy_last_loss); per-timestep loss_t_* excluded."""
+    parts = [c for c in df.columns if (c == "loss" or c.startswith("loss_")) and not c.startswith("loss_t_")]
+    baselines = [c for c in df.columns if c.endswith("_loss") and c not in parts]
+    return parts, baselines
+
+
+def training_curves(curve_csv, path, title: str) -> None:
+    """Loss and parts (baselines dashed), grad norm, learning rate, speed, memory against step."""
+    df = pd.read_csv(curve_csv)
+    if "step" not in df or "loss" not in df or df["loss"].dropna().empty:
+        return _empty(path, f"{title}: {curve_csv} has no logged loss (too few steps to log?)")
+    parts, baselines = _loss_columns(df)
+    panels = [("loss", parts + baselines)] + [(c, [c]) for c in ("grad_norm", "lr", "batches_per_s", "memory_mb") if c in df]
+    other = [c for c in df.columns if c not in {"step", *parts, *baselines, "grad_norm", "lr", "batches_per_s", "memory_mb"}
+             and not c.startswith("loss_t_") and pd.api.types.is_numeric_dtype(df[c])]
+    if other:
+        panels.append(("other logged values", other))
+    cols = 3
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, (name, columns) in zip(axes.flat, panels):
+        for c in columns:
+            d = df[["step", c]].dropna()
+            style = dict(linestyle="--", color="grey") if c in baselines else {}
+            ax.plot(d["step"], d[c], label=c, **style)
+        if name == "loss" and (df[parts + baselines] > 0).all().all():
+            ax.set_yscale("log")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        if len(columns) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def per_timestep_loss(curve_csv, path, title: str, points: int = 4) -> None:
+    """Loss at each frame position of the sequence (loss_t_0..), at a few points in training."""
+    df = pd.read_csv(curve_csv)
+    cols = sorted((c for c in df.columns if c.startswith("loss_t_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+    if not cols:
+        return _empty(path, f"{title}: {curve_csv} has no per-timestep loss columns (loss_t_*)")
+    rows = df.dropna(subset=cols, how="all")
+    picks = sorted(set(np.linspace(0, len(rows) - 1, min(points, len(rows))).round().astype(int)))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    cmap = plt.get_cmap("viridis")
+    for j, i in enumerate(picks):
+        r = rows.iloc[i]
+        t = [int(c.rsplit("_", 1)[1]) for c in cols if not pd.isna(r[c])]
+        ax.plot(t, [r[c] for c in cols if not pd.isna(r[c])], marker="o", color=cmap(j / max(1, len(picks) - 1)),
+                label=f"step {int(r['step'])}")
+    ax.set_xlabel("frame position in the training sequence")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def _conditions(df: pd.DataFrame) -> list[tuple[str, str]]:
+    order = {"model": 0, "teacher_forced": 1, "copy_last": 2, "ceiling": 3}
+    pairs = df[["condition", "sampler"]].drop_duplicates().itertuples(index=False)
+    return sorted(pairs, key=lambda p: (order.get(p[0], 9), p[1]))
+
+
+def metric_by_step(metrics_csv, path, metric: str, title: str) -> None:
+    """Mean of `metric` per horizon step for every condition, with a mean +- std band across windows."""
+    df = pd.read_csv(metrics_csv, keep_default_na=False)
+    df = df[df.metric == metric]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colors = iter(plt.get_cmap("tab10").colors)
+    for condition, sampler in _conditions(df):
+        d = df[(df.condition == condition) & (df.sampler == sampler)].groupby("step")["value"]
+        mean, std = d.mean(), d.std(ddof=0).fillna(0)
+        style = dict(STYLE.get(condition, {}))
+        style.setdefault("color", next(colors))
+        name = condition if sampler == "none" else f"{condition} ({sampler})"
+        ax.plot(mean.index, mean.values, label=name, **style)
+        ax.fill_between(mean.index, mean - std, mean + std, color=style["color"], alpha=0.12)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("horizon step (1 = first predicted frame)")
+    ax.set_ylabel(METRIC_TITLES.get(metric, metric))
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def speed_quality(summary: dict, path, title: str) -> None:
+    """Each sampler's frames/s against its mean PSNR, with the baselines as horizontal lines."""
+    cond = summary["conditions"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, c in cond.items():
+        if c["condition"] == "model":
+            ax.scatter(c["frames_per_s"], c["mean"]["psnr"], s=60, zorder=3)
+            ax.annotate(c["sampler"], (c["frames_per_s"], c["mean"]["psnr"]), textcoords="offset points", xytext=(6, 4))
+    for name in ("ceiling", "copy_last"):
+        ax.axhline(cond[name]["mean"]["psnr"], label=name, **{k: v for k, v in STYLE[name].items() if k != "marker"})
+    ax.set_xscale("log")
+    ax.set_xlabel("rollout speed (predicted frames / s, log scale)")
+    ax.set_ylabel("mean PSNR over the horizon (dB)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def summary_table_html(summary: dict, path) -> None:
+    """The summary as one small HTML table: the numbers a reader checks first."""
+    head = ["condition", "PSNR step 1", "PSNR mean", "SSIM mean", "latent MSE mean", "frames/s",
+            "beats copy_last at step 1", "gap to ceiling at step 1 (dB)", "windows"]
+    body = []
+    for name, c in summary["conditions"].items():
+        cells = [name, f"{c['per_step']['psnr'][0]:.2f}", f"{c['mean']['psnr']:.2f}", f"{c['mean']['ssim']:.3f}",
+                 f"{c['mean']['latent_mse']:.4f}", f"{c['frames_per_s']:.1f}" if "frames_per_s" in c else "",
+                 {True: "yes", False: "NO"}.get(c.get("beats_copy_last_step1"), ""),
+                 f"{c['psnr_gap_to_ceiling_step1']:.2f}" if "psnr_gap_to_ceiling_step1" in c else "", str(c["windows"])]
+        body.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>")
+    checks = "".join(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in summary["checks"].items())
+    cfg = html.escape(str(summary["config"]))
+    Path(path).write_text(
+        "<html><head><meta charset='utf-8'><style>table{border-collapse:collapse;font-family:sans-serif;font-size:13px}"
+        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}</style></head><body>"
+        f"<h3>Evaluation '{html.escape(summary['evaluation'])}' on {len(summary['windows'])} test windows</h3>"
+        "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
+        f"<p>Checks:</p><ul>{checks}</ul><p style='font-size:11px'>settings: {cfg}</p></body></html>"
+    )
+
+
+# ---------------------------------------------------------------- samples
+
+
+def _chw_to_hwc(x) -> np.ndarray:
+    return np.asarray(x).transpose(1, 2, 0)  # (3, H, W) -> (H, W, 3)
+
+
+def filmstrip(truth, predictions: dict, context: int, path, title: str = "") -> None:
+    """Rows: truth, then each prediction; columns: the last context frame, then the horizon steps.
+
+    truth uint8 (S, 3, H, W) with S = context + horizon; predictions name -> uint8 (horizon, 3, H, W).
+    """
+    truth = np.asarray(truth)
+    horizon = len(truth) - context
+    rows = [("truth", truth[context - 1 :])] + [
+        (name, np.concatenate([truth[context - 1 : context], np.asarray(p)])) for name, p in predictions.items()
+    ]
+    fig, axes = plt.subplots(len(rows), horizon + 1, figsize=(1.1 * (horizon + 1) + 1, 1.15 * len(rows)), squeeze=False)
+    for r, (name, seq) in enumerate(rows):
+        for c in range(horizon + 1):
+            ax = axes[r, c]
+            ax.imshow(_chw_to_hwc(seq[c]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("context end" if c == 0 else f"+{c}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def sample_gif(truth, predictions: dict, context: int, path, min_height: int = 128, fps: float = 4.0) -> None:
+    """Side-by-side animation truth | each prediction, upscaled (nearest) to at least min_height px.
+
+    Context frames show the truth in every panel, framed in grey; predicted frames in red.
+    """
+    truth = np.asarray(truth)  # (S, 3, H, W)
+    S, _, H, W = truth.shape
+    k = max(1, -(-min_height // H))
+    frames = []
+    for t in range(S):
+        panels = [truth[t]] + [truth[t] if t < context else np.asarray(p)[t - context] for p in predictions.values()]
+        border = (128, 128, 128) if t < context else (220, 30, 30)
+        tiles = [np.pad(_chw_to_hwc(p).repeat(k, 0).repeat(k, 1), ((2, 2), (2, 2), (0, 0))) for p in panels]
+        for i, tile in enumerate(tiles):
+            if i > 0:  # the truth panel keeps a black frame
+                tile[:2], tile[-2:], tile[:, :2], tile[:, -2:] = border, border, border, border
+        row = np.concatenate(tiles, axis=1).astype(np.uint8)
+        frame = Image.new("RGB", (row.shape[1], row.shape[0] + 14), (255, 255, 255))
+        frame.paste(Image.fromarray(row), (0, 14))
+        draw = ImageDraw.Draw(frame)  # panel names above the panels, in pillow's built-in font
+        for i, name in enumerate(["truth", *predictions]):
+            draw.text((i * tiles[0].shape[1] + 3, 1), f"{name} t={t - context + 1:+d}" if i == 0 else name, fill=(0, 0, 0))
+        frames.append(frame)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+
+
+def samples_html(items: list[tuple[str, Path]], path, title: str) -> None:
+    """One page embedding (base64) the sample GIFs and filmstrips, so the report can show animation."""
+    parts = []
+    for caption, file in items:
+        mime = "image/gif" if str(file).endswith(".gif") else "image/png"
+        data = base64.b64encode(Path(file).read_bytes()).decode()
+        parts.append(f"<figure><img src='data:{mime};base64,{data}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    Path(path).write_text(
+        f"<html><head><meta charset='utf-8'></head><body style='font-family:sans-serif'><h3>{html.escape(title)}</h3>"
+        + ("".join(parts) or "<p>no samples (evaluation samples: 0)</p>") + "</body></html>"
+    )
+
+
+def gif_frames(path) -> int:
+    """Number of frames of a GIF (tests and checks)."""
+    with Image.open(io.BytesIO(Path(path).read_bytes())) as im:
+        return getattr(im, "n_frames", 1)

@@ -1,0 +1,124 @@
+"""Sampling and autoregressive rollouts of the dynamics model (apart from the network).
+
+The update is the deterministic flow-matching Euler step in x-prediction form (float32):
+    x_hat  = f(z, tau, d)
+    z_next = z - (tau - tau_next) * (z - x_hat) / tau
+           = (1 - tau_next) x_hat + tau_next eps_hat,   eps_hat = (z - (1 - tau) x_hat) / tau
+i.e. the noise is re-used as the model implies it, never drawn afresh: given the seed, a rollout
+is a deterministic function of the context. The last step (tau_next = 0) returns x_hat.
+Levels are uniform: tau_i = 1 - i / K, i = 0..K.
+
+  "euler"     K steps (e.g. 64) with the finest step size d = 1 / k_max: the plain flow model.
+  "shortcut"  K steps (a power of two <= k_max, e.g. 4) passing d = 1 / K: the shortcut model
+              takes each large step at once (DreamerV4 shortcut forcing).
+
+Context corruption (seeds/001): real context frames and every frame fed back into the context
+are noised to tau_ctx, as in training, and the model is told their level is tau_ctx.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .diffusion import euler_step
+from .errors import PipelineError
+
+KINDS = ("euler", "shortcut")
+
+
+@dataclass
+class SamplerConfig:
+    kind: str = "shortcut"  # euler | shortcut
+    steps: int = 4
+    tau_ctx: float = 0.1
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise PipelineError(f"sampler kind {self.kind!r} is unknown; expected one of {KINDS}")
+        if self.steps < 1:
+            raise PipelineError(f"sampler steps {self.steps} must be at least 1")
+
+    def step_size(self, k_max: int) -> float:
+        """The d passed to the model: 1/K for shortcut sampling, the finest 1/k_max for Euler."""
+        if self.kind == "euler":
+            return 1.0 / k_max
+        K = self.steps
+        if K & (K - 1) or K > k_max:
+            raise PipelineError(
+                f"shortcut sampling with {K} steps needs a power of two <= k_max {k_max}; use 1, 2, 4, ... or kind euler"
+            )
+        return 1.0 / K
+
+    def levels(self) -> list[float]:
+        return [1.0 - i / self.steps for i in range(self.steps + 1)]
+
+
+def _noise(shape, generator, device):
+    """Standard normal noise drawn on the generator's device (CPU by default), then moved."""
+    gdev = generator.device if generator is not None else "cpu"
+    return torch.randn(shape, generator=generator, device=gdev).to(device)
+
+
+def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float, cache=None):
+    """Denoise one frame z (B, 1, C, h, w) from tau = 1 to 0, given `prefix` (B, P, C, h, w) at
+    levels prefix_tau (B, P) that precede it (P may be 0).
+
+    Without a cache, `prefix` is the whole history and is recomputed at every step. With a
+    cache, `prefix` holds only the frames not yet cached: they are committed in the first step
+    and later steps run the one new frame against the cache.
+    """
+    B = z.shape[0]
+    levels = sampler.levels()
+    for i in range(sampler.steps):
+        tau, tau_next = levels[i], levels[i + 1]
+        inp, lv = z, torch.full((B, 1), tau, device=z.device)
+        P = 0 if prefix is None else prefix.shape[1]
+        if P:
+            inp, lv = torch.cat([prefix, z], 1), torch.cat([prefix_tau, lv], 1)
+        x_hat = model(inp, lv, torch.full_like(lv, d), cache=cache, commit=P if cache is not None else 0)
+        x_hat = x_hat[:, -1:].float()  # (B, 1, C, h, w)
+        z = x_hat if tau_next == 0 else euler_step(z, x_hat, tau, tau - tau_next)
+        if cache is not None:
+            prefix = None  # committed: later steps see it through the cache
+    return z
+
+
+@torch.no_grad()
+def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None, use_cache=True, teacher=None):
+    """Autoregressive rollout: context (B, C_ctx, C, h, w) normalised latents -> (B, horizon, C, h, w).
+
+    Each new frame starts from seeded noise and is denoised with `sampler`; then it is corrupted
+    to tau_ctx and appended to the context. With `teacher` (B, horizon, C, h, w), the real frame t
+    is appended instead of the generated one (teacher forcing, the seeds/002 diagnostic): each
+    prediction is then one step ahead of real history. `use_cache` keeps keys/values of past
+    frames (`Dynamics.new_cache`), so the cost per frame stays flat up to the model's max_frames
+    window (a sliding window past it); without it the whole history is recomputed at every step
+    (same result within float tolerance, cost growing with the horizon). Put the model in eval mode.
+    """
+    if context.ndim != 5 or context.shape[1] < 1:
+        raise PipelineError(f"rollout context must be (B, frames >= 1, C, h, w), got {tuple(context.shape)}")
+    if teacher is not None and (teacher.shape[0] != context.shape[0] or teacher.shape[1] < horizon):
+        raise PipelineError(f"rollout teacher {tuple(teacher.shape)} must hold {horizon} frames per context")
+    device = context.device
+    B, _, C, h, w = context.shape
+    d = sampler.step_size(model.cfg.k_max)
+    t_ctx = sampler.tau_ctx
+
+    def corrupt(x):  # (B, n, C, h, w) -> noised to tau_ctx, float32
+        return (1 - t_ctx) * x.float() + t_ctx * _noise(x.shape, generator, device)
+
+    history = corrupt(context)  # frames not yet in the cache (all of them without a cache)
+    cache = model.new_cache() if use_cache else None
+    out = []
+    for t in range(horizon):
+        z = _noise((B, 1, C, h, w), generator, device)
+        z = denoise_frame(
+            model, history, torch.full(history.shape[:2], t_ctx, device=device), z, sampler, d, cache=cache
+        )
+        out.append(z)
+        fed = corrupt(teacher[:, t : t + 1] if teacher is not None else z)
+        history = fed if use_cache else torch.cat([history, fed], 1)
+    return torch.cat(out, 1)
+

@@ -1,0 +1,193 @@
+"""Encoded video -> frames: probe without ffprobe, stream resampled/resized frames, write a store.
+
+Frames leave ffmpeg as raw rgb24 on a pipe and are read in fixed-size blocks, so memory stays
+flat in the video length. Resize policies (all end at exactly height x width):
+    crop     scale to cover, then center-crop   (no borders, loses the edges of other aspects)
+    pad      scale to fit, then pad black        (keeps everything, adds borders)
+    stretch  scale to the target                 (ignores the aspect ratio)
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import ffmpeg
+import numpy as np
+
+from .config import from_dict, to_dict
+from .errors import PipelineError
+from .store import StoreWriter
+
+RESIZE = ("crop", "pad", "stretch")
+QUIET = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
+
+
+@dataclass
+class FramesConfig:
+    """The `frames` section of config.yaml (schemas/config.schema.yaml documents each key)."""
+
+    fps: float = 15
+    height: int = 64
+    width: int = 64
+    resize: str = "crop"
+    min_frames: int = 48
+    chunk_frames: int = 64
+
+
+def ffmpeg_exe() -> str:
+    """The system ffmpeg if there is one on PATH, else the binary bundled with imageio-ffmpeg."""
+    exe = shutil.which("ffmpeg")
+    if exe:
+        return exe
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe(path) -> dict:
+    """width, height, fps, duration (s, None if unknown) and has_video of a video file.
+
+    Parses the stream header that `ffmpeg -i` prints and decodes the first frame, so a file whose
+    header looks fine but whose video cannot be decoded fails here, not half-way through a job.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"video {path} does not exist; check the path (or rerun its download)")
+    if path.stat().st_size == 0:
+        raise PipelineError(f"video {path} is an empty (zero-byte) file; replace it with a real video")
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-frames:v", "1", "-f", "null", "-"]
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    err = p.stderr
+    if "Input #0" not in err:
+        raise PipelineError(f"video {path} cannot be opened, it is corrupt, truncated or not a video ({_last_line(err)})")
+    stream = re.search(r"Stream #0:\d+.*?: Video: .*?(\d{2,5})x(\d{2,5})[ ,\[]", err)
+    if not stream:
+        raise PipelineError(f"video {path} has no video stream (audio-only or data file?); use a file with video")
+    frames = re.findall(r"frame=\s*(\d+)", err)
+    if p.returncode != 0 or (frames and int(frames[-1]) == 0):
+        raise PipelineError(f"video {path} cannot be decoded, the file may be truncated or corrupt ({_last_line(err)})")
+    line = err[stream.start() : err.find("\n", stream.start())]
+    fps = re.search(r"([\d.]+)(k?) fps", line) or re.search(r"([\d.]+)(k?) tbr", line)
+    dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", err)
+    return {
+        "width": int(stream.group(1)),
+        "height": int(stream.group(2)),
+        "fps": float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else None,
+        "duration": int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3)) if dur else None,
+        "has_video": True,
+    }
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("frame=")]
+    return lines[-1] if lines else "no message from ffmpeg"
+
+
+def frame_stream(path, fps: float, height: int, width: int, resize: str = "crop"):
+    """The ffmpeg-python graph: fps resample first (so fewer frames are scaled), then resize."""
+    if resize not in RESIZE:
+        raise PipelineError(f"frames.resize is {resize!r}; use one of {', '.join(RESIZE)}")
+    v = ffmpeg.input(str(path)).video.filter("fps", fps=fps)
+    if resize == "crop":
+        v = v.filter("scale", width, height, force_original_aspect_ratio="increase", flags="area")
+        v = v.filter("crop", width, height)
+    elif resize == "pad":
+        v = v.filter("scale", width, height, force_original_aspect_ratio="decrease", flags="area")
+        v = v.filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black")
+    else:
+        v = v.filter("scale", width, height, flags="area")
+    return v.filter("setsar", 1).output("pipe:", format="rawvideo", pix_fmt="rgb24").global_args(*QUIET)
+
+
+def iter_frames(path, fps: float, height: int, width: int, resize: str = "crop", block: int = 64) -> Iterator[np.ndarray]:
+    """Yield uint8 blocks (n, 3, H, W), n <= block, of the video resampled to `fps`.
+
+    ffmpeg's stderr goes to a temp file (never a pipe that could fill up and block it); a
+    non-zero exit becomes a PipelineError with its last line.
+    """
+    frame_bytes = 3 * height * width
+    args = ffmpeg.compile(frame_stream(path, fps, height, width, resize), cmd=ffmpeg_exe())
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, bufsize=0)
+        try:
+            while True:
+                buf = _read_exactly(proc.stdout, block * frame_bytes)
+                n = len(buf) // frame_bytes
+                if n:
+                    # (n, H, W, 3) rgb24 -> (n, 3, H, W), the store layout
+                    yield np.frombuffer(buf, np.uint8, n * frame_bytes).reshape(n, height, width, 3).transpose(0, 3, 1, 2)
+                if len(buf) < block * frame_bytes:
+                    break
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:  # the consumer stopped early
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+        if rc != 0:
+            err.seek(0)
+            msg = _last_line(err.read().decode(errors="replace"))
+            raise PipelineError(f"video {path}: ffmpeg failed while extracting frames ({msg})")
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    """Read `size` bytes, fewer only at end of stream (a pipe returns short reads)."""
+    parts, got = [], 0
+    while got < size:
+        chunk = stream.read(size - got)
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def extract(video_path, out_store, cfg: dict, source: str, log: Callable[[str], None] = print) -> int:
+    """Stream `video_path` into the zarr store `out_store`, uint8 (T, 3, H, W); returns T.
+
+    Fails (and leaves no store) if the video gives fewer than cfg.min_frames frames.
+    """
+    c = from_dict(FramesConfig, cfg, "frames")
+    try:
+        return _extract(video_path, out_store, c, source, log)
+    except PipelineError as e:  # name the source too: that is what the user configured
+        raise PipelineError(f"source {source}: {e}") from None
+
+
+def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[[str], None]) -> int:
+    info = probe(video_path)
+    log(f"{video_path}: {info['width']}x{info['height']} at {info['fps']} fps, {info['duration']} s")
+    attrs = {
+        "source": source,
+        "video": Path(video_path).stem,
+        "video_path": str(video_path),
+        "fps": c.fps,
+        "height": c.height,
+        "width": c.width,
+        "resize": c.resize,
+        "settings": to_dict(c),
+        "probe": info,
+    }
+    t0 = time.time()
+    with StoreWriter(out_store, (3, c.height, c.width), "uint8", c.chunk_frames, attrs) as w:
+        n = 0
+        for block in iter_frames(video_path, c.fps, c.height, c.width, c.resize, block=c.chunk_frames):
+            w.append(block)
+            n += len(block)
+            if n % (c.chunk_frames * 16) < len(block):
+                log(f"{n} frames, {n / max(time.time() - t0, 1e-9):.0f} frames/s")
+        if n < c.min_frames:
+            raise PipelineError(
+                f"video {video_path} has {n} frames at {c.fps:g} fps, fewer than frames.min_frames={c.min_frames}; "
+                "use a longer video or lower frames.min_frames"
+            )
+        w.commit()
+    log(f"wrote {out_store}: {n} frames of 3x{c.height}x{c.width} in {time.time() - t0:.1f} s")
+    return n

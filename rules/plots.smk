@@ -1,0 +1,99 @@
+# Declared CSV/JSON outputs -> report() figures under results/plots/ (snakemake --report).
+
+
+rule plot_training:
+    input:
+        tokenizer="results/tokenizer/train_curve.csv",
+        dynamics="results/dynamics/train_curve.csv",
+    output:
+        tokenizer=report(
+            "results/plots/training/tokenizer_curves.png",
+            caption="../report/training_tokenizer.rst",
+            category="2. Tokenizer",
+            labels={"figure": "training curves"},
+        ),
+        dynamics=report(
+            "results/plots/training/dynamics_curves.png",
+            caption="../report/training_dynamics.rst",
+            category="3. Dynamics",
+            labels={"figure": "training curves"},
+        ),
+        dynamics_per_timestep=report(
+            "results/plots/training/dynamics_loss_per_timestep.png",
+            caption="../report/training_per_timestep.rst",
+            category="3. Dynamics",
+            labels={"figure": "loss per frame position"},
+        ),
+    log:
+        "logs/plot_training.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/plot_training.py"
+
+
+rule plot_evaluation:
+    input:
+        metrics="results/eval/{evaluation}/metrics.csv",
+        summary="results/eval/{evaluation}/summary.json",
+        samples="results/eval/{evaluation}/samples",
+    output:
+        table=report(
+            "results/plots/{evaluation}/summary.html",
+            caption="../report/eval_table.rst",
+            category="4. Evaluation",
+            subcategory="{evaluation}",
+            labels={"evaluation": "{evaluation}", "figure": "0 summary table"},
+        ),
+        psnr=report(
+            "results/plots/{evaluation}/psnr_by_step.png",
+            caption="../report/eval_psnr.rst",
+            category="4. Evaluation",
+            subcategory="{evaluation}",
+            labels={"evaluation": "{evaluation}", "figure": "1 PSNR by horizon step"},
+        ),
+        ssim=report(
+            "results/plots/{evaluation}/ssim_by_step.png",
+            caption="../report/eval_ssim.rst",
+            category="4. Evaluation",
+            subcategory="{evaluation}",
+            labels={"evaluation": "{evaluation}", "figure": "2 SSIM by horizon step"},
+        ),
+        latent_mse=report(
+            "results/plots/{evaluation}/latent_mse_by_step.png",
+            caption="../report/eval_latent_mse.rst",
+            category="4. Evaluation",
+            subcategory="{evaluation}",
+            labels={
+                "evaluation": "{evaluation}",
+                "figure": "3 latent MSE by horizon step",
+            },
+        ),
+        speed=report(
+            "results/plots/{evaluation}/speed_quality.png",
+            caption="../report/eval_speed.rst",
+            category="4. Evaluation",
+            subcategory="{evaluation}",
+            labels={
+                "evaluation": "{evaluation}",
+                "figure": "4 sampler speed vs quality",
+            },
+        ),
+        samples=report(
+            "results/plots/{evaluation}/samples.html",
+            caption="../report/eval_samples.rst",
+            category="4. Evaluation",
+            subcategory="{evaluation}",
+            labels={
+                "evaluation": "{evaluation}",
+                "figure": "5 sample rollouts (animated)",
+            },
+        ),
+    log:
+        "logs/plot_evaluation/{evaluation}.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/plot_evaluation.py"

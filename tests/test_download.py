@@ -1,0 +1,141 @@
+"""Sources -> video files: generator, local path and URL (yt-dlp against a real local HTTP server)."""
+
+import functools
+import http.server
+import json
+import socket
+import threading
+from contextlib import contextmanager
+
+import pytest
+
+from latentwm.download import fetch, spec_from_resolved
+from latentwm.errors import PipelineError
+from latentwm.sources import all_video_specs, resolve_url, static_videos
+from latentwm.synthetic import write_clip
+from latentwm.video import probe
+
+CFG = {"max_height": 360, "retries": 0, "socket_timeout": 5, "playlist_limit": 0}
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def serve_dir(directory):
+    """A real HTTP server on 127.0.0.1 (random port) serving `directory`; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connection refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/clip.mp4"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    d = tmp_path_factory.mktemp("site")
+    write_clip(d / "clip.mp4", 0, frames=20, fps=10, size=32, seed=0)
+    with serve_dir(d) as url:
+        yield d, url
+
+
+def test_url_is_resolved_and_downloaded(site, tmp_path):
+    d, base = site
+    specs = resolve_url({"id": "web", "url": f"{base}/clip.mp4"}, CFG)
+    assert specs == [{"video": "web_clip", "source": "web", "kind": "url", "url": f"{base}/clip.mp4", "key": "generic:clip"}]
+    out = tmp_path / "videos" / "web_clip.mp4"
+    fetch(specs[0], out, CFG, log=lambda m: None)
+    assert out.read_bytes() == (d / "clip.mp4").read_bytes()
+    assert [p.name for p in out.parent.iterdir()] == ["web_clip.mp4"], "no temp dir left behind"
+
+
+def test_playlist_page_is_expanded_and_limited(site):
+    """An HTML page with three <video> tags is a playlist to yt-dlp's generic extractor."""
+    d, base = site
+    tags = "".join(f'<video><source src="clip.mp4?{i}" type="video/mp4"></video>' for i in range(3))
+    (d / "list.html").write_text(f"<html><head><title>list</title></head><body>{tags}</body></html>")
+    specs = resolve_url({"id": "pl", "url": f"{base}/list.html"}, CFG)
+    assert [s["video"] for s in specs] == ["pl_list_1", "pl_list_2", "pl_list_3"]
+    assert len({s["key"] for s in specs}) == 3 and specs[1]["url"] == f"{base}/clip.mp4?1"
+    limited = resolve_url({"id": "pl", "url": f"{base}/list.html"}, {**CFG, "playlist_limit": 2})
+    assert limited == specs[:2]
+
+
+def test_unreachable_url_is_one_line(tmp_path):
+    url = closed_port_url()
+    with pytest.raises(PipelineError) as e:
+        resolve_url({"id": "gone", "url": url}, CFG)
+    assert "source gone" in str(e.value) and url in str(e.value) and "\n" not in str(e.value)
+    spec = {"video": "gone_clip", "source": "gone", "kind": "url", "url": url}
+    with pytest.raises(PipelineError) as e:
+        fetch(spec, tmp_path / "gone_clip.mp4", CFG, log=lambda m: None)
+    assert "video gone_clip" in str(e.value) and url in str(e.value) and "\n" not in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_page_is_one_line(site, tmp_path):
+    spec = {"video": "web_nope", "source": "web", "kind": "url", "url": f"{site[1]}/nope.mp4"}
+    with pytest.raises(PipelineError, match="404"):
+        fetch(spec, tmp_path / "web_nope.mp4", CFG, log=lambda m: None)
+
+
+def test_generator_spec_renders_a_clip(tmp_path):
+    [spec] = static_videos({"id": "gen", "generator": {"clips": 1, "frames": 12, "fps": 6, "size": 16, "seed": 3}})
+    fetch(spec, tmp_path / "gen_000.mp4", CFG, log=lambda m: None)
+    assert probe(tmp_path / "gen_000.mp4")["width"] == 16
+
+
+def test_local_path_is_linked_never_modified(site, tmp_path):
+    original = site[0] / "clip.mp4"
+    before = original.read_bytes()
+    [spec] = static_videos({"id": "mine", "path": str(original)})
+    out = tmp_path / "mine.mp4"
+    fetch(spec, out, CFG, log=lambda m: None)
+    assert out.is_symlink() and out.resolve() == original.resolve()
+    fetch(spec, out, CFG, log=lambda m: None)  # again over an existing link
+    assert original.read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [None, b""])
+def test_missing_or_empty_local_file(tmp_path, content):
+    path = tmp_path / "in.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    [spec] = static_videos({"id": "mine", "path": str(path)})
+    with pytest.raises(PipelineError, match=r"^source mine: file .*in.mp4 (does not exist|is empty)"):
+        fetch(spec, tmp_path / "out" / "mine.mp4", CFG, log=lambda m: None)
+    assert not (tmp_path / "out" / "mine.mp4").exists()
+
+
+def test_all_video_specs_drops_a_video_listed_twice(tmp_path):
+    sources = [
+        {"id": "gen", "generator": {"clips": 2, "frames": 8}},
+        {"id": "a", "url": "http://example.invalid/list"},
+        {"id": "b", "url": "http://example.invalid/other"},
+        {"id": "f1", "path": str(tmp_path / "x.mp4")},
+        {"id": "f2", "path": str(tmp_path / "x.mp4")},
+    ]
+    entry = lambda sid, yt: {"video": f"{sid}_{yt}", "source": sid, "kind": "url", "url": "u", "key": f"youtube:{yt}"}  # noqa: E731
+    resolved = {"a": [entry("a", "v1"), entry("a", "v2")], "b": [entry("b", "v2"), entry("b", "v3")]}
+    assert sorted(all_video_specs(sources, resolved)) == ["a_v1", "a_v2", "b_v3", "f1", "gen_000", "gen_001"]
+
+
+def test_spec_from_resolved(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"source": "s", "url": "u", "videos": [{"video": "s_a", "kind": "url", "url": "ua"}]}))
+    assert spec_from_resolved(path, "s_a")["url"] == "ua"
+    with pytest.raises(PipelineError, match="s_b is not listed"):
+        spec_from_resolved(path, "s_b")

@@ -1,0 +1,339 @@
+"""Rollout evaluation on stand-ins whose metrics can be computed by hand, plus the provenance checks.
+
+Stand-in world: every frame is one flat grey level that rises by STEP_GREY per frame; the
+tokenizer averages 2x2 pixels and decodes by repetition (exact on flat frames); the "model"
+adds a fixed step in normalised latent space to the last frame it saw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from latentwm import checkpoint
+from latentwm.errors import PipelineError
+from latentwm.evaluate import (
+    CSV_COLUMNS,
+    PSNR_CAP_DB,
+    Codec,
+    EvalConfig,
+    Windows,
+    checks,
+    evaluate_windows,
+    load_windows,
+    run,
+    summarise,
+    window_starts,
+    write_samples,
+)
+from latentwm.store import StoreWriter
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP_GREY = 10  # uint8 grey levels per frame
+MEAN, STD = 0.3, 0.5  # latent normalisation of the stand-ins
+
+
+class PoolTokenizer(torch.nn.Module):
+    def encode(self, x):  # (B, 3, H, W) -> (B, 3, H/2, W/2)
+        return F.avg_pool2d(x, 2)
+
+    def decode(self, z):  # (B, 3, h, w) -> (B, 3, 2h, 2w)
+        return z.repeat_interleave(2, -1).repeat_interleave(2, -2)
+
+
+class StepModel(torch.nn.Module):
+    def __init__(self, delta: float, noise: float = 0.0):
+        super().__init__()
+        self.delta, self.noise = delta, noise
+
+
+@dataclass
+class FakeSampler:
+    kind: str
+    steps: int
+    tau_ctx: float = 0.1
+
+
+def fake_rollout(model, context, horizon, sampler, generator=None, teacher=None):
+    """(B, Cctx, C, h, w) -> (B, horizon, C, h, w): last seen frame + delta (+ seeded noise / steps)."""
+    prev, out = context[:, -1], []
+    for t in range(horizon):
+        nxt = prev + model.delta
+        if model.noise:
+            nxt = nxt + model.noise / sampler.steps * torch.randn(prev.shape, generator=generator)
+        out.append(nxt)
+        prev = teacher[:, t] if teacher is not None else nxt
+    return torch.stack(out, 1)
+
+
+def ramp_windows(n: int, cfg: EvalConfig, size: int = 8, step: int = STEP_GREY) -> Windows:
+    """n windows of flat frames whose grey level rises by `step` per frame (window i starts at 20 + 5i)."""
+    S = cfg.span
+    grey = torch.stack([20 + 5 * i + step * torch.arange(S) for i in range(n)]).to(torch.uint8)  # (n, S)
+    frames = grey[:, :, None, None, None].expand(n, S, 3, size, size).contiguous()
+    z = F.avg_pool2d(frames.flatten(0, 1).float() / 255, 2).view(n, S, 3, size // 2, size // 2)
+    return Windows([("vid", i, 0) for i in range(n)], frames, (z - MEAN) / STD)
+
+
+def codec() -> Codec:
+    return Codec(PoolTokenizer(), torch.full((3,), MEAN), torch.full((3,), STD), "cpu")
+
+
+def cfg_(**kw) -> EvalConfig:
+    base = dict(context=3, horizon=4, windows=2, samples=1, batch_size=2,
+                samplers=[{"name": "a", "kind": "euler", "steps": 8}, {"name": "b", "kind": "shortcut", "steps": 2}])
+    return EvalConfig(**{**base, **kw})
+
+
+def evaluate(model, win, cfg):
+    return evaluate_windows(model, codec(), win, cfg, fake_rollout, FakeSampler, log=lambda m: None)
+
+
+def curve(df, condition, metric, sampler="none"):
+    d = df[(df.condition == condition) & (df.sampler == sampler) & (df.metric == metric)]
+    return d.groupby("step")["value"].mean().to_numpy()
+
+
+def test_metrics_match_hand_computed_values():
+    cfg = cfg_()
+    half = 0.5 * STEP_GREY / 255 / STD  # half the true per-frame change, in normalised latents
+    df, fps, samples = evaluate(StepModel(half), ramp_windows(3, cfg), cfg)
+    k = np.arange(1, cfg.horizon + 1)
+    # copy_last at step k is k frames behind: error k * STEP_GREY / 255 in pixels
+    err = k * STEP_GREY / 255
+    np.testing.assert_allclose(curve(df, "copy_last", "mse"), err**2, rtol=1e-4)
+    np.testing.assert_allclose(curve(df, "copy_last", "psnr"), -20 * np.log10(err), rtol=1e-4)
+    np.testing.assert_allclose(curve(df, "copy_last", "latent_mse"), (err / STD) ** 2, rtol=1e-4)
+    # the model closes half the gap each step: its error grows as k / 2 frames
+    np.testing.assert_allclose(curve(df, "model", "mse", "a"), (err / 2) ** 2, rtol=1e-3)
+    # teacher-forced restarts from the real frame: the error stays at half a frame
+    np.testing.assert_allclose(curve(df, "teacher_forced", "mse", "a"), np.full(4, (STEP_GREY / 255 / 2) ** 2), rtol=1e-3)
+    # the ceiling is exact on flat frames: mse 0 and PSNR at its finite cap, never inf
+    np.testing.assert_allclose(curve(df, "ceiling", "psnr"), PSNR_CAP_DB)
+    assert np.all(curve(df, "ceiling", "mse") < 1e-10)
+    assert set(fps) == {"a", "b"} and all(v > 0 for v in fps.values())
+    assert len(samples) == 1 and samples[0]["truth"].shape == (cfg.span, 3, 8, 8)
+
+
+def test_constant_video_caps_psnr_and_stays_finite():
+    cfg = cfg_()
+    df, fps, _ = evaluate(StepModel(0.1), ramp_windows(2, cfg, step=0), cfg)
+    np.testing.assert_allclose(curve(df, "copy_last", "psnr"), PSNR_CAP_DB)  # identical frames: capped, not inf
+    assert np.isfinite(df["value"]).all()
+    np.testing.assert_allclose(curve(df, "copy_last", "ssim"), 1.0, atol=1e-6)
+    assert (curve(df, "model", "psnr", "a") < PSNR_CAP_DB).all()  # the model moved the frame: it must pay
+
+
+def test_long_csv_schema_and_summary():
+    cfg = cfg_()
+    win = ramp_windows(3, cfg)
+    df, fps, _ = evaluate(StepModel(0.05, noise=0.2), win, cfg)
+    assert list(df.columns) == CSV_COLUMNS
+    labels = set(map(tuple, df[["condition", "sampler"]].drop_duplicates().to_numpy()))
+    assert labels == {("model", "a"), ("model", "b"), ("teacher_forced", "a"), ("copy_last", "none"), ("ceiling", "none")}
+    assert set(df.metric) == {"psnr", "ssim", "mse", "latent_mse"}
+    assert sorted(set(df.step)) == list(range(1, cfg.horizon + 1))
+    assert len(df) == 3 * len(labels) * cfg.horizon * 4
+    summary = summarise(df, fps, cfg)
+    assert set(summary) == {"model:a", "model:b", "teacher_forced:a", "copy_last", "ceiling"}
+    for entry in summary.values():
+        assert len(entry["per_step"]["psnr"]) == cfg.horizon and entry["windows"] == 3
+        assert all(math.isfinite(v) for v in entry["mean"].values())
+    assert "frames_per_s" in summary["model:b"] and "frames_per_s" not in summary["copy_last"]
+    assert summary["model:a"]["beats_copy_last_step1"] is True  # a noisy half step still beats standing still
+    c = checks(summary)
+    assert c["identical_conditions"] == [] and c["ceiling_best_every_step"]
+
+
+def test_conditions_and_models_differ():
+    cfg = cfg_()
+    win = ramp_windows(2, cfg)
+    a, _, _ = evaluate(StepModel(0.02), win, cfg)
+    b, _, _ = evaluate(StepModel(0.08), win, cfg)
+    # a metric that cannot move is a bug: two checkpoints must score differently
+    assert not np.allclose(curve(a, "model", "psnr", "a"), curve(b, "model", "psnr", "a"))
+    np.testing.assert_allclose(curve(a, "copy_last", "psnr"), curve(b, "copy_last", "psnr"))  # baselines don't depend on it
+    by = {c: curve(a, c, "psnr", s) for c, s in [("model", "a"), ("copy_last", "none"), ("ceiling", "none")]}
+    assert not np.allclose(by["model"], by["copy_last"]) and not np.allclose(by["model"], by["ceiling"])
+
+
+def test_checks_flag_identical_conditions():
+    cfg = cfg_()
+    df, fps, _ = evaluate(StepModel(0.0), ramp_windows(2, cfg), cfg)  # a model that copies the last frame
+    flags = checks(summarise(df, fps, cfg))["identical_conditions"]
+    assert "copy_last == model:a" in flags
+
+
+def test_deterministic_given_the_seed():
+    cfg = cfg_()
+    win = ramp_windows(2, cfg)
+    model = StepModel(0.05, noise=0.5)
+    a, _, _ = evaluate(model, win, cfg)
+    b, _, _ = evaluate(model, win, cfg)
+    pd.testing.assert_frame_equal(a, b)
+    c, _, _ = evaluate(model, win, cfg_(seed=7))
+    assert not np.allclose(a.value, c.value)
+    assert window_starts("v1", 100, cfg) == window_starts("v1", 100, cfg)
+    assert window_starts("v1", 100, cfg) != window_starts("v1", 100, cfg_(seed=3))
+    assert window_starts("v1", cfg.span - 1, cfg) == [] and window_starts("v1", cfg.span, cfg) == [0]
+    assert len(window_starts("v1", cfg.span + 1, cfg_(windows=5))) == 2  # only two positions exist
+
+
+def test_samples_are_written(tmp_path):
+    cfg = cfg_(samples=2)
+    _, _, samples = evaluate(StepModel(0.05), ramp_windows(3, cfg), cfg)
+    listed = write_samples(samples, cfg.context, tmp_path / "samples")
+    assert len(listed) == 2
+    for s in listed:
+        assert (tmp_path / "samples" / s["gif"]).stat().st_size > 0 and (tmp_path / "samples" / s["png"]).stat().st_size > 0
+        assert s["panels"] == ["truth", "model:a", "model:b", "copy_last"]
+    assert json.loads((tmp_path / "samples" / "index.json").read_text()) == listed
+
+
+# ------------------------------------------------------------------ stores and provenance
+
+
+def write_store(path, data, **attrs):
+    with StoreWriter(path, data.shape[1:], data.dtype, chunk_frames=8, attrs=attrs) as w:
+        w.append(data)
+        w.commit()
+
+
+def make_video(tmp_path, name, T, C=3, hw=4, tokenizer_hash="tok"):
+    frames = np.random.default_rng(0).integers(0, 255, (T, 3, 2 * hw, 2 * hw), dtype=np.uint8)
+    lat = np.random.default_rng(1).normal(size=(T, C, hw, hw)).astype(np.float16)
+    write_store(tmp_path / f"frames/{name}.zarr", frames)
+    write_store(tmp_path / f"latents/{name}.zarr", lat, tokenizer_hash=tokenizer_hash, latent_shape=[C, hw, hw])
+    return str(tmp_path / f"frames/{name}.zarr"), str(tmp_path / f"latents/{name}.zarr")
+
+
+def load(tmp_path, names, cfg, tokenizer_hash="tok", logs=None):
+    paths = [make_video(tmp_path, n, T) for n, T in names]
+    mean, std = torch.zeros(3), torch.ones(3)
+    return load_windows([n for n, _ in names], [p[0] for p in paths], [p[1] for p in paths], cfg, tokenizer_hash,
+                        mean, std, "default", (logs if logs is not None else []).append)
+
+
+def test_short_video_is_skipped_with_a_warning(tmp_path):
+    cfg = cfg_()
+    logs = []
+    win, skipped = load(tmp_path, [("long", 20), ("short", cfg.span - 1)], cfg, logs=logs)
+    assert {k[0] for k in win.keys} == {"long"} and len(win.keys) == 2
+    assert win.frames.shape == (2, cfg.span, 3, 8, 8) and win.latents.shape == (2, cfg.span, 3, 4, 4)
+    assert skipped and "short" in logs[0] and "context + horizon" in logs[0]
+
+
+def test_all_videos_too_short_is_an_error(tmp_path):
+    with pytest.raises(PipelineError, match=r"short \(6 frames\).*lower evaluations.default.context"):
+        load(tmp_path, [("short", 6)], cfg_())
+
+
+def test_latents_of_another_tokenizer_are_refused(tmp_path):
+    with pytest.raises(PipelineError, match="tokenizer_hash"):
+        load(tmp_path, [("v", 20)], cfg_(), tokenizer_hash="other")
+
+
+def test_latent_channels_must_match_the_stats(tmp_path):
+    f, lp = make_video(tmp_path, "v", 20, C=4)
+    with pytest.raises(PipelineError, match="latent_shape"):
+        load_windows(["v"], [f], [lp], cfg_(), "tok", torch.zeros(3), torch.ones(3), "default", print)
+
+
+def test_dynamics_of_another_tokenizer_is_refused(tmp_path):
+    tok = tmp_path / "tokenizer.pt"
+    tok.write_bytes(b"tokenizer weights")
+    dyn = tmp_path / "dynamics.pt"
+    checkpoint.save(dyn, {"kind": "dynamics", "tokenizer_hash": "0123456789abcdef"})
+    with pytest.raises(PipelineError, match="trained on latents of tokenizer"):
+        run(dynamics_path=dyn, tokenizer_path=tok, stats_path=tmp_path / "stats.json", videos=[], frame_paths=[],
+            latent_paths=[], cfg=cfg_(), metrics_csv=tmp_path / "m.csv", summary_json=tmp_path / "s.json",
+            rollout=fake_rollout, sampler_config=FakeSampler)
+
+
+# ------------------------------------------------------------------ config
+
+
+def test_config_defaults_match_the_schema():
+    schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
+    props = next(iter(schema["properties"]["evaluations"]["patternProperties"].values()))["properties"]
+    cfg = EvalConfig()
+    for key, spec in props.items():
+        want = getattr(cfg, key)
+        if key == "samplers":
+            want = [vars(s) for s in want]
+        assert spec["default"] == want, key
+    assert set(props) == set(vars(cfg))
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(PipelineError, match="distinct"):
+        cfg_(samplers=[{"name": "a", "kind": "euler", "steps": 2}] * 2)
+    with pytest.raises(PipelineError, match="unknown"):
+        cfg_(samplers=[{"name": "a", "kind": "euler", "step": 2}])
+    with pytest.raises(PipelineError, match="horizon"):
+        cfg_(horizon=0)
+
+
+# ------------------------------------------------------------------ the real models, tiny
+
+
+def real_setup(tmp_path, seed: int):
+    """Random tiny tokenizer + dynamics checkpoints and stores of 2 videos, as the pipeline writes them."""
+    from latentwm.config import to_dict
+    from latentwm.dynamics import Dynamics, DynamicsConfig
+    from latentwm.tokenizer import Tokenizer, TokenizerConfig
+
+    torch.manual_seed(0)
+    tcfg = TokenizerConfig(base_channels=8, max_mult=1, downsample=2, latent_channels=4, groups=4)
+    tok = Tokenizer(tcfg).eval()
+    tok_path = tmp_path / "tokenizer.pt"
+    checkpoint.save(tok_path, checkpoint.model_state("tokenizer", tok, to_dict(tcfg)))
+    h = checkpoint.file_hash(tok_path)
+    frames, latents = [], []
+    for v in range(2):
+        x = torch.from_numpy(np.random.default_rng(v).integers(0, 255, (12, 3, 8, 8), dtype=np.uint8))
+        with torch.no_grad():
+            z = tok.encode(x.float() / 255).numpy().astype(np.float16)
+        write_store(tmp_path / f"frames/v{v}.zarr", x.numpy())
+        write_store(tmp_path / f"latents/v{v}.zarr", z, tokenizer_hash=h, latent_shape=[4, 4, 4])
+        frames.append(str(tmp_path / f"frames/v{v}.zarr"))
+        latents.append(str(tmp_path / f"latents/v{v}.zarr"))
+    stats = {"mean": [0.0] * 4, "std": [0.5] * 4, "latent_shape": [4, 4, 4], "tokenizer_hash": h}
+    (tmp_path / "stats.json").write_text(json.dumps(stats))
+    torch.manual_seed(seed)
+    dcfg = DynamicsConfig(latent_channels=4, latent_hw=(4, 4), patch=2, dim=32, depth=2, heads=2, temporal_every=2,
+                          max_frames=8, k_max=8)
+    dyn = tmp_path / f"dynamics{seed}.pt"
+    checkpoint.save(dyn, {**checkpoint.model_state("dynamics", Dynamics(dcfg), to_dict(dcfg)), "stats": stats,
+                          "tokenizer_hash": h})
+    return dict(dynamics_path=dyn, tokenizer_path=tok_path, stats_path=tmp_path / "stats.json", videos=["v0", "v1"],
+                frame_paths=frames, latent_paths=latents)
+
+
+def test_run_with_real_tiny_models(tmp_path):
+    cfg = cfg_(context=3, horizon=2, samplers=[{"name": "e2", "kind": "euler", "steps": 2},
+                                               {"name": "s2", "kind": "shortcut", "steps": 2}])
+    args = real_setup(tmp_path, seed=0)
+    out = {}
+    for seed in (0, 1):
+        if seed:
+            args["dynamics_path"] = real_setup(tmp_path, seed=1)["dynamics_path"]
+        summary, samples = run(**args, cfg=cfg, metrics_csv=tmp_path / f"m{seed}.csv", summary_json=tmp_path / f"s{seed}.json",
+                               log=lambda m: None)
+        out[seed] = pd.read_csv(tmp_path / f"m{seed}.csv", keep_default_na=False)
+        assert json.loads((tmp_path / f"s{seed}.json").read_text())["conditions"].keys() == summary["conditions"].keys()
+        assert np.isfinite(out[seed].value).all() and len(summary["windows"]) == 4
+        assert summary["conditions"]["model:e2"]["frames_per_s"] > 0
+    # two checkpoints score differently; the baselines do not depend on the checkpoint
+    assert not np.allclose(curve(out[0], "model", "psnr", "e2"), curve(out[1], "model", "psnr", "e2"))
+    np.testing.assert_allclose(curve(out[0], "ceiling", "psnr"), curve(out[1], "ceiling", "psnr"))
+    assert curve(out[0], "ceiling", "latent_mse").max() < 1e-5  # stored latents are this tokenizer's (float16)
