@@ -8,9 +8,11 @@ which equals re-noising x_hat with the noise the model implies, (1 - tau + d) x_
 
 Diffusion forcing: every frame has its own tau (B, T). Two named schedules:
   "context"      the seeds' schedule: the first n_ctx frames are context at tau_ctx (n_ctx drawn per
-                 sample in [1, T-1], or fixed by `context_frames`); the later frames are targets
-                 whose levels are independent draws sorted ascending, so tau rises toward 1 along
-                 time. Only targets carry loss. Matches a rollout: clean-ish past, noisy present.
+                 sample in [1, T-1], or fixed by `context_frames`); the first target draws its
+                 level uniformly, the later targets rise linearly from it to 1. Only targets carry
+                 loss. The first target is exactly a rollout step (clean-ish past, any level now);
+                 sorted independent draws instead would rarely put a high level right after the
+                 context, the step a rollout starts every frame with.
   "independent"  DreamerV4 / Diffusion Forcing: every frame draws its own level; all frames are
                  targets. Teaches denoising under any mix of past noise levels.
 Shortcut forcing (DreamerV4): each sample draws a step size d in {1/k_max, ..., 1/2, 1} with
@@ -73,8 +75,13 @@ def sample_levels(cfg: DiffusionConfig, B: int, T: int, d: torch.Tensor, generat
         else:
             n_ctx = torch.randint(1, T, (B,), generator=generator)
         target = torch.arange(T)[None, :] >= n_ctx[:, None]
-        tau = torch.sort(torch.where(target, tau, -1.0), dim=1).values  # targets ascending, at the end
-        tau = torch.where(target, tau, torch.full_like(tau, cfg.tau_ctx))
+        # First target: its own level, uniform on the grid (right after a clean-ish context, as in
+        # a rollout's every step). Later targets: rising linearly from it to 1, snapped to the grid.
+        first = tau[:, :1]  # (B, 1)
+        k = (torch.arange(T)[None, :] - n_ctx[:, None]).clamp_min(0).float()  # 0 at the first target
+        frac = k / (T - n_ctx[:, None]).clamp_min(2).sub(1).float()  # 0 .. 1 along the targets
+        ramp = torch.ceil((first + (1 - first) * frac) / d[:, None] - 1e-6) * d[:, None]
+        tau = torch.where(target, ramp.clamp(max=1.0), torch.full_like(tau, cfg.tau_ctx))
     return tau, target
 
 
@@ -156,16 +163,16 @@ class FlowObjective:
                 logs["loss_std"] = self.weighted_mean(err[fine], w[fine], target[fine])
             if boot.any():
                 logs["loss_boot"] = self.weighted_mean(err[boot], w[boot], target[boot])
-            # The baseline: predict each frame by the previous clean frame, scored like the loss
-            # (same weights) on the same frames: targets of finest-step samples (trained on the
-            # data) that have a previous frame. loss_x is the model's loss on exactly those frames.
+            # The baseline (seeds/000): predict a frame by the previous clean frame, scored like the
+            # loss (same weights) on the frames where the model has the same information: targets
+            # of finest-step samples (trained on the data) whose previous frame is clean-ish
+            # (level <= tau_ctx), i.e. a rollout step. next_loss is the model's loss there.
             err_x = ((x_hat - z0) ** 2).mean((2, 3, 4))  # (B, T)
-            comparable = target & fine[:, None]
-            comparable[:, 0] = False
+            comparable = (target & fine[:, None])[:, 1:] & (tau[:, :-1] <= cfg.tau_ctx + 1e-6)  # (B, T-1)
             if comparable.any():
                 err_copy = ((z0[:, :-1] - z0[:, 1:]) ** 2).mean((2, 3, 4))  # (B, T-1)
-                logs["loss_x"] = self.weighted_mean(err_x[:, 1:], w[:, 1:], comparable[:, 1:])
-                logs["copy_last_loss"] = self.weighted_mean(err_copy, w[:, 1:], comparable[:, 1:])
+                logs["next_loss"] = self.weighted_mean(err_x[:, 1:], w[:, 1:], comparable)
+                logs["copy_last_loss"] = self.weighted_mean(err_copy, w[:, 1:], comparable)
             m = (target & fine[:, None]).float()  # per-timestep x-loss of the finest-step samples
             logs["loss_t"] = (err_x * w * m).sum(0) / m.sum(0).clamp_min(1)  # (T,)
             tt = tau[target]

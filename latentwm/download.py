@@ -69,7 +69,9 @@ def _reason(e: Exception) -> str:
     return text.removeprefix("ERROR: ").split(" (caused by ")[0]
 
 
-def list_entries(url: str, c: DownloadConfig, source: str, log: Callable[[str], None] = lambda m: None) -> Iterator[tuple]:
+def list_entries(
+    url: str, c: DownloadConfig, source: str, log: Callable[[str], None] = lambda m: None
+) -> Iterator[tuple]:
     """(extractor, id, url) of each video behind `url`: itself, or the entries of a playlist/channel."""
     import yt_dlp
 
@@ -80,7 +82,9 @@ def list_entries(url: str, c: DownloadConfig, source: str, log: Callable[[str], 
         with yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=False)
     except yt_dlp.utils.YoutubeDLError as e:
-        raise PipelineError(f"source {source}: cannot list {url} ({_reason(e)}); check the URL and the network") from None
+        raise PipelineError(
+            f"source {source}: cannot list {url} ({_reason(e)}); check the URL and the network"
+        ) from None
     if info.get("_type") != "playlist":
         yield info.get("extractor_key") or "generic", str(info["id"]), url
         return

@@ -40,7 +40,7 @@ SIZES = {
 }
 DEFAULTS = dict(
     latent_channels=8, latent_hw=(16, 16), patch=2, dim=128, depth=4, heads=4, mlp_ratio=4.0,
-    temporal_every=4, max_frames=32, k_max=64, qk_norm=True,
+    temporal_every=4, max_frames=32, k_max=64, qk_norm=True, prev_frame=True,
 )
 
 
@@ -58,6 +58,7 @@ class DynamicsConfig:
     max_frames: int | None = None  # temporal attention window (frames), also the KV cache length
     k_max: int | None = None  # finest shortcut step is 1 / k_max (a power of two)
     qk_norm: bool | None = None
+    prev_frame: bool | None = None  # token shift: each token also sees its patch in the previous frame
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -80,12 +81,18 @@ class KVCache:
 
     `pos` counts the frames committed so far (the absolute time index of the next frame). Each
     layer keeps at most `max_frames - 1` frames: all a new frame can attend to (sliding window).
-    Tensors are (B * N, heads, frames, head_dim); spatial layers need no cache.
+    Tensors are (B * N, heads, frames, head_dim); spatial layers need no cache. With prev_frame,
+    `last` / `last_tau` keep the patches and level of the last committed frame (the token shift).
+    Usage (what `latentwm.sampler.rollout` does):
+        cache = model.new_cache()
+        model(context, tau_ctx, d, cache=cache, commit=context.shape[1])  # prefill
+        x0 = model(z_new, tau_new, d, cache=cache)  # a denoising step of the next frame: not kept
     """
 
     def __init__(self, max_frames: int):
         self.max_frames = max_frames
         self.pos = 0
+        self.last = self.last_tau = None  # patches (B, 1, N, C*p*p) and level (B, 1) of the last frame
         self.k: dict[int, torch.Tensor] = {}
         self.v: dict[int, torch.Tensor] = {}
 
@@ -206,8 +213,14 @@ class Dynamics(nn.Module):
         C, (h, w), p, D = cfg.latent_channels, cfg.latent_hw, cfg.patch, cfg.dim
         self.n_tokens = (h // p) * (w // p)
         self.embed = nn.Linear(C * p * p, D)
+        # Token shift: the patch at the same place in the previous frame (and that frame's level)
+        # enters each token's embedding, so copying the last frame is linear from the start and
+        # attention only has to learn the motion. (Without it the tiny CPU model averaged the
+        # context frames and lost to copy-last.) Frame 0 sees a "fully noised" empty previous frame.
+        self.prev_embed = nn.Linear(C * p * p, D) if cfg.prev_frame else None
         self.pos = nn.Parameter(torch.randn(self.n_tokens, D) * 0.02)  # learned spatial positions
-        self.tau_mlp = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
+        n_levels = 2 if cfg.prev_frame else 1  # own tau (+ the previous frame's tau)
+        self.tau_mlp = nn.Sequential(nn.Linear(n_levels * D, D), nn.SiLU(), nn.Linear(D, D))
         self.n_steps = int(math.log2(cfg.k_max)) + 1  # d in {1, 1/2, ..., 1/k_max}
         self.d_embed = nn.Embedding(self.n_steps, D)
         self.blocks = nn.ModuleList(
@@ -282,9 +295,20 @@ class Dynamics(nn.Module):
             commit=commit,
         )
         D = cfg.dim
-        c = self.tau_mlp(tau_features(tau, D).to(z.dtype)) + self.d_embed(self.step_index(d, tau))  # (B, T, D)
+        patches = self.patchify(z)  # (B, T, N, C*p*p)
+        x = self.embed(patches) + self.pos  # (B, T, N, D)
+        feats = tau_features(tau, D)
+        if self.prev_embed is not None:
+            if cache is not None and cache.last is not None:
+                p0, t0 = cache.last, cache.last_tau  # the last committed frame
+            else:
+                p0, t0 = patches.new_zeros(B, 1, *patches.shape[2:]), tau.new_ones(B, 1)
+            x = x + self.prev_embed(torch.cat([p0, patches[:, :-1]], 1))
+            feats = torch.cat([feats, tau_features(torch.cat([t0, tau[:, :-1]], 1), D)], -1)
+            if cache is not None and commit:
+                cache.last, cache.last_tau = patches[:, commit - 1 : commit], tau[:, commit - 1 : commit]
+        c = self.tau_mlp(feats.to(z.dtype)) + self.d_embed(self.step_index(d, tau))  # (B, T, D)
         c = F.silu(c)
-        x = self.embed(self.patchify(z)) + self.pos  # (B, T, N, D)
         for i, blk in enumerate(self.blocks):
             ctx = {**tctx, "layer": i}
             if self.grad_checkpointing and self.training and cache is None:

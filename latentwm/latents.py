@@ -11,6 +11,8 @@ Both stream chunk by chunk: memory stays at one batch of frames, whatever the vi
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +22,15 @@ import torch
 from .errors import PipelineError
 from .store import StoreWriter, open_store
 from .tokenizer import Tokenizer, to_float
+
+
+@dataclass
+class LatentsConfig:
+    """The `latents` section of config.yaml (the encode_latents rule)."""
+
+    batch_size: int = 64  # frames per encoder call
+    chunk_frames: int = 64  # latent frames per zarr chunk (time axis)
+    device: str = "auto"  # auto | cpu | cuda
 
 
 @torch.no_grad()
@@ -51,7 +62,7 @@ def encode_store(
         "width": w,
     }
     model.eval()
-    n = frames.shape[0]
+    n, t0 = frames.shape[0], time.perf_counter()
     with StoreWriter(out_path, tuple(shape), "float16", chunk_frames, out_attrs, compress=False) as writer:
         for s in range(0, n, batch_size):
             x = torch.from_numpy(np.asarray(frames[s : s + batch_size])).to(device)  # (b, 3, H, W) uint8
@@ -59,7 +70,10 @@ def encode_store(
             if not torch.isfinite(z).all():
                 raise PipelineError(f"tokenizer produced non-finite latents for {frames_path} frames {s}+; retrain it")
             writer.append(z.cpu().numpy().astype(np.float16))
-            log(f"[encode] {Path(out_path).name}: {min(s + batch_size, n)}/{n} frames")
+            done = min(s + batch_size, n)
+            if done == n or (s // batch_size) % 20 == 0:
+                rate = done / (time.perf_counter() - t0)
+                log(f"[encode] {Path(out_path).name}: {done}/{n} frames ({rate:.0f} frames/s)")
         return writer.commit()
 
 

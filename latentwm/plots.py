@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from pathlib import Path
 
@@ -251,6 +252,23 @@ def samples_html(items: list[tuple[str, Path]], path, title: str) -> None:
         f"<html><head><meta charset='utf-8'></head><body style='font-family:sans-serif'><h3>{html.escape(title)}</h3>"
         + ("".join(parts) or "<p>no samples (evaluation samples: 0)</p>") + "</body></html>"
     )
+
+
+def write_samples(samples: list[dict], context: int, out_dir: Path) -> list[dict]:
+    """GIF + filmstrip per sample window, listed in out_dir/index.json (names relative to out_dir)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for i, s in enumerate(samples):
+        video, window, start = s["key"]
+        stem = f"sample{i:02d}_{video}_w{window}"
+        title = f"{video}, frames {start}..{start + len(s['truth']) - 1} (context {context})"
+        sample_gif(s["truth"], s["predictions"], context, out_dir / f"{stem}.gif")
+        filmstrip(s["truth"], s["predictions"], context, out_dir / f"{stem}.png", title)
+        listed.append({"video": video, "window": window, "start": start, "gif": f"{stem}.gif", "png": f"{stem}.png",
+                       "panels": ["truth", *s["predictions"]], "title": title})
+    (out_dir / "index.json").write_text(json.dumps(listed, indent=1))
+    return listed
 
 
 def gif_frames(path) -> int:

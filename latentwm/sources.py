@@ -52,7 +52,14 @@ def static_videos(entry: dict) -> list[dict] | None:
         clips = gen.pop("clips")
         key = f"generator:{json.dumps(gen, sort_keys=True)}"
         return [
-            {"video": f"{sid}_{i:03d}", "source": sid, "kind": "generator", "index": i, "generator": gen, "key": f"{key}:{i}"}
+            {
+                "video": f"{sid}_{i:03d}",
+                "source": sid,
+                "kind": "generator",
+                "index": i,
+                "generator": gen,
+                "key": f"{key}:{i}",
+            }
             for i in range(clips)
         ]
     if kind == "path":
@@ -62,7 +69,7 @@ def static_videos(entry: dict) -> list[dict] | None:
     return None
 
 
-def resolve_url(entry: dict, cfg: dict) -> list[dict]:
+def resolve_url(entry: dict, cfg: dict, log=lambda msg: None) -> list[dict]:
     """The videos of a URL source: yt-dlp lists a playlist or channel flat (no download).
 
     One spec per entry: {"video", "source", "kind": "url", "url", "key"}; `key` is
@@ -72,7 +79,7 @@ def resolve_url(entry: dict, cfg: dict) -> list[dict]:
 
     sid, url = entry["id"], entry["url"]
     specs, keys = [], set()
-    for extractor, ytid, entry_url in list_entries(url, from_dict(DownloadConfig, cfg, "download"), sid):
+    for extractor, ytid, entry_url in list_entries(url, from_dict(DownloadConfig, cfg, "download"), sid, log):
         key = f"{extractor.lower()}:{ytid}"
         if key in keys:
             continue

@@ -42,7 +42,7 @@ class GeneratorConfig:
 
 
 class Clip:
-    """State of one clip; `frame(t)` must be called for t = 0, 1, 2, ... in order."""
+    """State of one clip; each call of `frame()` renders the next frame (t = 0, 1, 2, ...)."""
 
     def __init__(self, index: int, size: int, seed: int):
         if size % 2:
@@ -161,7 +161,7 @@ def _floor(rng, tile: int, tiles: int) -> np.ndarray:
     for _ in range(3):  # integer frequencies keep the texture periodic
         fx, fy = rng.integers(1, 4, 2)
         tex += 0.06 * np.sin(fx * xx + fy * yy + rng.uniform(0, 2 * np.pi))[..., None]
-    grout = (np.arange(p) % tile == 0)
+    grout = np.arange(p) % tile == 0
     tex[grout] *= 0.6
     tex[:, grout] *= 0.6
     return tex

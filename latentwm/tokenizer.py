@@ -35,8 +35,8 @@ from .train import TrainConfig, train
 
 @dataclass
 class TokenizerConfig:
-    base_channels: int = 32  # width after the input conv; doubles per downsampling, capped at max_mult
-    max_mult: int = 2  # widest level = base_channels * max_mult
+    base_channels: int = 16  # width after the input conv; doubles per downsampling, capped at max_mult
+    max_mult: int = 4  # widest level = base_channels * max_mult
     blocks: int = 1  # residual blocks per resolution level (encoder and decoder)
     downsample: int = 4  # spatial factor, a power of 2: 64x64 frames -> 16x16 latents
     latent_channels: int = 8
@@ -258,6 +258,7 @@ def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callabl
     """
     stage = from_dict(TokenizerStage, cfg, "tokenizer")
     val = sample_frames(list(val_paths), stage.val_frames)  # (N, 3, H, W) uint8
+    torch.manual_seed(stage.train.seed)  # the initial weights are part of the run's determinism
     model = Tokenizer(stage.model)
     shape = model.latent_shape(val.shape[2], val.shape[3])
     probe_frames = val[:16]
@@ -288,6 +289,8 @@ def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callabl
     wall = time.perf_counter() - t0
     result, recon = evaluate(model, val)
     log(f"[tokenizer] val psnr {result['psnr']:.2f} dB ssim {result['ssim']:.4f} collapse ratio {result['collapse_ratio']:.3f}")
+    if result["psnr"] <= result["baseline_mean_frame_psnr"]:
+        log(f"WARNING: val psnr does not beat the mean-frame baseline ({result['baseline_mean_frame_psnr']:.2f} dB)")
     try:
         check_collapse(result["collapse_ratio"], stage.collapse_threshold)
     except PipelineError:

@@ -189,6 +189,7 @@ def train(
     )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     resume_path, curve_path = Path(resume_path), Path(curve_path)
+    curve_path.parent.mkdir(parents=True, exist_ok=True)
     health_path = Path(health_path) if health_path else None
     step, rows = 0, []
     state = start_state
@@ -246,10 +247,11 @@ def train(
         with autocast:
             loss, logs = objective(fwd, batch)
         if not torch.isfinite(loss):
-            health["nan_stop"] = {"step": step, "what": "loss", "value": float(loss)}
+            value = float(loss.detach())
+            health["nan_stop"] = {"step": step, "what": "loss", "value": value}
             write_health()
             raise PipelineError(
-                f"{name} training stopped at step {step}: loss is {float(loss)}; {NAN_CAUSES}; "
+                f"{name} training stopped at step {step}: loss is {value}; {NAN_CAUSES}; "
                 f"last good checkpoint kept at {resume_path}"
             )
         opt.zero_grad(set_to_none=True)

@@ -90,5 +90,72 @@ def all_frames(wildcards):
     return frames(all_videos())
 
 
+EVAL_PLOTS = [
+    "summary.html",
+    "psnr_by_step.png",
+    "ssim_by_step.png",
+    "latent_mse_by_step.png",
+    "speed_quality.png",
+    "samples.html",
+]
+TRAINING_PLOTS = [
+    "tokenizer_curves.png",
+    "dynamics_curves.png",
+    "dynamics_loss_per_timestep.png",
+]
+
+
+def evaluation_targets(wildcards):
+    """Outputs of every named evaluation (config `evaluations`) and of the plots."""
+    names = list(config["evaluations"])
+    return [
+        *expand("results/eval/{e}/{f}", e=names, f=["metrics.csv", "summary.json"]),
+        *expand("results/plots/{e}/{f}", e=names, f=EVAL_PLOTS),
+        *expand("results/plots/training/{f}", f=TRAINING_PLOTS),
+    ]
+
+
+def latents(videos):
+    return expand("results/latents/{video}.zarr", video=videos)
+
+
+def train_frames(wildcards):
+    return frames(split_videos("train"))
+
+
+def val_frames(wildcards):
+    return frames(split_videos("val"))
+
+
+def train_latents(wildcards):
+    return latents(split_videos("train"))
+
+
+TOKENIZER_OUTPUTS = [
+    "results/tokenizer/tokenizer.pt",
+    "results/tokenizer/metrics.json",
+    "results/tokenizer/train_curve.csv",
+    "results/tokenizer/reconstructions.png",
+]
+
+
+def latent_targets(wildcards):
+    """The tokenizer, every video's latents (train, val and test) and the train stats."""
+    return [*TOKENIZER_OUTPUTS, *latents(all_videos()), "results/latents/stats.json"]
+
+
+DYNAMICS_OUTPUTS = [
+    "results/dynamics/dynamics.pt",
+    "results/dynamics/train_curve.csv",
+    "results/dynamics/health.json",
+]
+
+
 def all_targets(wildcards):
-    return [*all_frames(wildcards), "results/splits.json"]
+    return [
+        *all_frames(wildcards),
+        "results/splits.json",
+        *latent_targets(wildcards),
+        *DYNAMICS_OUTPUTS,
+        *evaluation_targets(wildcards),
+    ]

@@ -11,11 +11,11 @@ rule train_dynamics:
         health="results/dynamics/health.json",
     log:
         "logs/train_dynamics.log",
+    conda:
+        "../envs/data.yaml"
     threads: 2
     resources:
         gpu=1,
-    conda:
-        "../envs/data.yaml"
     params:
         cfg=config["dynamics"],
         resume="results/dynamics/resume.pt",

@@ -17,14 +17,14 @@ rule evaluate_rollouts:
             directory("results/eval/{evaluation}/samples"),
             patterns=["{name}.png"],
             caption="../report/eval_filmstrip.rst",
-            category="4. Evaluation",
+            category="Evaluation",
             subcategory="{evaluation}",
             labels={"evaluation": "{evaluation}", "figure": "filmstrip {name}"},
         ),
     log:
         "logs/evaluate_rollouts/{evaluation}.log",
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
     threads: 2
     resources:
         gpu=1,

@@ -9,26 +9,26 @@ rule plot_training:
         tokenizer=report(
             "results/plots/training/tokenizer_curves.png",
             caption="../report/training_tokenizer.rst",
-            category="2. Tokenizer",
+            category="Tokenizer",
             labels={"figure": "training curves"},
         ),
         dynamics=report(
             "results/plots/training/dynamics_curves.png",
             caption="../report/training_dynamics.rst",
-            category="3. Dynamics",
+            category="Dynamics",
             labels={"figure": "training curves"},
         ),
         dynamics_per_timestep=report(
             "results/plots/training/dynamics_loss_per_timestep.png",
             caption="../report/training_per_timestep.rst",
-            category="3. Dynamics",
+            category="Dynamics",
             labels={"figure": "loss per frame position"},
         ),
     log:
         "logs/plot_training.log",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/plot_training.py"
 
@@ -42,28 +42,28 @@ rule plot_evaluation:
         table=report(
             "results/plots/{evaluation}/summary.html",
             caption="../report/eval_table.rst",
-            category="4. Evaluation",
+            category="Evaluation",
             subcategory="{evaluation}",
             labels={"evaluation": "{evaluation}", "figure": "0 summary table"},
         ),
         psnr=report(
             "results/plots/{evaluation}/psnr_by_step.png",
             caption="../report/eval_psnr.rst",
-            category="4. Evaluation",
+            category="Evaluation",
             subcategory="{evaluation}",
             labels={"evaluation": "{evaluation}", "figure": "1 PSNR by horizon step"},
         ),
         ssim=report(
             "results/plots/{evaluation}/ssim_by_step.png",
             caption="../report/eval_ssim.rst",
-            category="4. Evaluation",
+            category="Evaluation",
             subcategory="{evaluation}",
             labels={"evaluation": "{evaluation}", "figure": "2 SSIM by horizon step"},
         ),
         latent_mse=report(
             "results/plots/{evaluation}/latent_mse_by_step.png",
             caption="../report/eval_latent_mse.rst",
-            category="4. Evaluation",
+            category="Evaluation",
             subcategory="{evaluation}",
             labels={
                 "evaluation": "{evaluation}",
@@ -73,7 +73,7 @@ rule plot_evaluation:
         speed=report(
             "results/plots/{evaluation}/speed_quality.png",
             caption="../report/eval_speed.rst",
-            category="4. Evaluation",
+            category="Evaluation",
             subcategory="{evaluation}",
             labels={
                 "evaluation": "{evaluation}",
@@ -83,7 +83,7 @@ rule plot_evaluation:
         samples=report(
             "results/plots/{evaluation}/samples.html",
             caption="../report/eval_samples.rst",
-            category="4. Evaluation",
+            category="Evaluation",
             subcategory="{evaluation}",
             labels={
                 "evaluation": "{evaluation}",
@@ -94,6 +94,6 @@ rule plot_evaluation:
         "logs/plot_evaluation/{evaluation}.log",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/torch.yaml"
     script:
         "../workflow_scripts/plot_evaluation.py"

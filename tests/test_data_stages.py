@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import zarr
 
+from conftest import tiny_config
 from latentwm.store import open_store
 from latentwm.synthetic import render_clip, write_clip
 from test_download import serve_dir
@@ -21,7 +22,8 @@ FRAMES = {"fps": 10, "height": 32, "width": 32, "resize": "crop", "min_frames": 
 
 
 def config(sources):
-    return {
+    """The shared tiny config (later stages need their sections to parse) with our data sections."""
+    return tiny_config() | {
         "sources": sources,
         "download": {"max_height": 360, "retries": 0, "socket_timeout": 5, "playlist_limit": 0},
         "frames": dict(FRAMES),

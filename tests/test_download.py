@@ -55,7 +55,9 @@ def site(tmp_path_factory):
 def test_url_is_resolved_and_downloaded(site, tmp_path):
     d, base = site
     specs = resolve_url({"id": "web", "url": f"{base}/clip.mp4"}, CFG)
-    assert specs == [{"video": "web_clip", "source": "web", "kind": "url", "url": f"{base}/clip.mp4", "key": "generic:clip"}]
+    assert specs == [
+        {"video": "web_clip", "source": "web", "kind": "url", "url": f"{base}/clip.mp4", "key": "generic:clip"}
+    ]
     out = tmp_path / "videos" / "web_clip.mp4"
     fetch(specs[0], out, CFG, log=lambda m: None)
     assert out.read_bytes() == (d / "clip.mp4").read_bytes()
@@ -128,7 +130,13 @@ def test_all_video_specs_drops_a_video_listed_twice(tmp_path):
         {"id": "f1", "path": str(tmp_path / "x.mp4")},
         {"id": "f2", "path": str(tmp_path / "x.mp4")},
     ]
-    entry = lambda sid, yt: {"video": f"{sid}_{yt}", "source": sid, "kind": "url", "url": "u", "key": f"youtube:{yt}"}  # noqa: E731
+    entry = lambda sid, yt: {
+        "video": f"{sid}_{yt}",
+        "source": sid,
+        "kind": "url",
+        "url": "u",
+        "key": f"youtube:{yt}",
+    }  # noqa: E731
     resolved = {"a": [entry("a", "v1"), entry("a", "v2")], "b": [entry("b", "v2"), entry("b", "v3")]}
     assert sorted(all_video_specs(sources, resolved)) == ["a_v1", "a_v2", "b_v3", "f1", "gen_000", "gen_001"]
 

@@ -183,16 +183,29 @@ def test_tiny_run_dynamics_outputs(tiny_run):
     assert (tiny_run / "logs" / "train_dynamics.log").read_text().count("step") >= 1
 
 
+def job_names(out: str) -> set[str]:
+    """Rule names of the "Job stats" table of a dry run."""
+    names, inside = set(), False
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            inside = True
+        elif inside and parts and parts[0] == "total":
+            break
+        elif inside and parts and not parts[0].startswith("-"):
+            names.add(parts[0])
+    return names
+
+
 @pytest.mark.slow
 def test_dry_run_after_dynamics_change(tiny_run, run_snakemake):
     from conftest import tiny_config
 
     cfg = tiny_config()
     cfg["dynamics"]["objective"]["tau_ctx"] = 0.2
-    p = run_snakemake(tiny_run, cfg, "-n", "--quiet", "rules")
-    jobs = p.stdout
-    assert "train_dynamics" in jobs
-    for upstream in ("train_tokenizer", "encode_latents", "extract_frames", "download"):
+    jobs = job_names(run_snakemake(tiny_run, cfg, "-n", "--quiet", "rules").stdout)
+    assert "train_dynamics" in jobs and "evaluate_rollouts" in jobs, jobs
+    for upstream in ("download", "extract_frames", "train_tokenizer", "encode_latents", "latent_stats"):
         assert upstream not in jobs, jobs
 
 

@@ -33,8 +33,8 @@ from latentwm.evaluate import (
     run,
     summarise,
     window_starts,
-    write_samples,
 )
+from latentwm.plots import write_samples
 from latentwm.store import StoreWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +195,7 @@ def test_samples_are_written(tmp_path):
     assert len(listed) == 2
     for s in listed:
         assert (tmp_path / "samples" / s["gif"]).stat().st_size > 0 and (tmp_path / "samples" / s["png"]).stat().st_size > 0
-        assert s["panels"] == ["truth", "model:a", "model:b", "copy_last"]
+        assert s["panels"] == ["truth", "model:a", "model:b", "copy_last", "ceiling"]
     assert json.loads((tmp_path / "samples" / "index.json").read_text()) == listed
 
 

@@ -25,7 +25,13 @@ def clip(tmp_path_factory):
 
 
 def test_probe(clip):
-    assert probe(clip) == {"width": 48, "height": 32, "fps": 10.0, "duration": pytest.approx(4.0, abs=0.2), "has_video": True}
+    assert probe(clip) == {
+        "width": 48,
+        "height": 32,
+        "fps": 10.0,
+        "duration": pytest.approx(4.0, abs=0.2),
+        "has_video": True,
+    }
 
 
 @pytest.mark.parametrize("resize", ["crop", "pad", "stretch"])
@@ -63,7 +69,9 @@ def bad_files(d):
     (d / "random.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
     (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
     audio = d / "audio.m4a"
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", str(audio)], check=True)
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1", str(audio)], check=True
+    )
     return {p.stem: p for p in [d / "missing.mp4", d / "zero.mp4", d / "random.mp4", d / "truncated.mp4", audio]}
 
 
@@ -95,7 +103,9 @@ def test_extract_writes_a_store_with_provenance(clip, tmp_path):
 
 def test_extract_too_short_leaves_no_store(clip, tmp_path):
     cfg = {"fps": 10, "height": 8, "width": 8, "min_frames": 41}
-    with pytest.raises(PipelineError, match=r"^source mine: .* has 40 frames at 10 fps, fewer than frames.min_frames=41"):
+    with pytest.raises(
+        PipelineError, match=r"^source mine: .* has 40 frames at 10 fps, fewer than frames.min_frames=41"
+    ):
         extract(clip, tmp_path / "v.zarr", cfg, source="mine", log=lambda m: None)
     assert list(tmp_path.iterdir()) == []
 

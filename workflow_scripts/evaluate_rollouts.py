@@ -9,7 +9,8 @@ from pathlib import Path
 
 from latentwm.config import from_dict
 from latentwm.errors import one_line_errors
-from latentwm.evaluate import EvalConfig, run, write_samples
+from latentwm.evaluate import EvalConfig, run
+from latentwm.plots import write_samples
 from latentwm.logs import logger, set_threads
 
 

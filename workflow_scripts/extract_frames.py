@@ -19,5 +19,7 @@ else:  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps
     p.add_argument("video"), p.add_argument("out")
     p.add_argument("--fps", type=float, default=15), p.add_argument("--size", type=int, default=64)
     p.add_argument("--resize", default="crop", choices=["crop", "pad", "stretch"])
+    p.add_argument("--min-frames", type=int, default=1)
     a = p.parse_args()
-    main(a.video, a.out, {"fps": a.fps, "height": a.size, "width": a.size, "resize": a.resize}, "cli", None)
+    cfg = {"fps": a.fps, "height": a.size, "width": a.size, "resize": a.resize, "min_frames": a.min_frames}
+    main(a.video, a.out, cfg, "cli", None)

@@ -3,12 +3,13 @@
 import json
 
 from latentwm.errors import one_line_errors
+from latentwm.logs import logger
 from latentwm.sources import resolve_url
 
 
 def main(entry: dict, cfg: dict, out: str, log: str | None) -> None:
     with one_line_errors(log):
-        videos = resolve_url(entry, cfg)
+        videos = resolve_url(entry, cfg, logger(log))
         with open(out, "w") as f:
             json.dump({"source": entry["id"], "url": entry["url"], "videos": videos}, f, indent=1)
 

@@ -20,7 +20,9 @@ def main(resolved: list[str], sources: list[dict], cfg: dict, out: str, log: str
         videos = sorted(all_video_specs(sources, lists))
         split = assign_splits(videos, cfg["val"], cfg["test"], cfg["seed"])
         with open(out, "w") as f:
-            json.dump({**split, "seed": cfg["seed"], "val_fraction": cfg["val"], "test_fraction": cfg["test"]}, f, indent=1)
+            json.dump(
+                {**split, "seed": cfg["seed"], "val_fraction": cfg["val"], "test_fraction": cfg["test"]}, f, indent=1
+            )
 
 
 if "snakemake" in globals():

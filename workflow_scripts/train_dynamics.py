@@ -53,9 +53,14 @@ def build(cfg: dict, stats: dict, latent_paths: list[str], log):
     return Dynamics(model_cfg), FlowObjective(obj_cfg), batches, train_cfg
 
 
-def fingerprint(cfg: dict, stats_text: str) -> str:
-    """Config + input identity: a resume file from another config or other latents is ignored."""
-    return hashlib.sha256((json.dumps(cfg, sort_keys=True) + stats_text).encode()).hexdigest()[:16]
+def fingerprint(cfg: dict, stats_text: str, model_config: dict) -> str:
+    """Config + input identity: a resume file from another config or other latents is ignored.
+
+    The resolved model config joins in, so a preset or default that changed in the code since
+    the resume file was written starts fresh too instead of failing to load.
+    """
+    text = json.dumps([cfg, model_config], sort_keys=True, default=list) + stats_text
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def main(latents, stats_path, cfg, out, curve, health, resume, log_path=None, threads=2):
@@ -77,7 +82,7 @@ def main(latents, stats_path, cfg, out, curve, health, resume, log_path=None, th
             model_config=to_dict(model.cfg),
             resume_path=resume,
             curve_path=curve,
-            fingerprint=fingerprint(cfg, stats_text),
+            fingerprint=fingerprint(cfg, stats_text, to_dict(model.cfg)),
             log=log,
             probe=collapse_probe(model.cfg, seed=train_cfg.seed),
             health_path=health,

@@ -1,0 +1,28 @@
+# Frames of the train videos -> results/tokenizer/tokenizer.pt, the frozen frame autoencoder.
+
+
+rule train_tokenizer:
+    input:
+        train=train_frames,
+        val=val_frames,
+        splits="results/splits.json",
+    output:
+        ckpt="results/tokenizer/tokenizer.pt",
+        metrics="results/tokenizer/metrics.json",
+        curve="results/tokenizer/train_curve.csv",
+        recon=report(
+            "results/tokenizer/reconstructions.png",
+            caption="../report/tokenizer_reconstructions.rst",
+            category="Tokenizer",
+        ),
+    log:
+        "logs/train_tokenizer.log",
+    conda:
+        "../envs/torch.yaml"
+    resources:
+        gpu=1,
+    params:
+        cfg=config["tokenizer"],
+        resume="results/tokenizer/resume.pt",
+    script:
+        "../workflow_scripts/train_tokenizer.py"

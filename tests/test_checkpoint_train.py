@@ -1,0 +1,101 @@
+"""The shared loop and checkpoint module: resume after a kill is bit-identical to a straight run."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from latentwm import checkpoint
+from latentwm.config import to_dict
+from latentwm.data import FrameBatches
+from latentwm.errors import PipelineError
+from latentwm.store import StoreWriter
+from latentwm.tokenizer import Tokenizer, TokenizerConfig
+from latentwm.train import TrainConfig, train
+
+MODEL = TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, mask_ratio=0.3, mask_patch=4)
+CFG = TrainConfig(steps=6, lr=3e-3, warmup=2, batch_size=4, log_every=3, checkpoint_every=3, seed=0)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture
+def batches(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (24, 3, 8, 8), dtype=np.uint8)
+    with StoreWriter(tmp_path / "f.zarr", (3, 8, 8), "uint8", 8, {"source": "t"}) as w:
+        w.append(data)
+        w.commit()
+    return FrameBatches([tmp_path / "f.zarr"], CFG.batch_size, seed=0)
+
+
+def run(tmp_path, batches, objective=lambda m, b: m(b), fingerprint="f", cfg=CFG):
+    torch.manual_seed(0)  # the caller seeds the initial weights
+    model = Tokenizer(MODEL)
+    return train(
+        model, objective, batches, cfg, name="tokenizer", model_config=to_dict(MODEL),
+        resume_path=tmp_path / "resume.pt", curve_path=tmp_path / "curve.csv", fingerprint=fingerprint,
+        log=lambda m: None,
+    )  # fmt: skip
+
+
+def killed_after(k):
+    """An objective that dies (like a killed job) when asked for batch k + 1, i.e. after k steps."""
+    calls = {"n": 0}
+
+    def objective(m, b):
+        calls["n"] += 1
+        if calls["n"] > k:
+            raise Killed
+        return m(b)
+
+    return objective
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_after_a_kill_matches_a_straight_run(tmp_path, batches, workers):
+    # mask_ratio > 0: the objective draws from torch's RNG, so the RNG state must resume too
+    cfg = dataclasses.replace(CFG, workers=workers)
+    straight = run(tmp_path / "a", batches, cfg=cfg)
+    with pytest.raises(Killed):
+        run(tmp_path / "b", batches, objective=killed_after(4), cfg=cfg)  # resume.pt was written at step 3
+    assert checkpoint.load(tmp_path / "b" / "resume.pt")["step"] == 3
+    resumed = run(tmp_path / "b", batches, cfg=cfg)
+    assert resumed["step"] == straight["step"] == 6
+    for k, v in straight["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k
+    assert [r["loss"] for r in resumed["rows"]] == [r["loss"] for r in straight["rows"]]
+
+
+def test_a_resume_file_of_another_config_is_ignored(tmp_path, batches):
+    with pytest.raises(Killed):
+        run(tmp_path, batches, objective=killed_after(4))
+    fresh = run(tmp_path, batches, fingerprint="changed")
+    straight = run(tmp_path / "s", batches)
+    assert all(torch.equal(v, straight["model"][k]) for k, v in fresh["model"].items())
+
+
+def test_final_checkpoint_loads_weights_only_and_rebuilds_the_model(tmp_path, batches):
+    final = run(tmp_path, batches)
+    checkpoint.save(tmp_path / "tok.pt", final)
+    state = torch.load(tmp_path / "tok.pt", weights_only=True)
+    model = checkpoint.build_model(tmp_path / "tok.pt", kind="tokenizer")
+    assert not model.training and state["kind"] == "tokenizer"
+    x = torch.rand(2, 3, 8, 8)
+    ref = Tokenizer(MODEL)
+    ref.load_state_dict(final["model"])
+    ref.eval()
+    assert torch.equal(model.encode(x), ref.encode(x))
+    with pytest.raises(PipelineError, match="expected 'dynamics'"):
+        checkpoint.build_model(tmp_path / "tok.pt", kind="dynamics")
+
+
+def test_nan_loss_stops_with_a_pipeline_error(tmp_path, batches):
+    def nan_objective(m, b):
+        loss, logs = m(b)
+        return loss * float("nan"), logs
+
+    with pytest.raises(PipelineError, match="step 0: loss is nan"):
+        run(tmp_path, batches, objective=nan_objective)

@@ -1,0 +1,109 @@
+"""FrameBatches and LatentWindows over real zarr stores: determinism, windows, refusals, workers."""
+
+import numpy as np
+import pytest
+import torch
+
+from latentwm.data import FrameBatches, LatentWindows
+from latentwm.errors import PipelineError
+from latentwm.store import StoreWriter
+
+C, H, W = 2, 4, 4
+ATTRS = {"tokenizer_hash": "abc", "latent_shape": [C, H, W]}
+
+
+def latent_store(path, n, video_id, attrs=ATTRS, chunk=8):
+    """Latents whose every value is video_id * 1000 + frame index: windows can be checked by value."""
+    t = np.arange(n, dtype=np.float32)[:, None, None, None] + 1000 * video_id
+    with StoreWriter(path, (C, H, W), "float16", chunk, attrs, compress=False) as w:
+        w.append(np.broadcast_to(t, (n, C, H, W)).astype(np.float16))
+        w.commit()
+    return str(path)
+
+
+def frame_store(path, n, seed):
+    data = np.random.default_rng(seed).integers(0, 256, (n, 3, 8, 8), dtype=np.uint8)
+    with StoreWriter(path, (3, 8, 8), "uint8", 8, {"source": "t", "fps": 15}) as w:
+        w.append(data)
+        w.commit()
+    return str(path), data
+
+
+@pytest.fixture
+def stores(tmp_path):
+    return [latent_store(tmp_path / f"v{i}.zarr", n, i) for i, n in enumerate([40, 25, 33])]
+
+
+def test_frame_batches_are_deterministic_and_real_frames(tmp_path):
+    (p0, d0), (p1, d1) = frame_store(tmp_path / "a.zarr", 20, 0), frame_store(tmp_path / "b.zarr", 13, 1)
+    fb = FrameBatches([p0, p1], batch_size=6, seed=3)
+    b = fb[5]
+    assert b.shape == (6, 3, 8, 8) and b.dtype == torch.uint8
+    assert torch.equal(b, FrameBatches([p0, p1], 6, seed=3, cache_mb=0)[5])  # new instance, no cache: same
+    assert not torch.equal(b, fb[6]) and not torch.equal(b, FrameBatches([p0, p1], 6, seed=4)[5])
+    for (k, t), frame in zip(fb.locate(5), b):
+        assert np.array_equal(frame.numpy(), (d0, d1)[k][t])
+
+
+def test_windows_are_deterministic_contiguous_and_float32(stores):
+    lw = LatentWindows(stores, window=6, batch_size=5, seed=0)
+    b = lw[7]
+    assert b.shape == (5, 6, C, H, W) and b.dtype == torch.float32
+    assert torch.equal(b, LatentWindows(stores, 6, 5, seed=0, cache_mb=0)[7])
+    assert not torch.equal(b, lw[8])
+    for (k, s, t), win in zip(lw.locate(7), b):
+        assert torch.equal(win[:, 0, 0, 0], torch.arange(s, s + t, dtype=torch.float32) + 1000 * k)
+
+
+def test_stride_and_chunk_boundaries(stores):
+    lw = LatentWindows(stores, window=10, batch_size=16, seed=1, stride=4)
+    for i in range(10):
+        for (k, s, t), win in zip(lw.locate(i), lw[i]):
+            assert s % 4 == 0 and s + t <= lw.lengths[k]
+            assert torch.equal(win[:, 0, 0, 0], torch.arange(s, s + t, dtype=torch.float32) + 1000 * k)
+
+
+def test_alternating_lengths_follow_the_documented_draw(stores):
+    alt = dict(short_window=4, long_window=12, short_batch=6, long_batch=2, long_ratio=0.3)
+    lw = LatentWindows(stores, window=99, batch_size=99, seed=5, alternating=alt)
+    shapes = set()
+    for i in range(40):
+        long = np.random.default_rng([5, i]).random() < 0.3
+        want = (2, 12) if long else (6, 4)
+        assert tuple(lw[i].shape[:2]) == want
+        shapes.add(want)
+    assert shapes == {(2, 12), (6, 4)}
+
+
+def test_short_videos_are_skipped_with_a_warning(stores):
+    lines = []
+    lw = LatentWindows(stores, window=30, batch_size=4, seed=0, log=lines.append)
+    assert [p.rsplit("/", 1)[-1] for p in lw.paths] == ["v0.zarr", "v2.zarr"]
+    assert len(lines) == 1 and "v1.zarr" in lines[0] and "25 frames" in lines[0]
+
+
+def test_no_video_long_enough_is_an_error_naming_the_longest(stores):
+    with pytest.raises(PipelineError, match=r"window of 50 frames.*v0\.zarr with 40 frames"):
+        LatentWindows(stores, window=50, batch_size=4, seed=0, log=lambda m: None)
+
+
+def test_attr_mismatch_is_refused(stores):
+    with pytest.raises(PipelineError, match="tokenizer_hash"):
+        LatentWindows(stores, 4, 2, expect={"tokenizer_hash": "other"})
+    with pytest.raises(PipelineError, match="latent_shape"):
+        LatentWindows(stores, 4, 2, expect={"tokenizer_hash": "abc", "latent_shape": [8, 4, 4]})
+    LatentWindows(stores, 4, 2, expect={"tokenizer_hash": "abc", "latent_shape": (C, H, W)})
+
+
+def test_stats_normalise_per_channel(stores):
+    stats = {"mean": [10.0, 20.0], "std": [2.0, 4.0]}
+    raw, norm = LatentWindows(stores, 4, 3, seed=2)[0], LatentWindows(stores, 4, 3, seed=2, stats=stats)[0]
+    assert torch.allclose(norm[:, :, 0], (raw[:, :, 0] - 10) / 2) and torch.allclose(norm[:, :, 1], (raw[:, :, 1] - 20) / 4)
+
+
+def test_dataloader_workers_give_the_same_batches(stores):
+    lw = LatentWindows(stores, window=5, batch_size=3, seed=9, stride=2)
+    lw[0]  # opened and cached in this process first: workers must still open their own
+    serial = list(torch.utils.data.DataLoader(lw, sampler=range(3, 11), batch_size=None, num_workers=0))
+    parallel = list(torch.utils.data.DataLoader(lw, sampler=range(3, 11), batch_size=None, num_workers=2))
+    assert len(serial) == 8 and all(torch.equal(a, b) for a, b in zip(serial, parallel))

@@ -1,0 +1,123 @@
+"""The objective: step-size sampling, schedules, the shortcut bootstrap target, logs, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from latentwm.diffusion import DiffusionConfig, FlowObjective, sample_levels, sample_step_sizes, step_sizes
+from latentwm.dynamics import Dynamics, DynamicsConfig
+from latentwm.errors import PipelineError
+
+
+class Linear(nn.Module):
+    """A stand-in model whose half-steps are easy by hand: f(z, tau, d) = a z + b tau + c d."""
+
+    def __init__(self, a=0.5, b=0.2, c=0.1):
+        super().__init__()
+        self.a, self.b, self.c = a, b, c
+
+    def forward(self, z, tau, d=None, cache=None, commit=0):
+        d = torch.zeros_like(tau) if d is None else d
+        return self.a * z + (self.b * tau + self.c * d)[..., None, None, None]
+
+
+def test_step_sizes_probability_inverse_to_d():
+    torch.manual_seed(0)
+    assert step_sizes(8).tolist() == [1.0, 0.5, 0.25, 0.125]
+    d = sample_step_sizes(40000, 8, shortcut=True)
+    freq = torch.stack([(d == s).float().mean() for s in step_sizes(8)])
+    want = torch.tensor([1.0, 2.0, 4.0, 8.0]) / 15  # P(d) proportional to 1/d
+    torch.testing.assert_close(freq, want, atol=0.01, rtol=0)
+    assert (sample_step_sizes(100, 8, shortcut=False) == 0.125).all()
+
+
+@pytest.mark.parametrize("schedule", ["context", "independent"])
+def test_schedule_levels(schedule):
+    torch.manual_seed(0)
+    cfg = DiffusionConfig(schedule=schedule, tau_ctx=0.1, k_max=8)
+    d = sample_step_sizes(512, 8, True)
+    tau, target = sample_levels(cfg, 512, 6, d)
+    t = tau[target]
+    assert t.min() > 0 and t.max() <= 1 and t.max() == 1
+    on_grid = tau / d[:, None]
+    assert torch.allclose(on_grid[target], on_grid[target].round(), atol=1e-5)  # tau in {d, 2d, ..., 1}
+    if schedule == "independent":
+        assert target.all()
+    else:
+        assert (tau[~target] == 0.1).all() and (~target[:, 0]).all() and target[:, -1].all()
+        n_ctx = (~target).sum(1)
+        assert n_ctx.min() == 1 and n_ctx.max() == 5  # drawn in [1, T-1]
+        assert (target[:, 1:] >= target[:, :-1]).all()  # context first, then targets
+        rising = torch.where(target[:, 1:] & target[:, :-1], tau[:, 1:] - tau[:, :-1], torch.zeros(()))
+        assert (rising >= 0).all()  # tau rises toward 1 along the targets
+    fixed = sample_levels(DiffusionConfig(schedule="context", context_frames=2, k_max=8), 64, 6, d[:64])[1]
+    assert ((~fixed).sum(1) == 2).all()
+    with pytest.raises(PipelineError, match="schedule"):
+        DiffusionConfig(schedule="pyramid")
+
+
+def test_bootstrap_target_by_hand():
+    obj = FlowObjective(DiffusionConfig(k_max=8))
+    z = torch.ones(2, 2, 1, 1, 1)
+    tau = torch.tensor([[0.5, 1.0], [0.1, 1.0]])
+    d = torch.tensor([0.5, 0.5])
+    target = torch.tensor([[True, True], [False, True]])  # frame (1, 0) is context: not stepped
+    x = obj.bootstrap_target(Linear(), z, tau, d, target).flatten().tolist()
+    # tau 0.5, d 0.5: x1 = .5 + .1 + .025 = .625; z_mid = 1 - .25 (1 - .625) / .5 = .8125 at tau .25;
+    # x2 = .40625 + .05 + .025 = .48125; z_end = .8125 - .25 (.8125 - .48125) / .25 = .48125 at tau 0;
+    # x* = z - tau (z - z_end) / d = .48125 (one step to tau 0 lands on x*).
+    # tau 1, d 0.5: x1 = .725, v1 = .275; z_mid = .93125 at .75; x2 = .640625, v2 = .3875;
+    # x* = z - tau (v1 + v2) / 2 = 1 - .33125 = .66875.
+    assert x[0] == pytest.approx(0.48125) and x[1] == pytest.approx(0.66875) and x[3] == pytest.approx(0.66875)
+    assert x[2] == pytest.approx(1.0)  # a context frame is left as it is
+
+
+def test_objective_logs_and_copy_last_baseline():
+    torch.manual_seed(0)
+    B, T = 16, 5
+    z0 = torch.randn(B, 1, 2, 3, 3).expand(B, T, 2, 3, 3).clone()  # static video: copy-last is exact
+    obj = FlowObjective(DiffusionConfig(schedule="context", k_max=4))
+    loss, logs = obj(Linear(a=0.0, b=0.0, c=0.0), z0)  # predicts 0 everywhere
+    assert torch.isfinite(loss) and loss > 0
+    assert logs["copy_last_loss"] == 0 and logs["next_loss"] > 0
+    assert logs["loss_t"].shape == (T,) and logs["pred_var"] == 0
+    for k in ("loss_std", "loss_boot", "tau_min", "tau_max", "pred_min", "pred_max"):
+        assert k in logs
+    assert 0 < logs["tau_min"] <= logs["tau_max"] <= 1
+    _, logs = FlowObjective(DiffusionConfig(shortcut=False, k_max=4))(Linear(), z0)
+    assert "loss_boot" not in logs  # no shortcut: every sample on the plain x-loss
+
+
+def test_ramp_weight():
+    obj = FlowObjective(DiffusionConfig())
+    torch.testing.assert_close(obj.weight(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([1.0, 0.55, 0.1]))
+    assert (FlowObjective(DiffusionConfig(ramp_weight=False)).weight(torch.rand(4)) == 1).all()
+
+
+def test_loss_falls_on_a_tiny_dataset():
+    """A tiny model on blobs moving with constant velocity: the loss falls well below its start."""
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+
+    def batch(n=8, T=4):
+        p0, v = torch.rand(n, 2) * 4 + 2, torch.rand(n, 2) - 0.5
+        t = torch.arange(T, dtype=torch.float32)
+        p = p0[:, None] + v[:, None] * t[None, :, None]  # (n, T, 2)
+        blob = torch.exp(-((yy - p[..., 0, None, None]) ** 2 + (xx - p[..., 1, None, None]) ** 2) / 3)
+        return (blob[:, :, None].expand(n, T, 2, 8, 8) - 0.2) * 3  # (n, T, 2, 8, 8)
+
+    cfg = DynamicsConfig(latent_channels=2, latent_hw=(8, 8), dim=32, depth=2, heads=2, temporal_every=1, max_frames=4, k_max=4)
+    model = Dynamics(cfg)
+    obj = FlowObjective(DiffusionConfig(k_max=4))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss, _ = obj(model, batch())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.5 * first, (first, last)

@@ -1,0 +1,79 @@
+"""Image metrics against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from latentwm import metrics
+
+
+def test_mse_and_psnr_of_a_constant_error():
+    x = torch.rand(2, 3, 16, 16) * 0.8
+    y = x + 0.1  # every pixel off by 0.1: mse 0.01, psnr 10 log10(1 / 0.01) = 20 dB
+    assert metrics.mse(x, y).shape == (2,)
+    assert torch.allclose(metrics.mse(x, y), torch.full((2,), 0.01), atol=1e-6)
+    assert torch.allclose(metrics.psnr(x, y), torch.full((2,), 20.0), atol=1e-3)
+    assert torch.allclose(metrics.psnr(x * 255, y * 255, data_range=255.0), torch.full((2,), 20.0), atol=1e-3)
+
+
+def test_psnr_is_per_sample_and_finite_for_identical_images():
+    x = torch.rand(3, 3, 8, 8)
+    y = x.clone()
+    y[1] += 0.01  # only sample 1 differs: 40 dB
+    p = metrics.psnr(x, y)
+    assert p[1].item() == pytest.approx(40.0, abs=1e-2)
+    assert p[0].item() == pytest.approx(100.0) and torch.isfinite(p).all()
+
+
+def test_ssim_of_identical_images_is_one():
+    x = torch.rand(2, 3, 24, 24)
+    assert torch.allclose(metrics.ssim(x, x), torch.ones(2), atol=1e-5)
+
+
+def test_ssim_of_constant_images_is_the_luminance_term():
+    a, b = 0.2, 0.6  # no variance: ssim = (2ab + C1) / (a^2 + b^2 + C1), the structure term is C2 / C2
+    c1 = (0.01 * 1.0) ** 2
+    want = (2 * a * b + c1) / (a**2 + b**2 + c1)
+    got = metrics.ssim(torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b))
+    assert got.item() == pytest.approx(want, rel=1e-4)
+
+
+def test_ssim_of_one_window_matches_the_formula_by_hand():
+    # An 11x11 image has exactly one window position: the SSIM map is a single value per channel.
+    rng = np.random.default_rng(0)
+    x, y = rng.random((11, 11)), rng.random((11, 11))
+    r = np.arange(11) - 5.0
+    g = np.exp(-(r**2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    mx, my = (w * x).sum(), (w * y).sum()
+    vx, vy = (w * x * x).sum() - mx**2, (w * y * y).sum() - my**2
+    cov = (w * x * y).sum() - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    want = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    tx = torch.tensor(x, dtype=torch.float32).expand(1, 3, 11, 11)
+    ty = torch.tensor(y, dtype=torch.float32).expand(1, 3, 11, 11)
+    assert metrics.ssim(tx, ty).item() == pytest.approx(want, abs=1e-4)
+
+
+def test_ssim_drops_with_noise():
+    x = torch.rand(4, 3, 32, 32)
+    noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    s = metrics.ssim(x, noisy)
+    assert s.shape == (4,) and (s < 0.9).all()
+
+
+def test_collapse_ratio():
+    x = torch.rand(8, 3, 16, 16)
+    assert metrics.collapse_ratio(x, x).item() == pytest.approx(1.0, rel=1e-5)
+    assert metrics.collapse_ratio(0.5 * x + 0.1, x).item() == pytest.approx(0.5, rel=1e-5)
+    constant = torch.full_like(x, 0.3)  # a decoder that ignores its input
+    assert metrics.collapse_ratio(constant, x).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        metrics.collapse_ratio(x[:1], x[:1])
+
+
+def test_gaussian_window_sums_to_one():
+    w = metrics.gaussian_window()
+    assert w.shape == (11, 11) and math.isclose(w.sum().item(), 1.0, rel_tol=1e-6)

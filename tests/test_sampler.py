@@ -1,0 +1,95 @@
+"""The sampler: Euler and shortcut updates, rollout shapes, determinism, KV cache, teacher forcing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentwm.dynamics import Dynamics, DynamicsConfig
+from latentwm.errors import PipelineError
+from latentwm.sampler import SamplerConfig, denoise_frame, rollout
+
+
+def tiny_model(max_frames=4) -> Dynamics:
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(
+        latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2, temporal_every=1, max_frames=max_frames, k_max=8
+    )
+    m = Dynamics(cfg)
+    with torch.no_grad():
+        for p in m.parameters():
+            if not p.abs().sum():  # adaLN-zero layers: make every block do something
+                p.normal_(0, 0.1)
+    return m.eval()
+
+
+class Const(torch.nn.Module):
+    """Predicts the constant c and records the (tau, d) it was called with."""
+
+    def __init__(self, c=2.0):
+        super().__init__()
+        self.c, self.calls = c, []
+
+    def forward(self, z, tau, d=None, cache=None, commit=0):
+        self.calls.append((tau[0, -1].item(), d[0, -1].item()))
+        return torch.full_like(z, self.c)
+
+
+def test_euler_update_by_hand():
+    m = Const(2.0)
+    z = torch.full((1, 1, 1, 1, 1), 1.0)
+    s = SamplerConfig("euler", steps=2)
+    out = denoise_frame(m, None, None, z, s, d=1 / 8)
+    # tau 1 -> 0.5: z = 1 - 0.5 (1 - 2) / 1 = 1.5 ( = 0.5 x_hat + 0.5 eps_hat, eps_hat = z = 1 );
+    # tau 0.5 -> 0: the last step returns x_hat = 2.
+    assert out.item() == 2.0 and m.calls == [(1.0, 0.125), (0.5, 0.125)]
+    m.calls.clear()
+    denoise_frame(m, None, None, z, SamplerConfig("shortcut", steps=4), d=SamplerConfig("shortcut", 4).step_size(8))
+    assert m.calls == [(1.0, 0.25), (0.75, 0.25), (0.5, 0.25), (0.25, 0.25)]
+
+
+def test_sampler_config_checks():
+    assert SamplerConfig("euler", 64).step_size(8) == 1 / 8  # Euler runs the finest step
+    assert SamplerConfig("shortcut", 4).step_size(8) == 0.25
+    with pytest.raises(PipelineError, match="power of two"):
+        SamplerConfig("shortcut", 3).step_size(8)
+    with pytest.raises(PipelineError, match="power of two <= k_max"):
+        SamplerConfig("shortcut", 16).step_size(8)
+    with pytest.raises(PipelineError, match="unknown"):
+        SamplerConfig("ddim", 4)
+
+
+@pytest.mark.parametrize("kind,steps", [("euler", 6), ("shortcut", 4)])
+def test_rollout_shape_and_determinism(kind, steps):
+    m = tiny_model()
+    ctx = torch.randn(2, 3, 4, 8, 8)
+    s = SamplerConfig(kind, steps)
+    a = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(1))
+    b = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(1))
+    c = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(2))
+    assert a.shape == (2, 5, 4, 8, 8) and a.dtype == torch.float32 and torch.isfinite(a).all()
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("horizon", [3, 9])  # within the 4-frame window, and past it
+def test_cached_rollout_equals_recomputation(horizon):
+    m = tiny_model(max_frames=4)
+    ctx = torch.randn(2, 2, 4, 8, 8)
+    s = SamplerConfig("shortcut", 2)
+    a = rollout(m, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=True)
+    b = rollout(m, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=False)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_teacher_forcing_feeds_real_frames():
+    m = tiny_model()
+    ctx, real = torch.randn(1, 2, 4, 8, 8), torch.randn(1, 4, 4, 8, 8)
+    s = SamplerConfig("shortcut", 2)
+    free = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0))
+    forced = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0), teacher=real)
+    torch.testing.assert_close(forced[:, 0], free[:, 0])  # same context and noise: same first frame
+    assert not torch.allclose(forced[:, 1:], free[:, 1:])  # later frames see the real past
+    nocache = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0), teacher=real, use_cache=False)
+    torch.testing.assert_close(forced, nocache, atol=1e-4, rtol=1e-4)
+    with pytest.raises(PipelineError, match="teacher"):
+        rollout(m, ctx, 4, s, teacher=real[:, :2])

@@ -1,0 +1,181 @@
+"""Tokenizer model, latent stores and stats, the collapse refusal, and this stage in the real DAG."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from latentwm import checkpoint
+from latentwm.config import from_dict
+from latentwm.data import LatentWindows
+from latentwm.errors import PipelineError
+from latentwm.latents import encode_store, latent_stats
+from latentwm.store import StoreWriter, open_store
+from latentwm.tokenizer import Tokenizer, TokenizerConfig, check_collapse, evaluate, fit, to_float, to_uint8
+
+from conftest import snakemake
+
+TINY = TokenizerConfig(base_channels=4, max_mult=2, downsample=4, latent_channels=3, groups=2)
+
+
+def frames_store(path, n=20, size=16, seed=0):
+    data = np.random.default_rng(seed).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+    attrs = {"source": "s", "fps": 15, "height": size, "width": size}
+    with StoreWriter(path, (3, size, size), "uint8", 8, attrs) as w:
+        w.append(data)
+        w.commit()
+    return str(path)
+
+
+def test_encode_decode_shapes_and_dtypes():
+    m = Tokenizer(TINY)
+    x = torch.rand(2, 3, 16, 24)
+    z = m.encode(x)
+    assert z.shape == (2, 3, 4, 6) and z.dtype == torch.float32 and z.abs().max() < 1  # tanh-bounded
+    assert m.decode(z).shape == (2, 3, 16, 24)
+    loss, logs = m(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8))
+    assert loss.ndim == 0 and loss.requires_grad and math.isfinite(float(logs["psnr"]))
+    u = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
+    assert torch.equal(to_uint8(to_float(u)), u) and to_uint8(torch.tensor([-1.0, 2.0])).tolist() == [0, 255]
+
+
+def test_masking_only_in_training():
+    m = Tokenizer(TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, mask_ratio=0.5, mask_patch=4))
+    x = torch.rand(3, 3, 16, 16)
+    masked = m.mask(x)
+    hidden = (masked == 0.5) & (x != 0.5)
+    assert 0 < hidden.float().mean() < 1  # some 4x4 patches replaced by grey, others kept
+    assert torch.equal(masked[~hidden], x[~hidden])
+    frames = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    m.eval()
+    assert torch.equal(m(frames)[0], m(frames)[0])  # eval: no mask, deterministic
+
+
+def test_config_refusals():
+    with pytest.raises(PipelineError, match="power of 2"):
+        TokenizerConfig(downsample=3)
+    with pytest.raises(PipelineError, match="divisible by groups"):
+        TokenizerConfig(base_channels=12, groups=8)
+    with pytest.raises(PipelineError, match="tokenizer.model.widht is unknown"):
+        from_dict(TokenizerConfig, {"widht": 3}, "tokenizer.model")
+    with pytest.raises(PipelineError, match="not divisible by tokenizer.model.downsample"):
+        Tokenizer(TINY).latent_shape(30, 32)
+
+
+def test_latent_store_round_trip_and_stats(tmp_path):
+    m = Tokenizer(TINY).eval()
+    src = frames_store(tmp_path / "frames" / "v.zarr", n=21)
+    n = encode_store(m, src, tmp_path / "lat" / "v.zarr", "h123", batch_size=4, chunk_frames=8, log=lambda s: None)
+    arr = open_store(tmp_path / "lat" / "v.zarr", {"tokenizer_hash": "h123", "latent_shape": [3, 4, 4]})
+    assert n == 21 and arr.shape == (21, 3, 4, 4) and arr.dtype == np.float16 and arr.chunks[0] == 8
+    a = dict(arr.attrs)
+    assert (a["video"], a["fps"], a["source"], a["height"], a["width"], a["frames_store"]) == ("v", 15, "s", 16, 16, src)
+    want = m.encode(to_float(torch.from_numpy(np.asarray(zarr.open_array(src, mode="r")[:]))))
+    assert np.allclose(arr[:], want.detach().numpy(), atol=2e-3)  # float16 rounding only
+    stats = latent_stats([tmp_path / "lat" / "v.zarr"], "h123", log=lambda s: None)
+    z = arr[:].astype(np.float64)
+    assert np.allclose(stats["mean"], z.mean((0, 2, 3))) and np.allclose(stats["std"], z.std((0, 2, 3)))
+    assert stats["latent_shape"] == [3, 4, 4] and stats["videos"] == ["v"]
+    with pytest.raises(PipelineError, match="tokenizer_hash"):
+        latent_stats([tmp_path / "lat" / "v.zarr"], "otherhash")
+    with pytest.raises(PipelineError, match="latent_shape"):
+        LatentWindows([tmp_path / "lat" / "v.zarr"], 4, 2, expect={"tokenizer_hash": "h123", "latent_shape": [8, 4, 4]})
+
+
+def test_collapse_check_fires_on_a_collapsed_tokenizer():
+    m = Tokenizer(TINY)
+    torch.nn.init.zeros_(m.decoder.conv_out.weight)  # the decoder now outputs its bias: a constant image
+    frames = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
+    result, recon = evaluate(m, frames)
+    assert result["collapse_ratio"] < 1e-6 and recon.shape == (6, 3, 16, 16)
+    with pytest.raises(PipelineError, match=r"^tokenizer collapsed: output varies 0\.000 as much as input.*likely causes"):
+        check_collapse(result["collapse_ratio"], 0.5)
+    check_collapse(0.9, 0.5)
+
+
+def test_fit_refuses_a_collapsed_run_and_leaves_no_curve(tmp_path):
+    train = [frames_store(tmp_path / f"t{i}.zarr", seed=i) for i in range(2)]
+    val = [frames_store(tmp_path / "v.zarr", seed=9)]
+    cfg = {
+        "model": {"base_channels": 4, "max_mult": 2, "downsample": 4, "latent_channels": 3, "groups": 2},
+        "train": {"steps": 3, "batch_size": 4, "warmup": 1, "log_every": 1},
+        "val_frames": 6,
+        "collapse_threshold": 0.0,  # 3 steps on noise: judged by the second call only
+    }
+    state, result, val_frames, recon = fit(train, val, cfg, tmp_path / "r.pt", tmp_path / "c.csv", log=lambda s: None)
+    assert state["step"] == 3 and val_frames.shape == (6, 3, 16, 16) and math.isfinite(result["psnr"])
+    assert (tmp_path / "c.csv").exists() and result["latent_shape"] == [3, 4, 4]
+    with pytest.raises(PipelineError, match="tokenizer collapsed"):  # no real tokenizer varies 10x its input
+        fit(train, val, {**cfg, "collapse_threshold": 10.0}, tmp_path / "r2.pt", tmp_path / "c2.csv", log=lambda s: None)
+    assert not (tmp_path / "c2.csv").exists()
+
+
+# The stage in the real DAG (tests/tiny_config.yaml, run once per session by the tiny_run fixture).
+
+
+@pytest.mark.slow
+def test_tiny_run_tokenizer_outputs(tiny_run):
+    ckpt = tiny_run / "results/tokenizer/tokenizer.pt"
+    state = torch.load(ckpt, weights_only=True)
+    assert state["kind"] == "tokenizer"
+    checkpoint.build_model(ckpt, kind="tokenizer")
+    metrics = json.loads((tiny_run / "results/tokenizer/metrics.json").read_text())
+    assert math.isfinite(metrics["psnr"]) and metrics["psnr"] > 5 and metrics["collapse_ratio"] > 0
+    assert (tiny_run / "results/tokenizer/reconstructions.png").stat().st_size > 0
+    assert (tiny_run / "results/tokenizer/train_curve.csv").read_text().startswith("step,")
+    assert not (tiny_run / "results/tokenizer/resume.pt").exists()
+
+
+@pytest.mark.slow
+def test_tiny_run_latents_and_stats(tiny_run):
+    h = checkpoint.file_hash(tiny_run / "results/tokenizer/tokenizer.pt")
+    splits = json.loads((tiny_run / "results/splits.json").read_text())
+    shape = json.loads((tiny_run / "results/tokenizer/metrics.json").read_text())["latent_shape"]
+    for video in splits["train"] + splits["val"] + splits["test"]:
+        arr = open_store(tiny_run / f"results/latents/{video}.zarr", {"tokenizer_hash": h, "latent_shape": shape})
+        frames = open_store(tiny_run / f"results/frames/{video}.zarr")
+        assert arr.dtype == np.float16 and arr.shape == (frames.shape[0], *shape)
+        assert arr.attrs["video"] == video and arr.attrs["fps"] == frames.attrs["fps"]
+    stats = json.loads((tiny_run / "results/latents/stats.json").read_text())
+    assert stats["tokenizer_hash"] == h and stats["videos"] == sorted(splits["train"])
+    assert len(stats["mean"]) == len(stats["std"]) == shape[0] and min(stats["std"]) > 0
+
+
+@pytest.mark.slow
+def test_changing_the_tokenizer_reruns_it_and_downstream_only(tiny_run):
+    cfg = yaml_config(tiny_run)
+    cfg["tokenizer"]["train"]["steps"] += 1
+    out = snakemake(tiny_run, None, "-n", "--configfile", str(write_config(tiny_run, cfg))).stdout
+    jobs = job_counts(out)
+    for rule in ("train_tokenizer", "encode_latents", "latent_stats", "train_dynamics"):
+        assert rule in jobs, (rule, out[-3000:])
+    assert not {"download", "extract_frames", "splits"} & set(jobs)
+
+
+def yaml_config(workdir):
+    import yaml
+
+    return yaml.safe_load((workdir / "config.yaml").read_text())
+
+
+def write_config(workdir, cfg):
+    import yaml
+
+    path = workdir / ".snakemake" / "changed_tokenizer.yaml"  # never touch tiny_run's config.yaml
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> count."""
+    lines = dry_run_output.split("Job stats:")[-1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
