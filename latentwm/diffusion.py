@@ -9,10 +9,11 @@ which equals re-noising x_hat with the noise the model implies, (1 - tau + d) x_
 Diffusion forcing: every frame has its own tau (B, T). Two named schedules:
   "context"      the seeds' schedule: the first n_ctx frames are context at tau_ctx (n_ctx drawn per
                  sample in [1, T-1], or fixed by `context_frames`); the first target draws its
-                 level uniformly, the later targets rise linearly from it to 1. Only targets carry
-                 loss. The first target is exactly a rollout step (clean-ish past, any level now);
-                 sorted independent draws instead would rarely put a high level right after the
-                 context, the step a rollout starts every frame with.
+                 level as 1 - (1 - u)^2 (u uniform; noise-heavy: P(tau > 0.9) ~ 1/3), the later
+                 targets rise linearly from it to 1. Only targets carry loss. The first target is
+                 exactly a rollout step (clean-ish past, any level now); sorted independent draws
+                 would rarely put a high level right after the context, yet every rollout frame
+                 starts there, and the ramp weight already favours the low levels.
   "independent"  DreamerV4 / Diffusion Forcing: every frame draws its own level; all frames are
                  targets. Teaches denoising under any mix of past noise levels.
 Shortcut forcing (DreamerV4): each sample draws a step size d in {1/k_max, ..., 1/2, 1} with
@@ -77,7 +78,8 @@ def sample_levels(cfg: DiffusionConfig, B: int, T: int, d: torch.Tensor, generat
         target = torch.arange(T)[None, :] >= n_ctx[:, None]
         # First target: its own level, uniform on the grid (right after a clean-ish context, as in
         # a rollout's every step). Later targets: rising linearly from it to 1, snapped to the grid.
-        first = tau[:, :1]  # (B, 1)
+        u = torch.rand(B, 1, generator=generator)
+        first = torch.ceil((1 - (1 - u) ** 2) / d[:, None] - 1e-6).clamp(min=1) * d[:, None]  # (B, 1) noise-heavy
         k = (torch.arange(T)[None, :] - n_ctx[:, None]).clamp_min(0).float()  # 0 at the first target
         frac = k / (T - n_ctx[:, None]).clamp_min(2).sub(1).float()  # 0 .. 1 along the targets
         ramp = torch.ceil((first + (1 - first) * frac) / d[:, None] - 1e-6) * d[:, None]
@@ -173,8 +175,9 @@ class FlowObjective:
                 err_copy = ((z0[:, :-1] - z0[:, 1:]) ** 2).mean((2, 3, 4))  # (B, T-1)
                 logs["next_loss"] = self.weighted_mean(err_x[:, 1:], w[:, 1:], comparable)
                 logs["copy_last_loss"] = self.weighted_mean(err_copy, w[:, 1:], comparable)
-            m = (target & fine[:, None]).float()  # per-timestep x-loss of the finest-step samples
-            logs["loss_t"] = (err_x * w * m).sum(0) / m.sum(0).clamp_min(1)  # (T,)
+            # (T,) per-timestep x-loss against the data over every sample and frame (context frames:
+            # their denoising error at tau_ctx), so each position has a value in every batch
+            logs["loss_t"] = (err_x * w).mean(0)
             tt = tau[target]
             logs["tau_min"], logs["tau_max"] = tt.min(), tt.max()
             logs["pred_var"] = x_hat.var(0).mean() if B > 1 else x_hat.var()

@@ -44,6 +44,7 @@ class TokenizerConfig:
     mask_ratio: float = 0.0  # fraction of mask_patch x mask_patch input patches hidden in training
     mask_patch: int = 8
     ssim_weight: float = 0.0  # loss = mse + ssim_weight * (1 - ssim)
+    augment: bool = False  # training only: random flips and RGB channel orders of each frame
 
     def __post_init__(self):
         d = self.downsample
@@ -159,9 +160,22 @@ class Tokenizer(nn.Module):
         keep = keep.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :h, :w]
         return torch.where(keep, x, torch.full_like(x, 0.5))
 
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame random horizontal/vertical flips and RGB order: more palettes and layouts
+        than a few training videos hold, so unseen videos' colours reconstruct as well."""
+        b = x.shape[0]
+        flip_w = torch.rand(b, device=x.device) < 0.5
+        flip_h = torch.rand(b, device=x.device) < 0.5
+        x = torch.where(flip_w[:, None, None, None], x.flip(3), x)
+        x = torch.where(flip_h[:, None, None, None], x.flip(2), x)
+        order = torch.rand(b, 3, device=x.device).argsort(1)  # (B, 3) a permutation per frame
+        return x.gather(1, order[:, :, None, None].expand_as(x))
+
     def forward(self, frames: torch.Tensor):
-        """uint8 frames (B, 3, H, W) -> (loss, logs). Masking applies in training mode only."""
+        """uint8 frames (B, 3, H, W) -> (loss, logs). Augmentation and masking apply in training only."""
         x = to_float(frames)
+        if self.training and self.cfg.augment:
+            x = self.augment(x)
         inp = self.mask(x) if self.training and self.cfg.mask_ratio > 0 else x
         y = self.decode(self.encode(inp)).float()
         err = metrics.mse(y, x)  # (B,)

@@ -202,7 +202,7 @@ def test_dry_run_after_dynamics_change(tiny_run, run_snakemake):
     from conftest import tiny_config
 
     cfg = tiny_config()
-    cfg["dynamics"]["objective"]["tau_ctx"] = 0.2
+    cfg["dynamics"].setdefault("objective", {})["tau_ctx"] = 0.2
     jobs = job_names(run_snakemake(tiny_run, cfg, "-n", "--quiet", "rules").stdout)
     assert "train_dynamics" in jobs and "evaluate_rollouts" in jobs, jobs
     for upstream in ("download", "extract_frames", "train_tokenizer", "encode_latents", "latent_stats"):

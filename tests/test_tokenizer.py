@@ -54,6 +54,18 @@ def test_masking_only_in_training():
     assert torch.equal(m(frames)[0], m(frames)[0])  # eval: no mask, deterministic
 
 
+def test_augmentation_flips_and_permutes_channels_in_training_only():
+    m = Tokenizer(TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, augment=True))
+    x = torch.rand(16, 3, 8, 8)
+    y = m.augment(x)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    # each frame keeps its pixel values, only rearranged
+    assert torch.equal(y.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+    frames = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    m.eval()
+    assert torch.equal(m(frames)[0], m(frames)[0])
+
+
 def test_config_refusals():
     with pytest.raises(PipelineError, match="power of 2"):
         TokenizerConfig(downsample=3)

@@ -26,7 +26,7 @@ def build(cfg: dict, stats: dict, latent_paths: list[str], log):
     data = dict(cfg.get("data", {}))
     alt = dict(data.pop("alternating", None) or {})
     use_alt = alt.pop("enabled", False)
-    window = data.get("window", 12)
+    window = data.get("window", 8)
     longest = max(alt["short_window"], alt["long_window"]) if use_alt else window
     model_dict = dict(cfg.get("model") or {})
     if model_dict.get("max_frames") is None:  # rollouts attend no farther than training did
@@ -38,7 +38,7 @@ def build(cfg: dict, stats: dict, latent_paths: list[str], log):
             "raise max_frames or shorten the window"
         )
     obj_cfg = from_dict(DiffusionConfig, {**cfg.get("objective", {}), "k_max": model_cfg.k_max}, "dynamics.objective")
-    train_cfg = from_dict(TrainConfig, {**cfg.get("train", {}), "batch_size": data.get("batch_size", 8)}, "dynamics.train")
+    train_cfg = from_dict(TrainConfig, {**cfg.get("train", {}), "batch_size": data.get("batch_size", 16)}, "dynamics.train")
     batches = LatentWindows(
         latent_paths,
         window=window,
