@@ -8,7 +8,8 @@ Tokens are the p x p patches of each frame's latent grid: N = (h / p) * (w / p) 
 Every block attends over space (the N tokens of one frame, bidirectional); every
 `temporal_every`-th block also attends over time (one spatial position across frames, causal:
 a frame sees itself and earlier frames), as in DreamerV4. Each frame is conditioned on its own
-(tau, d) through adaLN (shift, scale, gate per sub-layer, computed per frame).
+(tau, d) through adaLN (shift, scale, gate per sub-layer, computed per frame). With `prev_frame`
+(default) each token also embeds its own patch in the previous frame (a causal token shift).
 
 Positions: learned embeddings over space; rotary embeddings over time, so attention depends only
 on the distance between frames. That is what lets a rollout cache keys/values (`KVCache`) of the

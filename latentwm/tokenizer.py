@@ -44,7 +44,7 @@ class TokenizerConfig:
     mask_ratio: float = 0.0  # fraction of mask_patch x mask_patch input patches hidden in training
     mask_patch: int = 8
     ssim_weight: float = 0.0  # loss = mse + ssim_weight * (1 - ssim)
-    augment: bool = False  # training only: random flips and RGB channel orders of each frame
+    augment: bool = True  # training only: random flips and RGB channel orders of each frame
 
     def __post_init__(self):
         d = self.downsample
