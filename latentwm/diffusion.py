@@ -166,11 +166,14 @@ class FlowObjective:
             if boot.any():
                 logs["loss_boot"] = self.weighted_mean(err[boot], w[boot], target[boot])
             # The baseline (seeds/000): predict a frame by the previous clean frame, scored like the
-            # loss (same weights) on the frames where the model has the same information: targets
+            # loss (same weights) on the frames where the model has the same information as the
+            # copy: targets at pure noise (tau = 1, so nothing of the frame itself leaks through)
             # of finest-step samples (trained on the data) whose previous frame is clean-ish
-            # (level <= tau_ctx), i.e. a rollout step. next_loss is the model's loss there.
+            # (level <= tau_ctx): the first denoising step of a rollout. next_loss is the model's
+            # loss there.
             err_x = ((x_hat - z0) ** 2).mean((2, 3, 4))  # (B, T)
-            comparable = (target & fine[:, None])[:, 1:] & (tau[:, :-1] <= cfg.tau_ctx + 1e-6)  # (B, T-1)
+            prev_clean = tau[:, :-1] <= cfg.tau_ctx + 1e-6
+            comparable = (target & fine[:, None] & (tau >= 1 - 1e-6))[:, 1:] & prev_clean  # (B, T-1)
             if comparable.any():
                 err_copy = ((z0[:, :-1] - z0[:, 1:]) ** 2).mean((2, 3, 4))  # (B, T-1)
                 logs["next_loss"] = self.weighted_mean(err_x[:, 1:], w[:, 1:], comparable)
