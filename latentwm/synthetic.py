@@ -34,8 +34,8 @@ SHAPES = ("circle", "square", "diamond", "ring", "plus")
 class GeneratorConfig:
     """A `generator:` source in config.yaml: `clips` videos of `frames` frames, size x size pixels."""
 
-    clips: int = 8
-    frames: int = 240
+    clips: int = 24
+    frames: int = 120
     fps: float = 15
     size: int = 64
     seed: int = 0
