@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from latentwm import checkpoint
+from latentwm import checkpoint, fit_dynamics
 from latentwm.config import to_dict
 from latentwm.dynamics import SIZES, Dynamics, DynamicsConfig, collapse_probe, resolve_config
 from latentwm.errors import PipelineError
@@ -99,10 +98,10 @@ def test_shape_mismatch_is_refused(tmp_path):
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["dynamics"]
     cfg["model"]["latent_channels"] = 8
     with pytest.raises(PipelineError, match="latent_channels"):
-        train_script().build(cfg, stats, stores, print)
+        fit_dynamics.build(cfg, stats, stores, print)
     bad = dict(stats, latent_shape=[8, 4, 4])  # stores whose attrs differ from the stats
     with pytest.raises(PipelineError, match="latent_shape"):
-        train_script().build({**cfg, "model": {"size": "tiny"}}, bad, stores, print)
+        fit_dynamics.build({**cfg, "model": {"size": "tiny"}}, bad, stores, print)
 
 
 def test_checkpoint_roundtrip_and_probe(tmp_path):
@@ -151,13 +150,6 @@ def write_latents(root: Path, n=3, frames=16, C=4, hw=(8, 8), seed=0, tokenizer_
     }
     (root / "latents" / "stats.json").write_text(json.dumps(stats))
     return paths, stats
-
-
-def train_script():
-    spec = importlib.util.spec_from_file_location("train_dynamics_script", ROOT / "workflow_scripts" / "train_dynamics.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ---- the rule, on the shared end-to-end run ----
@@ -222,7 +214,7 @@ def train_parts(tmp_path, steps=6, lr=1e-3, checkpoint_every=3):
         "train": {"steps": steps, "lr": lr, "warmup": 2, "log_every": 2, "checkpoint_every": checkpoint_every},
     }
     torch.manual_seed(0)
-    return train_script().build(cfg, stats, stores, print)
+    return fit_dynamics.build(cfg, stats, stores, print)
 
 
 def run_train(tmp_path, parts, name="a", batches=None):
