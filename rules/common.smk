@@ -53,14 +53,18 @@ def video_source_files(wildcards):
     return {}
 
 
+# video id -> spec of every generator or path video, known without touching checkpoints
+# (built once: input functions look videos up per job; the first source to list an id wins)
+STATIC_SPECS = {}
+for entry in SOURCES.values():
+    if source_kind(entry) != "url":
+        for spec in static_videos(entry):
+            STATIC_SPECS.setdefault(spec["video"], spec)
+
+
 def static_spec(video):
-    """Spec of a generator or path video without touching checkpoints; None for URL videos."""
-    for sid, entry in SOURCES.items():
-        if source_kind(entry) != "url":
-            for spec in static_videos(entry):
-                if spec["video"] == video:
-                    return spec
-    return None
+    """Spec of a generator or path video; None for URL videos."""
+    return STATIC_SPECS.get(video)
 
 
 def url_source(video):
