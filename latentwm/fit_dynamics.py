@@ -8,7 +8,6 @@ evaluation can refuse latents from another tokenizer.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .data import LatentWindows
 from .diffusion import DiffusionConfig, FlowObjective
 from .dynamics import Dynamics, collapse_probe, resolve_config
 from .errors import PipelineError
-from .train import TrainConfig, train
+from .train import TrainConfig, fingerprint, train
 
 
 def build(cfg: dict, stats: dict, latent_paths: list[str], log):
@@ -55,16 +54,6 @@ def build(cfg: dict, stats: dict, latent_paths: list[str], log):
     return Dynamics(model_cfg), FlowObjective(obj_cfg), batches, train_cfg
 
 
-def fingerprint(cfg: dict, stats_text: str, model_config: dict) -> str:
-    """Config + input identity: a resume file from another config or other latents is ignored.
-
-    The resolved model config joins in, so a preset or default that changed in the code since
-    the resume file was written starts fresh too instead of failing to load.
-    """
-    text = json.dumps([cfg, model_config], sort_keys=True, default=list) + stats_text
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def fit(latents, stats_path, cfg: dict, out, curve, health, resume, log=print) -> None:
     """Train on the latent stores `latents`; write the checkpoint `out`, `curve` and `health`."""
     stats_text = Path(stats_path).read_text()
@@ -82,7 +71,8 @@ def fit(latents, stats_path, cfg: dict, out, curve, health, resume, log=print) -
         model_config=to_dict(model.cfg),
         resume_path=resume,
         curve_path=curve,
-        fingerprint=fingerprint(cfg, stats_text, to_dict(model.cfg)),
+        # the resolved model config joins in: a preset changed in the code since starts fresh
+        fingerprint=fingerprint(cfg, to_dict(model.cfg), stats_text),
         log=log,
         probe=collapse_probe(model.cfg, seed=train_cfg.seed),
         health_path=health,

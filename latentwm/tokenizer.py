@@ -13,8 +13,6 @@ the latents robust and the decoder fill in; evaluation never masks.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +28,7 @@ from .config import from_dict, to_dict
 from .data import FrameBatches
 from .errors import PipelineError
 from .store import open_store
-from .train import TrainConfig, train
+from .train import TrainConfig, fingerprint, train
 
 
 @dataclass
@@ -255,13 +253,13 @@ def sample_frames(paths, n: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(out))
 
 
-def fingerprint(cfg: dict, paths) -> str:
-    """Config plus the identity of the input stores: a resume file from other inputs is ignored."""
-    stores = []
+def input_identity(paths) -> list:
+    """What identifies the input stores for resuming: path, length, source, fps and size."""
+    out = []
     for p in paths:
         a = dict(open_store(p).attrs)
-        stores.append([str(p), a.get("frames"), a.get("source"), a.get("fps"), a.get("height"), a.get("width")])
-    return hashlib.sha256(json.dumps([cfg, stores], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        out.append([str(p), a.get("frames"), a.get("source"), a.get("fps"), a.get("height"), a.get("width")])
+    return out
 
 
 def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callable[[str], None] = print):
@@ -296,7 +294,7 @@ def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callabl
         model_config=to_dict(stage.model),
         resume_path=resume_path,
         curve_path=curve_path,
-        fingerprint=fingerprint(cfg, [*train_paths, *val_paths]),
+        fingerprint=fingerprint(cfg, input_identity([*train_paths, *val_paths])),
         log=log,
         probe=probe,
     )

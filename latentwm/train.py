@@ -17,6 +17,7 @@ not falling by half) and a collapse are reported in the health file.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -55,6 +56,12 @@ class TrainConfig:
     bf16: bool = True  # autocast to bfloat16 on GPU; ignored on CPU
     compile: bool = False
     grad_checkpointing: bool = False
+
+
+def fingerprint(*parts) -> str:
+    """Short hash of config and input identity (JSON-able parts); a resume file must match it."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def pick_device(name: str = "auto") -> torch.device:
