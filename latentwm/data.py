@@ -6,6 +6,10 @@ resuming at step s replays the same batches and DataLoader workers hold no sampl
     FrameBatches   frames  uint8 (T, 3, H, W) stores  -> uint8 (B, 3, H, W) random frames
     LatentWindows  latents float16 (T, C, h, w) stores -> float32 (B, T, C, h, w) random windows
 
+Data parallel: `shard(rank, world)` gives a view whose batch i is the rank's contiguous slice of
+global batch i (`batch_size` stays the global batch), so the processes together see exactly the
+batches one process would.
+
 Stores are opened lazily, once per process (each DataLoader worker opens its own), and decoded
 time chunks are kept in a per-process LRU cache (`cache_mb`): a zarr read costs about 0.5 ms
 of fixed overhead, a slice of a cached chunk a few microseconds (bench/bench_latents.py).
@@ -13,6 +17,7 @@ of fixed overhead, a slice of a cached chunk a few microseconds (bench/bench_lat
 
 from __future__ import annotations
 
+import copy
 import os
 from collections import OrderedDict
 from typing import Any, Callable
@@ -25,6 +30,28 @@ from .errors import PipelineError
 from .store import open_store
 
 LARGE = 2**31 - 1  # __len__ of the batch datasets: the loop's sampler picks the indices it needs
+
+
+class Sharded:
+    """Mixin of the batch datasets: `shard(rank, world)` and the slice of a batch's items."""
+
+    part: tuple[int, int] = (0, 1)  # (rank, world)
+
+    def shard(self, rank: int, world: int):
+        view = copy.copy(self)
+        view.part = (int(rank), int(world))
+        return view
+
+    def own(self, items: list, i: int) -> list:
+        """The items of global batch i this rank loads."""
+        rank, world = self.part
+        if len(items) % world:
+            raise PipelineError(
+                f"batch {i} has {len(items)} samples, not divisible by {world} processes; "
+                f"set the batch size (and alternating long_batch/short_batch) to a multiple of {world}"
+            )
+        n = len(items) // world
+        return items[rank * n : (rank + 1) * n]
 
 
 class StoreReader:
@@ -77,7 +104,7 @@ class StoreReader:
         return data
 
 
-class FrameBatches(torch.utils.data.Dataset):
+class FrameBatches(Sharded, torch.utils.data.Dataset):
     """[i] -> uint8 (B, 3, H, W): B random frames, each from a store chosen by its frame count."""
 
     def __init__(self, store_paths, batch_size: int, seed: int = 0, expect: dict | None = None, cache_mb: float = 1024):
@@ -103,11 +130,11 @@ class FrameBatches(torch.utils.data.Dataset):
         return [(int(a), int(b)) for a, b in zip(k, g - self.offsets[k])]
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        frames = [self.reader.read(k, t, t + 1)[0] for k, t in self.locate(i)]
+        frames = [self.reader.read(k, t, t + 1)[0] for k, t in self.own(self.locate(i), i)]
         return torch.from_numpy(np.stack(frames))  # (B, 3, H, W) uint8
 
 
-class LatentWindows(torch.utils.data.Dataset):
+class LatentWindows(Sharded, torch.utils.data.Dataset):
     """[i] -> float32 (B, T, C, h, w): B windows of T consecutive latent frames, starts % stride == 0.
 
     Every window start of every usable store is equally likely. With `alternating` (DreamerV4
@@ -189,7 +216,7 @@ class LatentWindows(torch.utils.data.Dataset):
         return [(int(a), int(s) * self.stride, t) for a, s in zip(k, g - offsets[k])]
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        wins = [self.reader.read(k, s, s + t) for k, s, t in self.locate(i)]
+        wins = [self.reader.read(k, s, s + t) for k, s, t in self.own(self.locate(i), i)]
         z = np.stack(wins).astype(np.float32)  # (B, T, C, h, w)
         if self.mean is not None:
             z = (z - self.mean) / self.std

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .config import from_dict, to_dict
 from .data import LatentWindows
 from .diffusion import DiffusionConfig, FlowObjective
@@ -77,6 +77,8 @@ def fit(latents, stats_path, cfg: dict, out, curve, health, resume, log=print) -
         probe=collapse_probe(model.cfg, seed=train_cfg.seed),
         health_path=health,
     )
+    if not distributed.context().main:
+        return None
     final["stats"] = {k: stats[k] for k in ("mean", "std", "latent_shape", "tokenizer_hash")}
     final["tokenizer_hash"] = stats["tokenizer_hash"]
     checkpoint.save(out, final)

@@ -8,6 +8,12 @@ from typing import Callable
 
 
 def logger(path: str | None = None) -> Callable[[str], None]:
+    """Log lines of rank 0; other data-parallel ranks (distributed.py) stay silent."""
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return lambda msg: None
+
     def log(msg: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {msg}"
         print(line, file=sys.stderr, flush=True)

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import metrics
+from . import distributed, metrics
 from .config import from_dict, to_dict
 from .data import FrameBatches
 from .errors import PipelineError
@@ -299,6 +299,8 @@ def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callabl
         probe=probe,
     )
     wall = time.perf_counter() - t0
+    if not distributed.context().main:
+        return None  # rank 0 evaluates and writes the outputs
     result, recon = evaluate(model, val)
     log(f"[tokenizer] val psnr {result['psnr']:.2f} dB ssim {result['ssim']:.4f} collapse ratio {result['collapse_ratio']:.3f}")
     if result["psnr"] <= result["baseline_mean_frame_psnr"]:

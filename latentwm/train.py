@@ -9,6 +9,10 @@ Contracts:
 - `probe(model) -> dict` (optional): a collapse check run at every log step; it returns at least
   {"collapsed": bool} and whatever figures it measured. It goes to the health file.
 
+Data parallel (distributed.py): under torchrun or `distributed.launch`, every rank runs this
+loop on its slice of each global batch inside DistributedDataParallel; rank 0 alone writes the
+curve, health file and resume checkpoints. One process is the plain loop.
+
 Red flags (seeds/000): a NaN/Inf loss or gradient stops training at once with a PipelineError
 naming the step and the likely causes; the last good checkpoint stays on disk. A plateau (loss
 not falling by half) and a collapse are reported in the health file.
@@ -29,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .errors import PipelineError
 
 NAN_CAUSES = (
@@ -62,6 +66,10 @@ def fingerprint(*parts) -> str:
     """Short hash of config and input identity (JSON-able parts); a resume file must match it."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _silent(msg: str) -> None:
+    """The log of ranks other than 0."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -181,8 +189,12 @@ def train(
     (model, optimizer, scheduler, step) for the caller to save as the rule's output, plus
     "health" and "rows".
     """
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    ctx = distributed.context()
+    device = distributed.init(ctx, pick_device(cfg.device))
+    torch.manual_seed(cfg.seed + ctx.rank)  # ranks draw different noise for their samples
+    batches = distributed.shard(batches, ctx)
+    if not ctx.main:
+        log = _silent
     model.to(device)
     if cfg.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
         model.set_grad_checkpointing(True)
@@ -210,10 +222,20 @@ def train(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, rows = state["step"], list(state.get("rows", []))
-        torch.set_rng_state(state["rng"])
+        rng = state["rng"]
+        if isinstance(rng, list):  # one state per rank
+            if len(rng) == ctx.world:
+                torch.set_rng_state(rng[ctx.rank])
+            else:  # another process count: fresh but distinct streams
+                torch.manual_seed(cfg.seed + ctx.rank + 1000 * step)
+        else:
+            torch.set_rng_state(rng)
         log(f"[{name}] resumed from {resume_path} at step {step}/{cfg.steps}")
 
-    fwd = torch.compile(model) if cfg.compile else model
+    wrapped = model
+    if ctx.world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    fwd = torch.compile(wrapped) if cfg.compile else wrapped
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     loader = torch.utils.data.DataLoader(
         batches,
@@ -237,12 +259,12 @@ def train(
             scheduler=sched.state_dict(),
             step=at_step,
             rows=rows,
-            rng=torch.get_rng_state(),
+            rng=distributed.gather_objects(torch.get_rng_state(), ctx) if ctx.world > 1 else torch.get_rng_state(),
             fingerprint=fingerprint,
         )
 
     def write_health():
-        if health_path:
+        if health_path and ctx.main:
             tmp = health_path.with_name(f".{health_path.name}.tmp")
             tmp.write_text(json.dumps(health, indent=2))
             os.replace(tmp, health_path)
@@ -253,8 +275,9 @@ def train(
         batch = to_device(batch, device)
         with autocast:
             loss, logs = objective(fwd, batch)
-        if not torch.isfinite(loss):
-            value = float(loss.detach())
+        loss_mean = distributed.mean(loss.detach(), ctx)  # every rank sees a NaN on any rank
+        if not torch.isfinite(loss_mean):
+            value = float(loss_mean)
             health["nan_stop"] = {"step": step, "what": "loss", "value": value}
             write_health()
             raise PipelineError(
@@ -274,7 +297,7 @@ def train(
         opt.step()
         sched.step()
         step += 1
-        acc.add({"loss": loss.detach(), "grad_norm": gnorm, **logs})
+        acc.add({"loss": loss_mean, "grad_norm": gnorm, **logs})  # other logs: rank 0's slice
 
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.perf_counter()
@@ -282,7 +305,7 @@ def train(
             row["lr"] = sched.get_last_lr()[0]
             row["batches_per_s"] = (cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every) / (now - t_last)
             row["memory_mb"] = memory_mb(device)
-            if probe is not None:
+            if probe is not None and ctx.main:
                 model.eval()
                 with torch.no_grad(), autocast:
                     result = probe(model)
@@ -290,7 +313,8 @@ def train(
                 health["collapse"] = result
                 row.update({f"probe_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))})
             rows.append(row)
-            _write_csv(curve_path, rows)
+            if ctx.main:
+                _write_csv(curve_path, rows)
             eta = (now - t_start) / (step - step_start) * (cfg.steps - step)
             parts = " ".join(
                 f"{k} {row[k]:.4g}" for k in row if k not in ("step", "loss", "lr", "batches_per_s", "memory_mb")
@@ -302,9 +326,11 @@ def train(
             )
             t_last = now
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            checkpoint.save(resume_path, snapshot(step))
+            state = snapshot(step)  # on every rank: it gathers their RNG states
+            if ctx.main:
+                checkpoint.save(resume_path, state)
 
-    if not rows:  # resumed at the very end: nothing new was logged
+    if not rows and ctx.main:  # resumed at the very end: nothing new was logged
         _write_csv(curve_path, rows or [{"step": step}])
     health["plateau"] = plateau_check(rows)
     health["steps"] = step

@@ -202,8 +202,15 @@ if __name__ == "__main__":
     why = install()
     if why:
         sys.exit(f"cannot set up Slurm: {why}")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # a background process of a non-interactive shell ignores SIGINT: SIGTERM stops it too
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     with LocalSlurm(root) as cluster:
-        print(f"cluster up; in another shell: export SLURM_CONF={cluster.env['SLURM_CONF']}; Ctrl-C stops it")
+        print(f"cluster up; in another shell: export SLURM_CONF={cluster.env['SLURM_CONF']}; Ctrl-C stops it", flush=True)
         try:
             signal.pause()
         except KeyboardInterrupt:

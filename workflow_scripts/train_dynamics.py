@@ -5,6 +5,7 @@ Thin: the wiring lives in latentwm.fit_dynamics.
 
 from pathlib import Path
 
+from latentwm.distributed import processes, relaunch
 from latentwm.errors import one_line_errors
 from latentwm.fit_dynamics import fit
 from latentwm.logs import logger, set_threads
@@ -18,18 +19,24 @@ def main(latents, stats, cfg, out, curve, health, resume, log_path=None, threads
 
 if "snakemake" in globals():
     sm = snakemake  # noqa: F821
-    main(
-        sm.input.latents,
-        sm.input.stats,
-        sm.params.cfg,
-        sm.output.checkpoint,
-        sm.output.curve,
-        sm.output.health,
-        sm.params.resume,
-        sm.log[0],
-        sm.threads,
-    )
-elif __name__ == "__main__":  # by hand: python workflow_scripts/train_dynamics.py config.yaml STATS.json LATENTS.zarr... --out DIR
+    # more than one GPU given: this script again under torchrun, one rank per GPU
+    with one_line_errors(sm.log[0]):
+        launched = relaunch(__file__, processes(sm.resources.get("gpu", 0)))
+    if not launched:
+        main(
+            sm.input.latents,
+            sm.input.stats,
+            sm.params.cfg,
+            sm.output.checkpoint,
+            sm.output.curve,
+            sm.output.health,
+            sm.params.resume,
+            sm.log[0],
+            sm.threads,
+        )
+elif __name__ == "__main__":
+    # by hand: python workflow_scripts/train_dynamics.py config.yaml STATS.json LATENTS.zarr... --out DIR
+    # data parallel, on one node or many: torchrun [--nnodes ...] --nproc-per-node N <this> ...
     import argparse
 
     import yaml

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from latentwm import checkpoint
+from latentwm.distributed import processes, relaunch
 from latentwm.errors import one_line_errors
 from latentwm.logs import logger, set_threads
 from latentwm.tokenizer import fit, to_uint8
@@ -37,7 +38,7 @@ def save_reconstructions(path, frames, recon, n: int = 8) -> None:
 def main(sm) -> None:
     log = logger(sm.log[0])
     set_threads(sm.threads)
-    state, metrics, val, recon = fit(
+    result = fit(
         sm.input.train,
         sm.input.val,
         sm.params.cfg,
@@ -45,6 +46,9 @@ def main(sm) -> None:
         curve_path=sm.output.curve,
         log=log,
     )
+    if result is None:  # a data-parallel rank other than 0
+        return
+    state, metrics, val, recon = result
     checkpoint.save(sm.output.ckpt, state)
     Path(sm.output.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
     save_reconstructions(sm.output.recon, val, recon)
@@ -53,4 +57,6 @@ def main(sm) -> None:
 
 
 with one_line_errors(snakemake.log[0]):
-    main(snakemake)
+    # more than one GPU given: this script again under torchrun, one rank per GPU
+    if not relaunch(__file__, processes(snakemake.resources.get("gpu", 0))):
+        main(snakemake)

@@ -1,0 +1,109 @@
+"""Data-parallel training: one process per GPU, on one node or across nodes.
+
+Who starts the processes:
+- torchrun (one node or many, e.g. `srun torchrun ...` under Slurm) sets RANK, WORLD_SIZE,
+  LOCAL_RANK, MASTER_ADDR and MASTER_PORT; `context()` reads them.
+- A Snakemake job that was given more than one GPU (`resources: gpu=N`) calls `relaunch`, which
+  runs the rule's script again under torchrun with N local ranks.
+A single process (the CPU default) needs neither and never touches torch.distributed.
+
+The data contract stays the one of train.py: batch i is a pure function of (seed, i) and
+`batch_size` is the *global* batch; each rank loads only its contiguous slice of it
+(`shard`). So the same config gives the same optimizer updates on 1 or N processes (gradients
+are averaged across ranks, and the mean of the per-rank mean losses is the mean loss), and
+resuming at step s replays the same batches whatever the process count.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes logs, curves, checkpoints and health files."""
+        return self.rank == 0
+
+
+def context() -> Context:
+    """This process's place in the job, from the torchrun-style environment (single if unset)."""
+    env = os.environ
+    if int(env.get("WORLD_SIZE", "1")) <= 1:
+        return Context()
+    return Context(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", env["RANK"])))
+
+
+def init(ctx: Context, device: torch.device) -> torch.device:
+    """Join the process group (NCCL on GPU, gloo on CPU); returns this rank's device."""
+    if ctx.world == 1:
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=ctx.rank, world_size=ctx.world)
+    return device
+
+
+def shard(batches, ctx: Context):
+    """The rank's view of a batch dataset: slice ctx.rank of each global batch."""
+    if ctx.world == 1:
+        return batches
+    if not hasattr(batches, "shard"):
+        raise PipelineError(f"{type(batches).__name__} cannot be split across {ctx.world} processes (no shard())")
+    return batches.shard(ctx.rank, ctx.world)
+
+
+def mean(x: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """Mean of a tensor over ranks (identity for one process)."""
+    if ctx.world == 1:
+        return x
+    x = x.detach().clone()
+    dist.all_reduce(x)
+    return x / ctx.world
+
+
+def gather_objects(obj, ctx: Context) -> list:
+    """[obj of rank 0, obj of rank 1, ...] on every rank."""
+    if ctx.world == 1:
+        return [obj]
+    out = [None] * ctx.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def processes(gpus: int) -> int:
+    """How many local processes a job given `gpus` GPUs runs: one per GPU asked for and visible."""
+    if context().world > 1 or not torch.cuda.is_available():  # already a rank, or CPU only
+        return 1
+    return max(1, min(int(gpus), torch.cuda.device_count()))
+
+
+def relaunch(script: str, nprocs: int) -> bool:
+    """Run `script` again under torchrun with nprocs local ranks and wait; False if nprocs == 1.
+
+    A rule's script calls this first: with more than one GPU the job becomes a single-node
+    torchrun job (each rank re-reads the same rule object), and the original process only waits.
+    """
+    if nprocs <= 1:
+        return False
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nprocs}", script]
+    p = subprocess.run(cmd)
+    if p.returncode != 0:
+        raise PipelineError(f"{Path(script).name}: {nprocs} data-parallel ranks failed (exit {p.returncode}); see the log above")
+    return True
