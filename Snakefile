@@ -1,5 +1,6 @@
 # latentwm: raw video -> frames (zarr) -> tokenizer -> latents (zarr) -> dynamics -> evaluation.
 from snakemake.utils import min_version, validate
+from latentwm.validate import check
 
 min_version("9.0")
 
@@ -7,6 +8,8 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# every config problem, one line each, before any job runs (then defaults from the schema)
+check(config, workflow.source_path("schemas/config.schema.yaml"))
 validate(config, "schemas/config.schema.yaml")
 
 

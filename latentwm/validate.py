@@ -1,0 +1,137 @@
+"""The whole config checked when the Snakefile is parsed, before any job runs.
+
+`config_problems(config, schema)` returns one line per problem, each naming the key and what it
+expects: JSON-schema violations (unknown keys, wrong types, out-of-range values), then what the
+schema cannot say because it spans stages:
+- every stage's section builds its dataclasses (the same from_dict the jobs use);
+- the dynamics model fits the latents the tokenizer will produce (channels, grid, patch);
+- training windows and evaluation spans fit in frames.min_frames, the shortest video the
+  pipeline keeps (extraction refuses shorter ones), so no stage finds every video too short;
+- train, val and test each get a video, where the videos are known before any job
+  (generator and path sources; URL sources are counted by the splits job).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import PipelineError
+
+
+def _path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _schema_line(e: jsonschema.ValidationError) -> str:
+    where = _path(e.absolute_path)
+    v, s = e.validator, e.schema
+    if v == "additionalProperties":
+        unknown = sorted(set(e.instance) - set(s.get("properties", {})))
+        key = f"{where}.{unknown[0]}" if e.absolute_path else unknown[0]
+        return f"config key {key} is unknown; expected one of: {', '.join(sorted(s.get('properties', {})))}"
+    if v == "type":
+        return f"config key {where} is {e.instance!r}; expected {' or '.join(map(str, [s['type']] if isinstance(s['type'], str) else s['type']))}"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
+        return f"config key {where} is {e.instance!r}; expected a value {op} {e.validator_value}"
+    if v == "enum":
+        return f"config key {where} is {e.instance!r}; expected one of: {', '.join(map(str, e.validator_value))}"
+    if v == "pattern":
+        return f"config key {where} is {e.instance!r}; expected it to match {e.validator_value}"
+    if v == "required":
+        return f"config key {where}: {e.message}"
+    if v == "oneOf" and where.startswith("sources"):
+        return f"config key {where} must have exactly one of url, path, generator"
+    return f"config key {where}: {e.message}"
+
+
+def schema_problems(config: dict, schema: dict) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    return [_schema_line(e) for e in errors]
+
+
+def _stage_problems(config: dict) -> list[str]:
+    """Sections that pass the schema but not their stage's own checks."""
+    from .config import from_dict
+    from .dynamics import resolve_config
+    from .evaluate import EvalConfig
+    from .sources import static_videos
+    from .splits import assign_splits
+    from .tokenizer import Tokenizer, TokenizerStage
+
+    problems: list[str] = []
+
+    def attempt(fn):
+        try:
+            return fn()
+        except PipelineError as e:
+            problems.append(str(e))
+        except (TypeError, ValueError) as e:  # a dataclass's own __post_init__ refusals
+            problems.append(str(e))
+        return None
+
+    frames = config.get("frames", {})
+    min_frames = int(frames.get("min_frames", 1))
+    stage = attempt(lambda: from_dict(TokenizerStage, config.get("tokenizer", {}), "tokenizer"))
+    latent_shape = None
+    if stage is not None:
+        latent_shape = attempt(lambda: Tokenizer(stage.model).latent_shape(int(frames.get("height", 64)), int(frames.get("width", 64))))
+
+    dyn = config.get("dynamics", {})
+    data = dict(dyn.get("data", {}))
+    alt = dict(data.get("alternating") or {})
+    windows = {"dynamics.data.window": data.get("window", 8)}
+    if alt.get("enabled"):
+        windows = {f"dynamics.data.alternating.{k}": alt[k] for k in ("short_window", "long_window") if k in alt}
+    if latent_shape is not None:
+        model = dict(dyn.get("model") or {})
+        model.setdefault("max_frames", max(windows.values()))
+        attempt(lambda: resolve_config(model, latent_shape))
+    for key, t in windows.items():
+        if t > min_frames:
+            problems.append(
+                f"config key {key} is {t}, longer than frames.min_frames={min_frames} (the shortest video kept); "
+                f"expected at most {min_frames}: lower it or raise frames.min_frames"
+            )
+    for name, section in (config.get("evaluations") or {}).items():
+        ev = attempt(lambda: from_dict(EvalConfig, section, f"evaluations.{name}"))
+        if ev is not None and ev.span > min_frames:
+            problems.append(
+                f"config key evaluations.{name}: context {ev.context} + horizon {ev.horizon} = {ev.span} frames, "
+                f"longer than frames.min_frames={min_frames} (the shortest video kept); expected at most {min_frames}"
+            )
+
+    splits = config.get("splits", {})
+    for key in ("val", "test"):
+        if splits.get(key, 1) <= 0:
+            problems.append(f"config key splits.{key} is {splits[key]}; expected > 0 ({key} needs at least one video)")
+    sources = config.get("sources", [])
+    if sources and all("url" not in s for s in sources):
+        videos = {v["video"] for s in sources for v in static_videos(s)}
+        attempt(lambda: assign_splits(sorted(videos), splits.get("val", 0.125), splits.get("test", 0.25)))
+    return problems
+
+
+def config_problems(config: dict, schema_path: str | Path) -> list[str]:
+    """Every problem of `config`, one line each; [] when it is fine. Stage checks run only on a
+    config that passes the schema (they assume its types)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    problems = schema_problems(config, schema)
+    if problems:
+        return problems
+    return _stage_problems(config)
+
+
+def check(config: dict, schema_path: str | Path) -> None:
+    """Exit with every problem on its own line (no traceback) if the config has any."""
+    problems = config_problems(config, schema_path)
+    if problems:
+        raise SystemExit("\n".join(f"config error: {p}" for p in problems))
