@@ -50,8 +50,9 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         raise PipelineError(f"checkpoint {path} does not exist; run the rule that produces it first")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt or foreign file
-        raise PipelineError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); delete it and rerun") from e
+    except Exception as e:  # corrupt, foreign, or pickled code that weights_only refuses to run
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise PipelineError(f"checkpoint {path} cannot be read ({type(e).__name__}: {first}); delete it and rerun") from e
 
 
 def model_state(kind: str, model: torch.nn.Module, model_config: dict, **training) -> dict[str, Any]:

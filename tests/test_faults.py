@@ -1,0 +1,311 @@
+"""Faults and bad input, as real Snakemake runs: nothing lost, every failure explained.
+
+Each test's docstring is one row of docs/FAULTS.md: the first line is the fault, the rest what
+the pipeline does. `python tests/fault_table.py > docs/FAULTS.md` regenerates the table, and
+test_fault_table_is_current fails when it is stale.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, snakemake, tiny_config
+from latentwm import checkpoint
+from latentwm.errors import PipelineError
+from latentwm.store import open_store
+from latentwm.synthetic import write_clip
+from latentwm.video import ffmpeg_exe
+from test_data_stages import config as data_config
+from test_data_stages import targets
+from test_download import closed_port_url
+
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def serve_any_path(body: bytes):
+    """A real HTTP server on 127.0.0.1 that answers every GET path with `body` (an mp4)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def start(workdir: Path, cfg: dict, *args: str) -> subprocess.Popen:
+    """Snakemake in its own process group (so kill -9 takes its jobs with it)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--configfile", "config.yaml", *args]
+    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def kill9_when(p: subprocess.Popen, condition, timeout: float = 300) -> None:
+    """SIGKILL the whole Snakemake process group as soon as condition() holds."""
+    deadline = time.time() + timeout
+    while not condition():
+        if p.poll() is not None:
+            raise AssertionError(f"snakemake ended ({p.returncode}) before the moment to kill it")
+        if time.time() > deadline:
+            os.killpg(p.pid, signal.SIGKILL)
+            raise AssertionError("the moment to kill never came")
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+
+
+def last_logged_step(log: Path) -> int:
+    steps = re.findall(r"step (\d+)/\d+", log.read_text())
+    return int(steps[-1]) if steps else 0
+
+
+def test_kill9_during_training_resumes_from_the_last_checkpoint(tmp_path):
+    """kill -9 of the whole run during tokenizer training, then during dynamics training
+    Rerunning with `--rerun-incomplete` resumes each from its last resume.pt (at most one
+    checkpoint interval lost) and ends with exactly the configured number of optimizer steps."""
+    cfg = tiny_config()
+    cfg["tokenizer"]["train"].update(steps=300, checkpoint_every=50, log_every=10)
+    cfg["dynamics"]["train"].update(steps=90, checkpoint_every=20, log_every=5)
+    work = tmp_path / "run"
+    target = "results/dynamics/dynamics.pt"
+    for stage, steps, every in (("tokenizer", 300, 50), ("dynamics", 90, 20)):
+        resume = work / f"results/{stage}/resume.pt"
+        p = start(work, cfg, "--cores", "2", "--rerun-incomplete", target)
+        kill9_when(p, resume.exists)
+        time.sleep(0.5)  # a few more steps after the checkpoint: they are the ones lost
+        killed_at = last_logged_step(work / f"logs/train_{stage}.log")
+        assert resume.exists() and not (work / f"results/{stage}/{stage}.pt").exists()
+        saved = checkpoint.load(resume)["step"]
+        assert saved % every == 0 and saved >= killed_at - every, (saved, killed_at)
+    snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", target)
+    for stage, steps in (("tokenizer", 300), ("dynamics", 90)):
+        log = (work / f"logs/train_{stage}.log").read_text()
+        m = re.search(rf"resumed from results/{stage}/resume.pt at step (\d+)/{steps}", log)
+        assert m and int(m.group(1)) > 0, log[-2000:]
+        final = checkpoint.load(work / f"results/{stage}/{stage}.pt")
+        assert final["step"] == steps
+        assert not (work / f"results/{stage}/resume.pt").exists()  # superseded by the output
+
+
+def test_kill9_during_frame_extraction_leaves_no_store_taken_as_complete(tmp_path):
+    """kill -9 during frame extraction of a long video
+    Only a hidden .tmp store is left, never a store at the final path; the rerun extracts that
+    video again and no other."""
+    data = tmp_path / "data"
+    data.mkdir()
+    long = data / "long.mp4"
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-t", "90",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(long)],
+        check=True,
+    )  # fmt: skip
+    cfg = data_config([{"id": "gen", "generator": {"clips": 2, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+                       {"id": "long", "path": str(long)}])  # fmt: skip
+    work = tmp_path / "work"
+    frames = work / "results/frames"
+    snakemake(work, cfg, "--cores", "1", *targets(["gen_000", "gen_001"])[:2])  # two videos done first
+    p = start(work, cfg, "--cores", "1", "results/frames/long.zarr")
+    kill9_when(p, lambda: frames.exists() and any(x.name.startswith(".long.zarr.tmp") for x in frames.iterdir()))
+    assert not (frames / "long.zarr").exists()
+    leftovers = [x for x in frames.iterdir() if x.name.startswith(".long.zarr.tmp")]
+    with pytest.raises(PipelineError, match="incomplete"):
+        open_store(leftovers[0])  # even opened by hand, the partial store is refused
+    dry = snakemake(work, cfg, "-n", "--rerun-incomplete", *targets(["gen_000", "gen_001", "long"]))
+    assert re.search(r"extract_frames\s+1\b", dry.stdout), dry.stdout[-2000:]
+    assert "wildcards: video=long" in dry.stdout and "video=gen_000" not in dry.stdout
+    snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", "results/frames/long.zarr")
+    assert open_store(frames / "long.zarr").shape[0] == 90 * 10  # 90 s resampled to frames.fps 10
+
+
+def test_broken_videos_fail_alone_with_one_line_each(tmp_path):
+    """Broken sources among good ones: truncated mp4, audio-only file, a text file named .mp4,
+    a 1-frame video, an unreachable URL
+    Under --keep-going the good videos finish; each broken one fails its own job with one ERROR
+    line naming the source and why (no traceback), shown in Snakemake's output."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "good.mp4", 0, frames=30, fps=10, size=32, seed=0)
+    whole = (data / "good.mp4").read_bytes()
+    (data / "truncated.mp4").write_bytes(whole[: len(whole) // 3])
+    (data / "notvideo.mp4").write_text("this is not a video\n" * 50)
+    write_clip(data / "oneframe.mp4", 0, frames=1, fps=10, size=32, seed=0)
+    ff = ffmpeg_exe()
+    subprocess.run([ff, "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=3", str(data / "audio.m4a")], check=True)
+    sources = [
+        {"id": "gen", "generator": {"clips": 2, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+        {"id": "truncated", "path": str(data / "truncated.mp4")},
+        {"id": "audioonly", "path": str(data / "audio.m4a")},
+        {"id": "notvideo", "path": str(data / "notvideo.mp4")},
+        {"id": "oneframe", "path": str(data / "oneframe.mp4")},
+        {"id": "offline", "url": closed_port_url()},
+    ]
+    cfg = data_config(sources)
+    work = tmp_path / "work"
+    videos = ["gen_000", "gen_001", "truncated", "audioonly", "notvideo", "oneframe"]
+    p = snakemake(work, cfg, "--cores", "2", "--keep-going", *targets(videos), check=False)
+    assert p.returncode != 0
+    expected = {
+        "truncated": "source truncated",
+        "audioonly": "source audioonly",
+        "notvideo": "source notvideo",
+        "oneframe": r"source oneframe: .*1 frames?",
+    }
+    for video, pattern in expected.items():
+        logs = list((work / "logs").rglob(f"{video}.log"))
+        errors = [line for f in logs for line in f.read_text().splitlines() if line.startswith("ERROR:")]
+        assert len(errors) == 1 and re.search(pattern, errors[0]), (video, [f.read_text()[-800:] for f in logs])
+        assert not any("Traceback" in f.read_text() for f in logs), video
+        assert errors[0][len("ERROR: "):] in p.stdout, f"{video}: snakemake does not show the error line"
+    resolve_log = (work / "logs/resolve_source/offline.log").read_text()
+    errors = [line for line in resolve_log.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "offline" in errors[0] and "Traceback" not in resolve_log, resolve_log
+    for video in ("gen_000", "gen_001"):
+        assert open_store(work / f"results/frames/{video}.zarr").shape == (40, 3, 32, 32)
+    assert sorted(x.name for x in (work / "results/frames").iterdir() if not x.name.startswith(".")) == [
+        "gen_000.zarr", "gen_001.zarr"]  # fmt: skip
+
+
+CONFIG_ERRORS = {
+    "unknown key": (lambda c: c["tokenizer"]["train"].update(stesp=5), r"config key tokenizer\.train\.stesp is unknown; expected one of: .*steps"),
+    "wrong type": (lambda c: c["tokenizer"]["train"].update(steps="many"), r"config key tokenizer\.train\.steps is 'many'; expected integer"),
+    "negative size": (lambda c: c["frames"].update(height=-32), r"config key frames\.height is -32; expected a value >= 8"),
+    "latent channels": (lambda c: c["dynamics"]["model"].update(latent_channels=16), r"dynamics\.model\.latent_channels is 16 but the latents have 4"),
+    "window too long": (lambda c: c["evaluations"]["default"].update(context=40), r"evaluations\.default: context 40 \+ horizon 4 = 44 frames, longer than frames\.min_frames=24"),
+    "training window": (lambda c: c["dynamics"]["data"].update(window=30), r"config key dynamics\.data\.window is 30, longer than frames\.min_frames=24"),
+    "empty test split": (lambda c: c["splits"].update(test=0), r"config key splits\.test is 0; expected > 0"),
+    "too few videos": (lambda c: c["sources"][0]["generator"].update(clips=2), r"splits: 2 video\(s\) cannot fill train, val and test"),
+    "unsafe id": (lambda c: c["sources"][0].update(id="x;rm -rf ~"), r"config key sources\[0\]\.id is 'x;rm -rf ~'; expected it to match"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CONFIG_ERRORS))
+def test_config_errors_are_rejected_before_any_job(tmp_path, case):
+    """Config errors: unknown key, wrong type, negative size, latent channels that do not match
+    the tokenizer, a context window or training window longer than any kept video, an empty test
+    split, too few videos, an unsafe source id
+    Snakemake exits before any job runs, with one `config error:` line naming the key and the
+    expected value; nothing is written under results/."""
+    change, pattern = CONFIG_ERRORS[case]
+    cfg = copy.deepcopy(tiny_config())
+    change(cfg)
+    p = snakemake(tmp_path, cfg, "--cores", "2", check=False)
+    assert p.returncode != 0
+    lines = [line for line in p.stdout.splitlines() if line.startswith("config error:")]
+    assert len(lines) == 1 and re.search(pattern, lines[0]), p.stdout[-3000:]
+    assert "Traceback" not in p.stdout and "rule " not in p.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_nan_stops_training_and_keeps_the_last_checkpoint(tmp_path):
+    """NaN during training (an absurd learning rate)
+    The job stops at once with one line naming the step, the loss or gradient value and the
+    likely causes (seeds/000); the last good resume checkpoint stays on disk and health.json
+    records the stop; no model output is written."""
+    cfg = tiny_config()
+    cfg["tokenizer"]["train"].update(steps=2000, lr=1e30, warmup=1, checkpoint_every=1, log_every=1)
+    p = snakemake(tmp_path, cfg, "--cores", "2", "results/tokenizer/tokenizer.pt", check=False)
+    assert p.returncode != 0
+    log = (tmp_path / "logs/train_tokenizer.log").read_text()
+    errors = [line for line in log.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "Traceback" not in log, log[-2000:]
+    m = re.search(r"tokenizer training stopped at step (\d+): (loss|gradient norm) is (nan|inf)", errors[0])
+    assert m and "learning rate too high" in errors[0], errors[0]
+    stopped = int(m.group(1))
+    assert stopped >= 1  # a first good step happened, so there is a checkpoint to keep
+    resume = checkpoint.load(tmp_path / "results/tokenizer/resume.pt")
+    assert resume["step"] == stopped and all(torch.isfinite(v).all() for v in resume["model"].values())
+    assert not (tmp_path / "results/tokenizer/tokenizer.pt").exists()
+
+
+def test_untrusted_input_never_reaches_a_shell_or_escapes_results(tmp_path):
+    """Untrusted input: a URL with shell metacharacters, a site whose video title is a path
+    traversal, a pickled checkpoint that would run code
+    The URL only ever goes to yt-dlp's API (no shell), so nothing runs; downloads are written
+    under a fixed name (`results/videos/{id}.mp4`) whatever the site calls them; checkpoints are
+    loaded with weights_only and a malicious one is refused with one line."""
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, 0, frames=30, fps=10, size=32, seed=0)
+    canary = tmp_path / "pwned"
+    with serve_any_path(clip.read_bytes()) as base:  # every path is the clip: the names come through
+        sources = [
+            {"id": "gen", "generator": {"clips": 3, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+            {"id": "evil", "url": f"{base}/clip.mp4;touch${{IFS}}{canary};`touch {canary}`$(touch {canary})"},
+            {"id": "traversal", "url": f"{base}/..%2F..%2F..%2Fescaped.mp4"},
+        ]
+        work = tmp_path / "work"
+        snakemake(work, data_config(sources), "--cores", "2", "results/splits.json")
+        videos = json.loads((work / "results/splits.json").read_text())
+        ids = sorted(v for split in ("train", "val", "test") for v in videos[split])
+        snakemake(work, data_config(sources), "--cores", "2", *(f"results/videos/{v}.mp4" for v in ids))
+    assert not canary.exists()
+    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_]*", v) for v in ids), ids  # safe names only
+    assert any(v.startswith("traversal_") for v in ids) and any(v.startswith("evil_") for v in ids), ids
+    written = sorted(str(x.relative_to(tmp_path)) for x in tmp_path.rglob("*") if x.is_file() and x.suffix == ".mp4")
+    assert written == sorted(["clip.mp4", *(f"work/results/videos/{v}.mp4" for v in ids)]), written
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, (f"touch {canary}",))
+
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": Boom()}, bad)
+    with pytest.raises(PipelineError, match="bad.pt"):
+        checkpoint.load(bad)
+    assert not canary.exists()
+
+
+def test_same_config_and_seed_give_the_same_metrics(tiny_run, tmp_path):
+    """Determinism: the tiny pipeline run twice from scratch with the same config and seed
+    Tokenizer metrics, the training curves' losses and every evaluation metric are bitwise
+    equal on CPU (timings and memory excepted)."""
+    snakemake(tmp_path, tiny_config(), "--cores", "2")
+    a, b = json.loads((tiny_run / "results/tokenizer/metrics.json").read_text()), json.loads(
+        (tmp_path / "results/tokenizer/metrics.json").read_text()
+    )
+    for key in ("psnr", "ssim", "collapse_ratio", "steps"):
+        assert a[key] == b[key], key
+    import pandas as pd
+
+    timing = {"batches_per_s", "memory_mb"}
+    for curve in ("tokenizer/train_curve.csv", "dynamics/train_curve.csv"):
+        x, y = pd.read_csv(tiny_run / "results" / curve), pd.read_csv(tmp_path / "results" / curve)
+        cols = [c for c in x.columns if c not in timing]
+        pd.testing.assert_frame_equal(x[cols], y[cols], check_exact=True)
+    ma, mb = pd.read_csv(tiny_run / "results/eval/default/metrics.csv"), pd.read_csv(tmp_path / "results/eval/default/metrics.csv")
+    pd.testing.assert_frame_equal(ma, mb, check_exact=True)
+
+
+def test_fault_table_is_current():
+    """(not a fault: keeps docs/FAULTS.md in step with the docstrings of this file)"""
+    from fault_table import table
+
+    assert (ROOT / "docs" / "FAULTS.md").read_text() == table(), "regenerate: python tests/fault_table.py > docs/FAULTS.md"
