@@ -66,7 +66,8 @@ def start(workdir: Path, cfg: dict, *args: str) -> subprocess.Popen:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--configfile", "config.yaml", *args]
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = open(workdir / "snakemake.out", "a")
+    return subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def kill9_when(p: subprocess.Popen, condition, timeout: float = 300) -> None:
@@ -74,7 +75,7 @@ def kill9_when(p: subprocess.Popen, condition, timeout: float = 300) -> None:
     deadline = time.time() + timeout
     while not condition():
         if p.poll() is not None:
-            raise AssertionError(f"snakemake ended ({p.returncode}) before the moment to kill it")
+            raise AssertionError(f"snakemake ended ({p.returncode}) before the moment to kill it; see snakemake.out")
         if time.time() > deadline:
             os.killpg(p.pid, signal.SIGKILL)
             raise AssertionError("the moment to kill never came")
@@ -90,8 +91,9 @@ def last_logged_step(log: Path) -> int:
 
 def test_kill9_during_training_resumes_from_the_last_checkpoint(tmp_path):
     """kill -9 of the whole run during tokenizer training, then during dynamics training
-    Rerunning with `--rerun-incomplete` resumes each from its last resume.pt (at most one
-    checkpoint interval lost) and ends with exactly the configured number of optimizer steps."""
+    After `snakemake --unlock` (a killed Snakemake leaves its lock), rerunning with
+    `--rerun-incomplete` resumes each from its last resume.pt (at most one checkpoint interval
+    lost) and ends with exactly the configured number of optimizer steps."""
     cfg = tiny_config()
     cfg["tokenizer"]["train"].update(steps=300, checkpoint_every=50, log_every=10)
     cfg["dynamics"]["train"].update(steps=90, checkpoint_every=20, log_every=5)
@@ -106,6 +108,7 @@ def test_kill9_during_training_resumes_from_the_last_checkpoint(tmp_path):
         assert resume.exists() and not (work / f"results/{stage}/{stage}.pt").exists()
         saved = checkpoint.load(resume)["step"]
         assert saved % every == 0 and saved >= killed_at - every, (saved, killed_at)
+        snakemake(work, cfg, "--unlock")
     snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", target)
     for stage, steps in (("tokenizer", 300), ("dynamics", 90)):
         log = (work / f"logs/train_{stage}.log").read_text()
@@ -118,8 +121,8 @@ def test_kill9_during_training_resumes_from_the_last_checkpoint(tmp_path):
 
 def test_kill9_during_frame_extraction_leaves_no_store_taken_as_complete(tmp_path):
     """kill -9 during frame extraction of a long video
-    Only a hidden .tmp store is left, never a store at the final path; the rerun extracts that
-    video again and no other."""
+    Only a hidden .tmp store is left, never a store at the final path; after `--unlock`, the
+    rerun extracts that video again and no other."""
     data = tmp_path / "data"
     data.mkdir()
     long = data / "long.mp4"
@@ -139,6 +142,7 @@ def test_kill9_during_frame_extraction_leaves_no_store_taken_as_complete(tmp_pat
     leftovers = [x for x in frames.iterdir() if x.name.startswith(".long.zarr.tmp")]
     with pytest.raises(PipelineError, match="incomplete"):
         open_store(leftovers[0])  # even opened by hand, the partial store is refused
+    snakemake(work, cfg, "--unlock")
     dry = snakemake(work, cfg, "-n", "--rerun-incomplete", *targets(["gen_000", "gen_001", "long"]))
     assert re.search(r"extract_frames\s+1\b", dry.stdout), dry.stdout[-2000:]
     assert "wildcards: video=long" in dry.stdout and "video=gen_000" not in dry.stdout
