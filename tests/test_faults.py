@@ -119,10 +119,10 @@ def test_kill9_during_training_resumes_from_the_last_checkpoint(tmp_path):
         assert not (work / f"results/{stage}/resume.pt").exists()  # superseded by the output
 
 
-def test_kill9_during_frame_extraction_leaves_no_store_taken_as_complete(tmp_path):
-    """kill -9 during frame extraction of a long video
+def test_kill9_during_extraction_or_encoding_leaves_no_store_taken_as_complete(tmp_path):
+    """kill -9 during frame extraction of a long video, then during its latent encoding
     Only a hidden .tmp store is left, never a store at the final path; after `--unlock`, the
-    rerun extracts that video again and no other."""
+    rerun redoes that video's store and no other."""
     data = tmp_path / "data"
     data.mkdir()
     long = data / "long.mp4"
@@ -140,7 +140,7 @@ def test_kill9_during_frame_extraction_leaves_no_store_taken_as_complete(tmp_pat
     kill9_when(p, lambda: frames.exists() and any(x.name.startswith(".long.zarr.tmp") for x in frames.iterdir()))
     assert not (frames / "long.zarr").exists()
     leftovers = [x for x in frames.iterdir() if x.name.startswith(".long.zarr.tmp")]
-    with pytest.raises(PipelineError, match="incomplete"):
+    with pytest.raises(PipelineError, match="incomplete|cannot be opened"):
         open_store(leftovers[0])  # even opened by hand, the partial store is refused
     snakemake(work, cfg, "--unlock")
     dry = snakemake(work, cfg, "-n", "--rerun-incomplete", *targets(["gen_000", "gen_001", "long"]))
@@ -148,6 +148,19 @@ def test_kill9_during_frame_extraction_leaves_no_store_taken_as_complete(tmp_pat
     assert "wildcards: video=long" in dry.stdout and "video=gen_000" not in dry.stdout
     snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", "results/frames/long.zarr")
     assert open_store(frames / "long.zarr").shape[0] == 90 * 10  # 90 s resampled to frames.fps 10
+
+    # the same for latent encoding: tokenizer and the short videos' latents first
+    short = [f"results/latents/gen_00{i}.zarr" for i in (0, 1)]
+    snakemake(work, cfg, "--cores", "2", "results/tokenizer/tokenizer.pt", *short)
+    latents = work / "results/latents"
+    p = start(work, cfg, "--cores", "1", "results/latents/long.zarr")
+    kill9_when(p, lambda: any(x.name.startswith(".long.zarr.tmp") for x in latents.iterdir()))
+    assert not (latents / "long.zarr").exists()
+    snakemake(work, cfg, "--unlock")
+    dry = snakemake(work, cfg, "-n", "--rerun-incomplete", "results/latents/long.zarr", *short)
+    assert re.search(r"encode_latents\s+1\b", dry.stdout) and "video=gen_00" not in dry.stdout, dry.stdout[-2000:]
+    snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", "results/latents/long.zarr")
+    assert open_store(latents / "long.zarr").shape[0] == 90 * 10
 
 
 def test_broken_videos_fail_alone_with_one_line_each(tmp_path):
