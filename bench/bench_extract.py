@@ -21,17 +21,11 @@ import ffmpeg
 
 from latentwm.synthetic import write_clip
 from latentwm.video import extract, ffmpeg_exe, frame_stream
+from timing import best_time
 
 FPS = 15
 
 
-def best_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +26,11 @@ from latentwm.latents import encode_store
 from latentwm.store import StoreWriter
 from latentwm.synthetic import render_clip
 from latentwm.tokenizer import Tokenizer, TokenizerConfig
+from timing import best_time as best
 
 OUT = Path(__file__).resolve().parent / "out"
 
 
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def make_frames(videos: int, frames: int) -> list[Path]:

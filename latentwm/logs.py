@@ -7,12 +7,16 @@ import time
 from typing import Callable
 
 
+def silent(msg: str) -> None:
+    """The log of data-parallel ranks other than 0."""
+
+
 def logger(path: str | None = None) -> Callable[[str], None]:
     """Log lines of rank 0; other data-parallel ranks (distributed.py) stay silent."""
-    import os
+    from .distributed import context
 
-    if int(os.environ.get("RANK", "0")) != 0:
-        return lambda msg: None
+    if not context().main:
+        return silent
 
     def log(msg: str) -> None:
         line = f"{time.strftime('%H:%M:%S')} {msg}"

@@ -35,6 +35,7 @@ import torch
 
 from . import checkpoint, distributed
 from .errors import PipelineError
+from .logs import silent
 
 NAN_CAUSES = (
     "likely causes (seeds/000): learning rate too high (try 10x lower), gradient explosion "
@@ -66,10 +67,6 @@ def fingerprint(*parts) -> str:
     """Short hash of config and input identity (JSON-able parts); a resume file must match it."""
     text = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _silent(msg: str) -> None:
-    """The log of ranks other than 0."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -194,7 +191,7 @@ def train(
     torch.manual_seed(cfg.seed + ctx.rank)  # ranks draw different noise for their samples
     batches = distributed.shard(batches, ctx)
     if not ctx.main:
-        log = _silent
+        log = silent
     model.to(device)
     if cfg.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
         model.set_grad_checkpointing(True)

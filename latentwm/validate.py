@@ -72,9 +72,7 @@ def _stage_problems(config: dict) -> list[str]:
     def attempt(fn):
         try:
             return fn()
-        except PipelineError as e:
-            problems.append(str(e))
-        except (TypeError, ValueError) as e:  # a dataclass's own __post_init__ refusals
+        except (PipelineError, TypeError, ValueError) as e:  # the last two: __post_init__ refusals
             problems.append(str(e))
         return None
 

@@ -7,6 +7,7 @@ running the one training loop on real zarr latent stores and the real dynamics n
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,16 +57,12 @@ def run(root: str, tag: str) -> None:
     cfg = TrainConfig(steps=STEPS, lr=3e-3, warmup=1, batch_size=GLOBAL_BATCH, log_every=1, checkpoint_every=2, device="cpu")
     m = model()
     final = train(
-        m, objective, LatentWindows(latent_stores(root) if tag == "single" else sorted_stores(root), 4, GLOBAL_BATCH, seed=1),
+        m, objective, LatentWindows(sorted(str(p) for p in Path(root).glob("*.zarr")), 4, GLOBAL_BATCH, seed=1),
         cfg, name=tag, model_config={}, resume_path=f"{root}/{tag}_resume.pt",
         curve_path=f"{root}/{tag}_curve.csv", fingerprint="f",
     )  # fmt: skip
     if int(os.environ.get("RANK", "0")) == 0:
         checkpoint.save(f"{root}/{tag}.pt", {"model": final["model"], "rows": final["rows"]})
-
-
-def sorted_stores(root):
-    return sorted(os.path.join(root, p) for p in os.listdir(root) if p.endswith(".zarr"))
 
 
 def rank_main(rank: int, world: int, port: int, root: str) -> None:
@@ -100,7 +97,8 @@ def test_shards_partition_each_global_batch(tmp_path):
 def test_two_ranks_half_batch_each_match_one_process(tmp_path):
     root = str(tmp_path)
     torch.set_num_threads(1)
-    run(root, "single")  # one process, the whole batch of 4 (also writes the stores)
+    latent_stores(root)
+    run(root, "single")  # one process, the whole batch of 4
     torch.multiprocessing.spawn(rank_main, args=(2, free_port(), root), nprocs=2, join=True)
 
     one, two = checkpoint.load(f"{root}/single.pt"), checkpoint.load(f"{root}/ddp.pt")

@@ -31,17 +31,16 @@ def cluster(tmp_path_factory):
         yield c
 
 
-def tiny_slurm_profile(dest: Path) -> dict:
+def tiny_slurm_profile(dest: Path) -> None:
     """The repository's slurm profile with every rule's resources cut to what the test node has."""
     profile = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())
     tiny = {"runtime": 10, "mem_mb": 1000, "cpus_per_task": 1}
     profile["default-resources"] = {**profile["default-resources"], **tiny}
+    # the workflow profile's threads (8 for training) are capped to the 1-CPU allocation inside
+    # the job (Snakemake runs there with --cores all)
     profile["set-resources"] = {rule: {**tiny, "gpu": 0} for rule in profile["set-resources"]}
-    # the workflow profile's threads (8 for training) are capped to the allocation inside the
-    # job anyway; on the command line they would also hide the profile's, so they go here
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
-    return profile
 
 
 def test_profile_is_found_and_complete():
