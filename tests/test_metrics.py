@@ -57,6 +57,36 @@ def test_ssim_of_one_window_matches_the_formula_by_hand():
     assert metrics.ssim(tx, ty).item() == pytest.approx(want, abs=1e-4)
 
 
+def _structured(rng, H=40, W=48):
+    """Images with edges, gradients and texture (3, H, W) in [0, 1], unlike uniform noise."""
+    yy, xx = np.mgrid[0:H, 0:W] / np.array([H, W])[:, None, None]
+    base = np.stack([xx, yy, 0.5 + 0.5 * np.sin(12 * xx) * np.cos(9 * yy)])
+    base[:, H // 4 : H // 2, W // 3 : W // 2] = rng.random((3, 1, 1))  # a flat sprite with sharp edges
+    return base.clip(0, 1)
+
+
+@pytest.mark.parametrize("case", ["random", "noisy", "structured", "blurred", "shifted", "small"])
+def test_ssim_matches_scikit_image(case):
+    """metrics.ssim against skimage.metrics.structural_similarity with Wang et al.'s settings."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(["random", "noisy", "structured", "blurred", "shifted", "small"].index(case))
+    if case in ("random", "small"):
+        size = (3, 11, 13) if case == "small" else (3, 32, 40)
+        x, y = rng.random(size), rng.random(size)
+    else:
+        x = _structured(rng)
+        y = {"noisy": lambda: (x + 0.1 * rng.normal(size=x.shape)).clip(0, 1),
+             "structured": lambda: _structured(np.random.default_rng(99)),
+             "blurred": lambda: gaussian_filter(x, (0, 1.5, 1.5)),
+             "shifted": lambda: np.roll(x, 2, axis=2)}[case]()
+    want = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
+                                 channel_axis=0)
+    got = metrics.ssim(torch.tensor(x[None], dtype=torch.float32), torch.tensor(y[None], dtype=torch.float32)).item()
+    assert got == pytest.approx(want, abs=2e-5)
+
+
 def test_ssim_drops_with_noise():
     x = torch.rand(4, 3, 32, 32)
     noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
