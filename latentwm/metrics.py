@@ -1,11 +1,20 @@
-"""Image metrics on float images (B, 3, H, W) in [0, data_range]; each returns one value per sample.
+"""Image metrics, and METRICS: the registry every evaluation output derives from.
+
+Functions on float images (B, 3, H, W) in [0, data_range]; each returns one value per sample.
 
     mse, psnr, ssim      per-sample (B,) tensors, computed in float32
     collapse_ratio       how much outputs vary across a batch relative to their inputs (a scalar):
                          about 1 for a faithful model, near 0 for one that ignores its input
+
+METRICS (bottom of the file) lists what the rollout evaluation scores: its CSV rows, summary,
+intervals, verdict, plots and report tables all loop over it. Adding a metric = one entry here
+(and its test); nothing else names metrics.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -75,3 +84,70 @@ def collapse_ratio(outputs: torch.Tensor, inputs: torch.Tensor, eps: float = 1e-
     out = outputs.float().std(dim=0).mean()
     ref = inputs.float().std(dim=0).mean()
     return out / ref.clamp_min(eps)
+
+
+# ---------------------------------------------------------------- the registry of rollout metrics
+
+PSNR_CAP_DB = 100.0  # 10 log10(1 / 1e-10): psnr floors the mse at 1e-10, so identical frames stay finite
+# What a metric may ask for besides (pred, truth), by name in Metric.needs (B windows, T horizon steps):
+INPUTS = {
+    "pred_z": "predicted latents (B, T, C, h, w), normalised as the dynamics model sees them",
+    "truth_z": "true latents (B, T, C, h, w), normalised",
+    "window": "the window's real frames (B, S, 3, H, W), S = context + horizon, float in [0, 1]",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One rollout metric. fn(pred, truth, **needs) -> (B, T) float: pred and truth are float frames
+    (B, T, 3, H, W) in [0, 1] (B windows, T horizon steps); NaN where the metric is undefined (means
+    skip it)."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    higher_is_better: bool | None  # None: not ranked; read against `ideal` and `flags`
+    description: str  # one line, shown in plots and the report
+    unit: str = ""
+    needs: tuple[str, ...] = ()  # keys of INPUTS passed to fn as keyword arguments
+    headline: bool = True  # in the verdict sentence and the per-video tables
+    ideal: float | None = None  # the value of a perfect prediction, for unranked metrics
+    flags: tuple[tuple[str, str, float], ...] = ()  # (name, "<" or ">", threshold) on the per-step mean
+
+
+def per_frame(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A per-image metric (N, 3, H, W) x 2 -> (N,) as a registry function (B, T, 3, H, W) x 2 -> (B, T)."""
+
+    def fn(pred, truth):
+        B, T = truth.shape[:2]
+        return f(pred.flatten(0, 1), truth.flatten(0, 1)).view(B, T)
+
+    return fn
+
+
+def _latent_mse(pred, truth, pred_z, truth_z):
+    return (pred_z.float() - truth_z.float()).pow(2).flatten(2).mean(2)  # (B, T)
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("psnr", per_frame(lambda a, b: psnr(a, b).clamp(max=PSNR_CAP_DB)), True,
+           "PSNR of the decoded frame against the real one (rewards blur when the future is uncertain)", "dB"),
+    Metric("ssim", per_frame(ssim), True, "structural similarity, 11x11 Gaussian window (Wang et al. 2004)"),
+    Metric("mse", per_frame(mse), False, "pixel mean squared error", headline=False),
+    Metric("latent_mse", _latent_mse, False, "mean squared error in the normalised latent space of the dynamics model",
+           needs=("pred_z", "truth_z"), headline=False),
+)
+
+
+def metric(name: str) -> Metric:
+    return next(m for m in METRICS if m.name == name)
+
+
+def score(pred: torch.Tensor, truth: torch.Tensor, **inputs) -> dict[str, torch.Tensor]:
+    """Every registry metric of predictions against the truth: name -> (B, T) float32 on CPU."""
+    return {m.name: m.fn(pred, truth, **{k: inputs[k] for k in m.needs}).float().cpu() for m in METRICS}
+
+
+def describe() -> list[dict]:
+    """The registry as plain data (summary.json carries it, so plots and report need no import of it)."""
+    return [dict(name=m.name, higher_is_better=m.higher_is_better, description=m.description, unit=m.unit,
+                 headline=m.headline, ideal=m.ideal, flags=[list(f) for f in m.flags]) for m in METRICS]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import yaml
 
 from latentwm import checkpoint
+from latentwm.config import from_dict
 from latentwm.errors import PipelineError
 from latentwm.evaluate import (
     CSV_COLUMNS,
@@ -27,13 +28,13 @@ from latentwm.evaluate import (
     Codec,
     EvalConfig,
     Windows,
-    checks,
     evaluate_windows,
     load_windows,
     run,
-    summarise,
     window_starts,
 )
+from latentwm.metrics import METRICS
+from latentwm.summary import checks, read_metrics, summarise
 from latentwm.plots import write_samples
 from latentwm.store import StoreWriter
 
@@ -89,7 +90,7 @@ def codec() -> Codec:
 
 
 def cfg_(**kw) -> EvalConfig:
-    base = dict(context=3, horizon=4, windows=2, samples=1, batch_size=2,
+    base = dict(context=3, horizon=4, stride=4, max_windows=2, samples=1, batch_size=2,
                 samplers=[{"name": "a", "kind": "euler", "steps": 8}, {"name": "b", "kind": "shortcut", "steps": 2}])
     return EvalConfig(**{**base, **kw})
 
@@ -128,7 +129,7 @@ def test_constant_video_caps_psnr_and_stays_finite():
     cfg = cfg_()
     df, fps, _ = evaluate(StepModel(0.1), ramp_windows(2, cfg, step=0), cfg)
     np.testing.assert_allclose(curve(df, "copy_last", "psnr"), PSNR_CAP_DB)  # identical frames: capped, not inf
-    assert np.isfinite(df["value"]).all()
+    assert np.isfinite(df[df.metric.isin(["psnr", "ssim", "mse", "latent_mse"])].value).all()
     np.testing.assert_allclose(curve(df, "copy_last", "ssim"), 1.0, atol=1e-6)
     assert (curve(df, "model", "psnr", "a") < PSNR_CAP_DB).all()  # the model moved the frame: it must pay
 
@@ -139,18 +140,22 @@ def test_long_csv_schema_and_summary():
     df, fps, _ = evaluate(StepModel(0.05, noise=0.2), win, cfg)
     assert list(df.columns) == CSV_COLUMNS
     labels = set(map(tuple, df[["condition", "sampler"]].drop_duplicates().to_numpy()))
-    assert labels == {("model", "a"), ("model", "b"), ("teacher_forced", "a"), ("copy_last", "none"), ("ceiling", "none")}
-    assert set(df.metric) == {"psnr", "ssim", "mse", "latent_mse"}
+    assert labels == {("model", "a"), ("model", "b"), ("model_mean", "b"), ("teacher_forced", "a"), ("copy_last", "none"),
+                      ("copy_previous", "none"), ("ceiling", "none")}
+    assert set(df.metric) == {m.name for m in METRICS}  # the registry, nothing else
     assert sorted(set(df.step)) == list(range(1, cfg.horizon + 1))
-    assert len(df) == 3 * len(labels) * cfg.horizon * 4
-    summary = summarise(df, fps, cfg)
-    assert set(summary) == {"model:a", "model:b", "teacher_forced:a", "copy_last", "ceiling"}
+    assert len(df) == 3 * len(labels) * cfg.horizon * len(METRICS)
+    summary = summarise(df, fps)
+    assert set(summary) == {"model:a", "model:b", "model_mean:b", "teacher_forced:a", "copy_last", "copy_previous",
+                            "ceiling"}
     for entry in summary.values():
         assert len(entry["per_step"]["psnr"]) == cfg.horizon and entry["windows"] == 3
-        assert all(math.isfinite(v) for v in entry["mean"].values())
+        assert all(math.isfinite(v) for k, v in entry["mean"].items() if k in ("psnr", "ssim", "mse", "latent_mse"))
+        assert set(entry["per_step"]) == set(entry["ci_low"]) == {m.name for m in METRICS}
     assert "frames_per_s" in summary["model:b"] and "frames_per_s" not in summary["copy_last"]
-    assert summary["model:a"]["beats_copy_last_step1"] is True  # a noisy half step still beats standing still
-    c = checks(summary)
+    assert summary["model:a"]["verdict"]["beats_steps"]["psnr"] >= 1  # a noisy half step still beats standing still
+    assert summary["model:a"]["baseline"] == "copy_last" and summary["teacher_forced:a"]["baseline"] == "copy_previous"
+    c = checks(summary, cfg.horizon)
     assert c["identical_conditions"] == [] and c["ceiling_best_every_step"]
 
 
@@ -169,7 +174,7 @@ def test_conditions_and_models_differ():
 def test_checks_flag_identical_conditions():
     cfg = cfg_()
     df, fps, _ = evaluate(StepModel(0.0), ramp_windows(2, cfg), cfg)  # a model that copies the last frame
-    flags = checks(summarise(df, fps, cfg))["identical_conditions"]
+    flags = checks(summarise(df, fps), cfg.horizon)["identical_conditions"]
     assert "copy_last == model:a" in flags
 
 
@@ -182,10 +187,17 @@ def test_deterministic_given_the_seed():
     pd.testing.assert_frame_equal(a, b)
     c, _, _ = evaluate(model, win, cfg_(seed=7))
     assert not np.allclose(a.value, c.value)
-    assert window_starts("v1", 100, cfg) == window_starts("v1", 100, cfg)
-    assert window_starts("v1", 100, cfg) != window_starts("v1", 100, cfg_(seed=3))
-    assert window_starts("v1", cfg.span - 1, cfg) == [] and window_starts("v1", cfg.span, cfg) == [0]
-    assert len(window_starts("v1", cfg.span + 1, cfg_(windows=5))) == 2  # only two positions exist
+    assert window_starts(100, cfg) == window_starts(100, cfg_(seed=3))  # windows do not depend on the seed
+
+
+def test_window_starts_spread_over_the_video():
+    cfg = cfg_(context=8, horizon=8, stride=16, max_windows=24)
+    assert window_starts(120, cfg) == [0, 16, 32, 48, 64, 80, 96]  # every 16 frames while 16 fit
+    assert window_starts(cfg.span - 1, cfg) == [] and window_starts(cfg.span, cfg) == [0]
+    long = window_starts(1500, cfg)  # 93 positions fit: an evenly spaced subset of 24, first and last kept
+    assert len(long) == 24 and long[0] == 0 and long[-1] == 1472 and all(s % 16 == 0 for s in long)
+    assert np.diff(long).min() >= 48 and np.diff(long).max() <= 80
+    assert window_starts(40, cfg_(context=3, horizon=4, stride=1, max_windows=100)) == list(range(34))
 
 
 def test_samples_are_written(tmp_path):
@@ -195,7 +207,7 @@ def test_samples_are_written(tmp_path):
     assert len(listed) == 2
     for s in listed:
         assert (tmp_path / "samples" / s["gif"]).stat().st_size > 0 and (tmp_path / "samples" / s["png"]).stat().st_size > 0
-        assert s["panels"] == ["truth", "model:a", "model:b", "copy_last", "ceiling"]
+        assert s["panels"] == ["truth", "model:a", "model:b", "model_mean:b", "copy_last", "ceiling"]
     assert json.loads((tmp_path / "samples" / "index.json").read_text()) == listed
 
 
@@ -281,6 +293,10 @@ def test_config_rejects_bad_settings():
         cfg_(samplers=[{"name": "a", "kind": "euler", "step": 2}])
     with pytest.raises(PipelineError, match="horizon"):
         cfg_(horizon=0)
+    with pytest.raises(PipelineError, match="mean_samples"):
+        cfg_(mean_samples=1)
+    with pytest.raises(PipelineError, match="unknown.*max_windows"):  # the old fixed count is gone
+        from_dict(EvalConfig, {"windows": 4}, "evaluations.default")
 
 
 # ------------------------------------------------------------------ the real models, tiny
@@ -329,9 +345,9 @@ def test_run_with_real_tiny_models(tmp_path):
             args["dynamics_path"] = real_setup(tmp_path, seed=1)["dynamics_path"]
         summary, samples = run(**args, cfg=cfg, metrics_csv=tmp_path / f"m{seed}.csv", summary_json=tmp_path / f"s{seed}.json",
                                log=lambda m: None)
-        out[seed] = pd.read_csv(tmp_path / f"m{seed}.csv", keep_default_na=False)
+        out[seed] = read_metrics(tmp_path / f"m{seed}.csv")
         assert json.loads((tmp_path / f"s{seed}.json").read_text())["conditions"].keys() == summary["conditions"].keys()
-        assert np.isfinite(out[seed].value).all() and len(summary["windows"]) == 4
+        assert np.isfinite(out[seed][out[seed].metric != "static_psnr"].value).all() and len(summary["windows"]) == 4
         assert summary["conditions"]["model:e2"]["frames_per_s"] > 0
     # two checkpoints score differently; the baselines do not depend on the checkpoint
     assert not np.allclose(curve(out[0], "model", "psnr", "e2"), curve(out[1], "model", "psnr", "e2"))
