@@ -3,6 +3,7 @@
 Functions on float images (B, 3, H, W) in [0, data_range]; each returns one value per sample.
 
     mse, psnr, ssim      per-sample (B,) tensors, computed in float32
+    sharpness            mean gradient magnitude of x relative to y's (B,): 1 as sharp, < 1 blur, > 1 noise
     collapse_ratio       how much outputs vary across a batch relative to their inputs (a scalar):
                          about 1 for a faithful model, near 0 for one that ignores its input
 
@@ -72,6 +73,27 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return (num / den).flatten(1).mean(1)
 
 
+BLURRED_BELOW = 0.7  # sharpness under this at any step: the prediction is blurred (a mean, not a sample)
+NOISY_ABOVE = 1.5  # sharpness over this at any step: noise or artefacts, not detail
+
+
+def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Mean spatial gradient magnitude per sample (B,): forward differences on the (H-1, W-1) grid,
+    sqrt(dx^2 + dy^2), averaged over channels and pixels."""
+    x = x.float()
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    return (dx.pow(2) + dy.pow(2)).sqrt().flatten(1).mean(1)
+
+
+def sharpness(x: torch.Tensor, y: torch.Tensor, min_gradient: float = 1e-3) -> torch.Tensor:
+    """Gradient magnitude of x over y's, per sample (B,): 1 = as sharp as y, blur < 1, noise > 1.
+    NaN where y is (almost) flat: a flat frame has no sharpness to keep."""
+    _check(x, y)
+    gy = gradient_magnitude(y)
+    return torch.where(gy > min_gradient, gradient_magnitude(x) / gy.clamp_min(min_gradient), torch.nan)
+
+
 def collapse_ratio(outputs: torch.Tensor, inputs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(std across the batch of the outputs, averaged over pixels) / (the same for the inputs).
 
@@ -132,6 +154,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("psnr", per_frame(lambda a, b: psnr(a, b).clamp(max=PSNR_CAP_DB)), True,
            "PSNR of the decoded frame against the real one (rewards blur when the future is uncertain)", "dB"),
     Metric("ssim", per_frame(ssim), True, "structural similarity, 11x11 Gaussian window (Wang et al. 2004)"),
+    Metric("sharpness", per_frame(sharpness), None,
+           "mean spatial gradient magnitude of the prediction over the truth's: 1 = as sharp, < 1 blur, > 1 noise",
+           ideal=1.0, flags=(("blurred", "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE))),
     Metric("mse", per_frame(mse), False, "pixel mean squared error", headline=False),
     Metric("latent_mse", _latent_mse, False, "mean squared error in the normalised latent space of the dynamics model",
            needs=("pred_z", "truth_z"), headline=False),

@@ -107,3 +107,27 @@ def test_collapse_ratio():
 def test_gaussian_window_sums_to_one():
     w = metrics.gaussian_window()
     assert w.shape == (11, 11) and math.isclose(w.sum().item(), 1.0, rel_tol=1e-6)
+
+
+def test_sharpness_is_one_for_the_truth_below_for_blur_above_for_noise():
+    from scipy.ndimage import gaussian_filter
+
+    x = torch.tensor(_structured(np.random.default_rng(0))[None], dtype=torch.float32).repeat(2, 1, 1, 1)
+    x[1] = torch.rand(3, 40, 48)  # a texture: every sample is its own reference
+    blurred = torch.tensor(gaussian_filter(x.numpy(), (0, 0, 1.5, 1.5)), dtype=torch.float32)
+    noisy = (x + 0.15 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert torch.allclose(metrics.sharpness(x, x), torch.ones(2))
+    # smooth ramps keep their gradient under blur; edges and texture lose it
+    assert (metrics.sharpness(blurred, x) < 0.9).all() and metrics.sharpness(blurred, x)[1] < metrics.BLURRED_BELOW
+    assert (metrics.sharpness(noisy[:1], x[:1]) > metrics.NOISY_ABOVE).all()
+    assert torch.allclose(metrics.sharpness(0.5 * x, x), torch.full((2,), 0.5))  # linear in contrast
+    flat = torch.full((1, 3, 16, 16), 0.4)
+    assert torch.isnan(metrics.sharpness(x[:1, :, :16, :16], flat)).all()  # a flat truth has no sharpness
+
+
+def test_sharpness_in_the_registry_flags_blur_and_noise():
+    m = metrics.metric("sharpness")
+    assert m.higher_is_better is None and m.ideal == 1.0
+    assert {name for name, _, _ in m.flags} == {"blurred", "noisy"}
+    x = torch.rand(2, 3, 3, 16, 16)  # (B windows, T steps, 3, H, W)
+    assert m.fn(x, x).shape == (2, 3)
