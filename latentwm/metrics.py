@@ -146,6 +146,28 @@ def per_frame(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callab
     return fn
 
 
+# Static pixels: max - min over the window's real frames below STATIC_RANGE on every channel. Not 1-2
+# levels: mp4 coding makes a still HUD jitter by 4-15 grey levels (measured on the default data),
+# while motion changes pixels by 30 levels or more.
+STATIC_RANGE = 16 / 255
+STATIC_MIN_FRACTION = 0.01  # fewer static pixels than this share of the frame: static_psnr is NaN
+
+
+def static_mask(window: torch.Tensor) -> torch.Tensor:
+    """bool (B, H, W): pixels whose value stays within STATIC_RANGE over the window (B, S, 3, H, W)."""
+    return ((window.amax(1) - window.amin(1)).amax(1) < STATIC_RANGE)
+
+
+def _static_psnr(pred, truth, window):
+    """PSNR (B, T) on the pixels that never change in the real window (HUD, overlays, borders)."""
+    mask = static_mask(window)[:, None, None].float()  # (B, 1, 1, H, W)
+    n = mask.sum((2, 3, 4)) * pred.shape[2]  # static values per frame: pixels x channels
+    err = ((pred.float() - truth.float()).pow(2) * mask).sum((3, 4)).sum(2) / n.clamp_min(1)  # (B, T)
+    out = (10 * torch.log10(1 / err.clamp_min(1e-10))).clamp(max=PSNR_CAP_DB)
+    enough = mask.mean((2, 3, 4)) >= STATIC_MIN_FRACTION  # (B, 1)
+    return torch.where(enough, out, torch.nan)
+
+
 def _latent_mse(pred, truth, pred_z, truth_z):
     return (pred_z.float() - truth_z.float()).pow(2).flatten(2).mean(2)  # (B, T)
 
@@ -154,6 +176,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("psnr", per_frame(lambda a, b: psnr(a, b).clamp(max=PSNR_CAP_DB)), True,
            "PSNR of the decoded frame against the real one (rewards blur when the future is uncertain)", "dB"),
     Metric("ssim", per_frame(ssim), True, "structural similarity, 11x11 Gaussian window (Wang et al. 2004)"),
+    Metric("static_psnr", _static_psnr, True,
+           "PSNR on the pixels that stay still in the real window (a HUD, an overlay): does it survive the rollout?",
+           "dB", needs=("window",)),
     Metric("sharpness", per_frame(sharpness), None,
            "mean spatial gradient magnitude of the prediction over the truth's: 1 = as sharp, < 1 blur, > 1 noise",
            ideal=1.0, flags=(("blurred", "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE))),

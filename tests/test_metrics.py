@@ -131,3 +131,24 @@ def test_sharpness_in_the_registry_flags_blur_and_noise():
     assert {name for name, _, _ in m.flags} == {"blurred", "noisy"}
     x = torch.rand(2, 3, 3, 16, 16)  # (B windows, T steps, 3, H, W)
     assert m.fn(x, x).shape == (2, 3)
+
+
+def test_static_psnr_scores_only_the_pixels_that_never_change():
+    B, S, T = 2, 6, 3  # windows, window frames, horizon steps (the last T frames of the window)
+    g = torch.Generator().manual_seed(0)
+    window = torch.rand(B, S, 3, 16, 16, generator=g)
+    window[:, :, :, :2] = 0.25  # a still strip of 2 rows: 12.5% of the frame
+    truth = window[:, -T:]
+    assert metrics.static_mask(window).float().mean().item() == pytest.approx(2 / 16)
+    m = metrics.metric("static_psnr")
+    pred = truth.clone()
+    pred[:, :, :, 2:] = 0.0  # everything that moves is wrong: no effect on static pixels
+    assert torch.allclose(m.fn(pred, truth, window=window), torch.full((B, T), metrics.PSNR_CAP_DB))
+    pred[:, :, :, :2] += 0.1  # the strip off by 0.1: 20 dB
+    assert torch.allclose(m.fn(pred, truth, window=window), torch.full((B, T), 20.0), atol=1e-3)
+    window[1, 0, :, :2] = 0.9  # in window 1 the strip changes once: nothing is static there
+    out = m.fn(pred, truth, window=window)
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[0]).all()
+    jitter = window.clone()
+    jitter[0, ::2, :, :2] += 10 / 255  # coding jitter of a still HUD is still static
+    assert metrics.static_mask(jitter)[0, :2].all()
