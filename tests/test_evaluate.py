@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from latentwm import checkpoint
+from latentwm import checkpoint, metrics
 from latentwm.config import from_dict
 from latentwm.errors import PipelineError
 from latentwm.evaluate import (
@@ -34,7 +34,7 @@ from latentwm.evaluate import (
     window_starts,
 )
 from latentwm.metrics import METRICS
-from latentwm.summary import checks, read_metrics, summarise
+from latentwm.summary import build, checks, read_metrics, summarise
 from latentwm.plots import write_samples
 from latentwm.store import StoreWriter
 
@@ -353,3 +353,138 @@ def test_run_with_real_tiny_models(tmp_path):
     assert not np.allclose(curve(out[0], "model", "psnr", "e2"), curve(out[1], "model", "psnr", "e2"))
     np.testing.assert_allclose(curve(out[0], "ceiling", "psnr"), curve(out[1], "ceiling", "psnr"))
     assert curve(out[0], "ceiling", "latent_mse").max() < 1e-5  # stored latents are this tokenizer's (float16)
+
+
+# ------------------------------------------------------------------ fake models through the real evaluation
+#
+# A world the stand-in models can know exactly: a random texture (4x4 pixel blocks, so the pooling
+# tokenizer is exact) scrolls one latent pixel per frame under a still overlay (the top HUD_ROWS
+# latent rows, a quarter of the frame). Every model is a rule on the last frame it saw.
+
+HUD_ROWS = 2
+
+
+def world_windows(n: int, cfg: EvalConfig, hw: int = 8) -> Windows:
+    g = torch.Generator().manual_seed(1)
+    tex = torch.randint(0, 256, (n, 3, hw // 2, hw // 2), generator=g).float() / 255  # blocks of 2 latent pixels:
+    tex = tex.repeat_interleave(2, -1).repeat_interleave(2, -2)  # a one-pixel shift keeps half the structure
+    seq = []
+    for t in range(cfg.span):
+        f = tex.clone()
+        f[:, :, HUD_ROWS:] = tex[:, :, HUD_ROWS:].roll(t, -1)
+        f[:, :, :HUD_ROWS] = 0.8  # the overlay
+        seq.append(f)
+    z = torch.stack(seq, 1)  # (n, S, 3, hw, hw) = pooled frames
+    frames = (z.repeat_interleave(2, -1).repeat_interleave(2, -2) * 255).round().to(torch.uint8)
+    return Windows([("vid", i, 0) for i in range(n)], frames, (z - MEAN) / STD)
+
+
+class WorldModel(torch.nn.Module):
+    def __init__(self, kind: str, coef=None):
+        super().__init__()
+        self.kind, self.coef = kind, coef
+
+    def predict(self, prev, generator):  # (B, C, h, w) normalised -> the next frame
+        nxt = prev.clone()
+        nxt[:, :, HUD_ROWS:] = prev[:, :, HUD_ROWS:].roll(1, -1)  # the true dynamics
+        if self.kind == "blurred":
+            return F.avg_pool2d(F.pad(nxt, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        if self.kind == "noise":
+            return torch.randn(prev.shape, generator=generator)
+        if self.kind == "coef":  # prev + a (truth - prev), a per window: a PSNR gain of -20 log10 |1 - a| dB
+            a = torch.tensor(self.coef[: len(prev)], dtype=prev.dtype).view(-1, 1, 1, 1)
+            return prev + a * (nxt - prev)
+        if self.kind == "copy":
+            return prev
+        if self.kind == "no_overlay":
+            nxt[:, :, :HUD_ROWS] = (0.0 - MEAN) / STD  # the overlay goes black
+        return nxt
+
+
+def world_rollout(model, context, horizon, sampler, generator=None, teacher=None):
+    prev, out = context[:, -1], []
+    for t in range(horizon):
+        out.append(model.predict(prev, generator))
+        prev = teacher[:, t] if teacher is not None else out[-1]
+    return torch.stack(out, 1)
+
+
+def world_eval(model, n: int = 8, **kw):
+    """(metrics DataFrame, summary.json's statistics) of `model` on n world windows, through evaluate_windows."""
+    cfg = cfg_(**{"samplers": [{"name": "a", "kind": "euler", "steps": 1}], "mean_samples": 0, "batch_size": n, **kw})
+    df, fps, _ = evaluate_windows(model, codec(), world_windows(n, cfg), cfg, world_rollout, FakeSampler,
+                                  log=lambda m: None)
+    return df, build(df, fps, cfg.horizon)
+
+
+def test_world_oracle_beats_copy_last_everywhere():
+    df, s = world_eval(WorldModel("oracle"))
+    v = s["conditions"]["model:a"]["verdict"]
+    assert v["beats_steps"]["psnr"] == 4 and v["beats_steps"]["ssim"] == 4 and not v["blurred"] and not v["noisy"]
+    assert s["verdict"][0].startswith("model:a beats copy_last on psnr at steps 1-4 of 4")
+    np.testing.assert_allclose(s["conditions"]["model:a"]["per_step"]["sharpness"], 1.0, atol=1e-6)
+    assert s["checks"]["any_model_beats_copy_last_step1"]
+
+
+def test_a_blurred_model_gets_low_sharpness_and_is_flagged_blurred():
+    df, s = world_eval(WorldModel("blurred"))
+    c = s["conditions"]["model:a"]
+    assert max(c["per_step"]["sharpness"]) < metrics.BLURRED_BELOW
+    assert c["verdict"]["blurred"] and c["verdict"]["blurred_steps"] == [1, 2, 3, 4] and not c["verdict"]["noisy"]
+    assert "blurred at steps 1-4" in c["verdict"]["text"]
+    assert not s["conditions"]["copy_last"]["verdict"]["blurred"]  # the baseline is as sharp as the truth
+
+
+def test_a_noise_model_beats_copy_last_at_no_step():
+    df, s = world_eval(WorldModel("noise"))
+    c = s["conditions"]["model:a"]
+    assert c["verdict"]["beats_steps"] == {m.name: 0 for m in METRICS if m.higher_is_better is not None}
+    assert c["vs_baseline"]["psnr"]["worse_steps"] == [1, 2, 3, 4]
+    assert "psnr at no step" in c["verdict"]["text"] and c["verdict"]["noisy"]
+    assert not s["checks"]["any_model_beats_copy_last_step1"]
+
+
+def test_a_mean_gain_inside_its_interval_is_no_win():
+    gains = np.array([3.0, -2.5, 3.0, -2.5, 3.0, -2.5, 0.5, 0.0])  # dB over copy-last at step 1, per window
+    df, s = world_eval(WorldModel("coef", coef=list(1 - 10 ** (-gains / 20))))
+    c = s["conditions"]["model:a"]
+    r = c["vs_baseline"]["psnr"]
+    assert 0 < r["diff"][0] < 1.5  # about gains.mean() (clamping to [0, 1] trims the losses a little)
+    assert c["per_step"]["psnr"][0] > s["conditions"]["copy_last"]["per_step"]["psnr"][0]  # the mean is higher ...
+    assert r["ci_low"][0] < 0 < r["ci_high"][0]  # ... by less than its interval
+    assert c["verdict"]["beats_steps"]["psnr"] == 0 and "psnr at no step" in c["verdict"]["text"]
+
+
+def test_teacher_forced_is_paired_with_copy_previous():
+    # A model that copies the last frame it saw: teacher-forced, it shows the real previous frame,
+    # which beats copy_last from step 2 on but is exactly copy_previous: no skill, no win.
+    df, s = world_eval(WorldModel("copy"))
+    tf = s["conditions"]["teacher_forced:a"]
+    assert tf["baseline"] == "copy_previous" and tf["verdict"]["baseline"] == "copy_previous"
+    np.testing.assert_allclose(tf["vs_baseline"]["psnr"]["diff"], 0.0, atol=1e-9)
+    assert tf["verdict"]["beats_steps"]["psnr"] == 0
+    assert all(np.array(tf["per_step"]["psnr"][1:]) > np.array(s["conditions"]["copy_last"]["per_step"]["psnr"][1:]))
+    assert "copy_previous == teacher_forced:a" in s["checks"]["identical_conditions"]
+    # the oracle's teacher-forced predictions do beat copy_previous
+    _, s = world_eval(WorldModel("oracle"))
+    assert s["conditions"]["teacher_forced:a"]["verdict"]["beats_steps"]["psnr"] == 4
+
+
+def test_static_psnr_catches_a_model_that_destroys_the_overlay():
+    df, s = world_eval(WorldModel("no_overlay"))
+    model, copy = (np.array(s["conditions"][n]["per_step"]["static_psnr"]) for n in ("model:a", "copy_last"))
+    assert (model < 10).all() and (copy > 60).all()  # the overlay is gone / kept
+    assert s["conditions"]["model:a"]["vs_baseline"]["static_psnr"]["worse_steps"] == [1, 2, 3, 4]
+    assert s["conditions"]["model:a"]["verdict"]["beats_steps"]["psnr"] == 4  # PSNR alone would call it a win
+    assert s["conditions"]["model:a"]["verdict"]["beats_steps"]["static_psnr"] == 0
+
+
+def test_model_mean_averages_rollouts_of_the_last_sampler():
+    df, s = world_eval(StepModel(0.05, noise=0.5), samplers=[{"name": "a", "kind": "euler", "steps": 1},
+                                                             {"name": "b", "kind": "shortcut", "steps": 1}],
+                       mean_samples=4)
+    assert "model_mean:b" in s["conditions"] and "model_mean:a" not in s["conditions"]
+    mm, one = s["conditions"]["model_mean:b"], s["conditions"]["model:b"]
+    assert mm["baseline"] == "copy_last"
+    assert mm["per_step"]["psnr"][-1] > one["per_step"]["psnr"][-1]  # the mean of noisy rollouts wins PSNR ...
+    assert mm["per_step"]["sharpness"][-1] < one["per_step"]["sharpness"][-1]  # ... by being smoother
