@@ -391,6 +391,8 @@ class WorldModel(torch.nn.Module):
             return F.avg_pool2d(F.pad(nxt, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
         if self.kind == "noise":
             return torch.randn(prev.shape, generator=generator)
+        if self.kind == "jitter":  # the truth plus seeded noise: rollouts differ, their mean is closer
+            return nxt + 0.3 * torch.randn(prev.shape, generator=generator)
         if self.kind == "coef":  # prev + a (truth - prev), a per window: a PSNR gain of -20 log10 |1 - a| dB
             a = torch.tensor(self.coef[: len(prev)], dtype=prev.dtype).view(-1, 1, 1, 1)
             return prev + a * (nxt - prev)
@@ -481,7 +483,7 @@ def test_static_psnr_catches_a_model_that_destroys_the_overlay():
 
 
 def test_model_mean_averages_rollouts_of_the_last_sampler():
-    df, s = world_eval(StepModel(0.05, noise=0.5), samplers=[{"name": "a", "kind": "euler", "steps": 1},
+    df, s = world_eval(WorldModel("jitter"), samplers=[{"name": "a", "kind": "euler", "steps": 1},
                                                              {"name": "b", "kind": "shortcut", "steps": 1}],
                        mean_samples=4)
     assert "model_mean:b" in s["conditions"] and "model_mean:a" not in s["conditions"]
