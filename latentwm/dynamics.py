@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,9 @@ DEFAULTS = dict(
 
 @dataclass
 class DynamicsConfig:
+    # what a checkpoint saved before a field existed meant (checkpoints store every field resolved)
+    before: ClassVar[dict] = {"residual": False}
+
     size: str = "tiny"
     latent_channels: int | None = None  # C of the latents
     latent_hw: tuple[int, int] | None = None  # (h, w) of the latent grid

@@ -288,3 +288,14 @@ def test_nan_stop_names_step_and_keeps_checkpoint(tmp_path):
     # an absurd learning rate blows up too, with the same one-line error
     with pytest.raises(PipelineError, match=r"training stopped at step \d+: (loss|gradient norm) is"):
         run_train(tmp_path, train_parts(tmp_path, steps=60, lr=1e12), "d")
+
+
+def test_checkpoint_from_before_residual_rebuilds_without_it(tmp_path):
+    m = tiny_model(residual=False)
+    cfg = to_dict(m.cfg)
+    del cfg["residual"]  # saved before the field existed
+    checkpoint.save(tmp_path / "old.pt", checkpoint.model_state("dynamics", m, cfg))
+    m2 = checkpoint.build_model(tmp_path / "old.pt", kind="dynamics")
+    assert m2.cfg.residual is False
+    z, tau = torch.randn(1, 3, 4, 8, 8), torch.rand(1, 3)
+    torch.testing.assert_close(m(z, tau), m2(z, tau))
