@@ -17,7 +17,8 @@ the verdict: the steps 1..k where PSNR beats copy-last (95% bootstrap interval a
 
 FLOP utilisation: model FLOPs of one training step (FlopCounterMode over the real objective's
 forward + backward on real batches) times the training loop's steps/s (median of the largest
-budget's curve), against the best fp32 matmul rate this machine reaches with the same threads.
+budget's curve), against the best fp32 matmul rate this machine reaches with the same threads,
+measured right after that budget's training (the machine is shared: both under the same load).
 
 Everything of a budget lives in OUT/steps{N}/ (checkpoints, curves, evaluations) and is reused on a
 rerun, so a killed run resumes at the budget it was in; a budget whose dynamics config changed is
@@ -64,7 +65,7 @@ def budget_config(dynamics: dict, steps: int) -> dict:
 
 
 def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path, log) -> dict:
-    """Train (or reuse) one budget's world model in d; returns {config, seconds, loop_steps_per_s}."""
+    """Train (or reuse) one budget's world model in d; returns {config, seconds, loop_steps_per_s, matmul_peak}."""
     meta_path = d / "dynamics.json"
     if meta_path.exists() and (d / "dynamics.pt").exists():
         meta = json.loads(meta_path.read_text())
@@ -78,7 +79,9 @@ def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path,
     fit(latents, stats_path, cfg, d / "dynamics.pt", d / "train_curve.csv", d / "health.json", d / "resume.pt", log)
     seconds = time.perf_counter() - t0
     curve = pd.read_csv(d / "train_curve.csv")
-    meta = {"config": cfg, "seconds": seconds, "loop_steps_per_s": float(curve["batches_per_s"].median())}
+    # the matmul peak right after training, under the same machine load as the steps/s it is compared with
+    meta = {"config": cfg, "seconds": seconds, "loop_steps_per_s": float(curve["batches_per_s"].median()),
+            "matmul_peak": matmul_peak()}
     meta_path.write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -223,7 +226,7 @@ def main():
     # FLOP utilisation of the training step, at the largest budget's measured speed
     top = max(a.steps)
     flops = train_step_flops(budget_config(config["dynamics"], top), stats, train_latents)
-    peak = matmul_peak()
+    peak = metas[top].get("matmul_peak") or matmul_peak()
     loop, wall = metas[top]["loop_steps_per_s"], top / metas[top]["seconds"]
     util = (f"FLOP utilisation ({a.threads} threads): {flops / 1e9:.3f} GFLOP per training step (objective forward + "
             f"backward) x {loop:.2f} steps/s (training loop, median of the {top}-step curve) = {flops * loop / 1e9:.2f} "
