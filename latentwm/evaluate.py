@@ -254,18 +254,11 @@ def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_h
     return Windows(keys, torch.stack(frames), torch.stack(latents)), short
 
 
-def run(*, dynamics_path, tokenizer_path, stats_path, videos, frame_paths, latent_paths, cfg: EvalConfig,
-        metrics_csv, summary_json, name: str = "default", log: Callable[[str], None] = print,
-        rollout: Callable | None = None, sampler_config: Callable | None = None):
-    """The evaluate_rollouts rule: checks provenance, evaluates, writes the CSV and summary.
+def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
+    """The evaluate_rollouts rule: checks the dynamics checkpoint's provenance, then `evaluate`s it.
 
-    Returns (summary dict, samples) so the caller can draw the samples.
+    kwargs are `evaluate`'s. Returns (summary dict, samples) so the caller can draw the samples.
     """
-    if rollout is None or sampler_config is None:
-        from .sampler import SamplerConfig, rollout as sampler_rollout
-
-        rollout, sampler_config = rollout or sampler_rollout, sampler_config or SamplerConfig
-    device = pick_device(cfg.device)
     ckpt = checkpoint.load(dynamics_path)
     tok_hash = checkpoint.file_hash(tokenizer_path)
     if ckpt.get("tokenizer_hash") != tok_hash:
@@ -275,15 +268,35 @@ def run(*, dynamics_path, tokenizer_path, stats_path, videos, frame_paths, laten
         )
     with open(stats_path) as f:
         stats = json.load(f)
-    mean, std = torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
     trained = ckpt.get("stats")
     if trained is not None and not (np.allclose(trained["mean"], stats["mean"], atol=1e-6)
                                     and np.allclose(trained["std"], stats["std"], atol=1e-6)):
         raise PipelineError(f"{stats_path} differs from the latent stats {dynamics_path} was trained with; rerun train_dynamics")
+    model = checkpoint.build_model(ckpt, kind="dynamics")
+    return evaluate(model, tokenizer_path=tokenizer_path, stats_path=stats_path, **kwargs)
+
+
+def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_paths, cfg: EvalConfig,
+             metrics_csv, summary_json, name: str = "default", log: Callable[[str], None] = print,
+             rollout: Callable | None = None, sampler_config: Callable | None = None):
+    """Evaluate an already-built model (whatever `rollout` takes) on the test videos; write the CSV
+    and summary. `run` is this for a dynamics checkpoint; a benchmark passes its own model and rollout.
+
+    Returns (summary dict, samples) so the caller can draw the samples.
+    """
+    if rollout is None or sampler_config is None:
+        from .sampler import SamplerConfig, rollout as sampler_rollout
+
+        rollout, sampler_config = rollout or sampler_rollout, sampler_config or SamplerConfig
+    device = pick_device(cfg.device)
+    tok_hash = checkpoint.file_hash(tokenizer_path)
+    with open(stats_path) as f:
+        stats = json.load(f)
+    mean, std = torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
     win, skipped = load_windows(videos, frame_paths, latent_paths, cfg, tok_hash, mean, std, name, log)
     log(f"[evaluate] {name}: {len(win.keys)} windows from {len(videos) - len(skipped)} test videos on {device}")
     codec = Codec(checkpoint.build_model(tokenizer_path, device, kind="tokenizer"), mean, std, device)
-    model = checkpoint.build_model(ckpt, device, kind="dynamics")
+    model = model.to(device).eval()
     t0 = time.perf_counter()
     df, fps, samples = evaluate_windows(model, codec, win, cfg, rollout, sampler_config, log)
     summary = {
