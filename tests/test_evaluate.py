@@ -328,8 +328,10 @@ def real_setup(tmp_path, seed: int):
     torch.manual_seed(seed)
     dcfg = DynamicsConfig(latent_channels=4, latent_hw=(4, 4), patch=2, dim=32, depth=2, heads=2, temporal_every=2,
                           max_frames=8, k_max=8)
+    model = Dynamics(dcfg)
+    torch.nn.init.normal_(model.unembed.weight, std=0.1)  # untrained, the residual output layer is 0: copy-last
     dyn = tmp_path / f"dynamics{seed}.pt"
-    checkpoint.save(dyn, {**checkpoint.model_state("dynamics", Dynamics(dcfg), to_dict(dcfg)), "stats": stats,
+    checkpoint.save(dyn, {**checkpoint.model_state("dynamics", model, to_dict(dcfg)), "stats": stats,
                           "tokenizer_hash": h})
     return dict(dynamics_path=dyn, tokenizer_path=tok_path, stats_path=tmp_path / "stats.json", videos=["v0", "v1"],
                 frame_paths=frames, latent_paths=latents)
