@@ -71,7 +71,9 @@ def build_model(ckpt: dict[str, Any] | str | Path, device: str | torch.device = 
     from .config import from_dict
 
     cls = _model_class(ckpt["kind"])
-    model = cls(from_dict(cls.config_class, ckpt["model_config"], ckpt["kind"]))
+    # a field added since the checkpoint was saved keeps the meaning it had then (`before`)
+    stored = {**getattr(cls.config_class, "before", {}), **ckpt["model_config"]}
+    model = cls(from_dict(cls.config_class, stored, ckpt["kind"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -41,12 +42,15 @@ SIZES = {
 }
 DEFAULTS = dict(
     latent_channels=8, latent_hw=(16, 16), patch=2, dim=128, depth=4, heads=4, mlp_ratio=4.0,
-    temporal_every=4, max_frames=32, k_max=64, qk_norm=True, prev_frame=True,
+    temporal_every=4, max_frames=32, k_max=64, qk_norm=True, prev_frame=True, residual=True,
 )
 
 
 @dataclass
 class DynamicsConfig:
+    # what a checkpoint saved before a field existed meant (checkpoints store every field resolved)
+    before: ClassVar[dict] = {"residual": False}
+
     size: str = "tiny"
     latent_channels: int | None = None  # C of the latents
     latent_hw: tuple[int, int] | None = None  # (h, w) of the latent grid
@@ -60,6 +64,7 @@ class DynamicsConfig:
     k_max: int | None = None  # finest shortcut step is 1 / k_max (a power of two)
     qk_norm: bool | None = None
     prev_frame: bool | None = None  # token shift: each token also sees its patch in the previous frame
+    residual: bool | None = None  # predict the change from the previous frame (needs prev_frame)
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -73,6 +78,8 @@ class DynamicsConfig:
             raise PipelineError(f"dynamics.model.patch {self.patch} does not divide the latent grid {h}x{w}; pick a divisor")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise PipelineError(f"dynamics.model.dim {self.dim} must split into {self.heads} heads of even width")
+        if self.residual and not self.prev_frame:
+            raise PipelineError("dynamics.model.residual needs dynamics.model.prev_frame: true (the change is taken from it)")
         if self.k_max < 1 or self.k_max & (self.k_max - 1):
             raise PipelineError(f"dynamics.model.k_max {self.k_max} must be a power of two")
 
@@ -198,6 +205,16 @@ class Block(nn.Module):
         return x + mods[i + 2][:, :, None] * self.mlp(modulate(self.norm(x), mods[i], mods[i + 1]))
 
 
+def denoised(z: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """The best linear guess of a unit-variance frame from z = (1 - tau) x + tau eps, tau (B, T).
+
+    E[x | z] = (1 - tau) / ((1 - tau)^2 + tau^2) z for x ~ N(0, 1) (normalised latents): about z
+    at the context level tau_ctx, 0 for pure noise, so a noisy previous frame adds no noise.
+    """
+    t = tau.float()[..., None, None]  # (B, T, 1, 1) against z (B, T, N, D)
+    return z * ((1 - t) / ((1 - t) ** 2 + t**2)).to(z.dtype)
+
+
 def tau_features(tau: torch.Tensor, n: int) -> torch.Tensor:
     """Sinusoidal features of tau (B, T) in [0, 1] -> (B, T, n); no division, safe at tau = 0."""
     freqs = torch.exp(-math.log(1000.0) * torch.arange(n // 2, device=tau.device, dtype=torch.float32) / (n // 2))
@@ -237,6 +254,9 @@ class Dynamics(nn.Module):
         nn.init.zeros_(self.final_ada.weight)
         nn.init.zeros_(self.final_ada.bias)
         self.unembed = nn.Linear(D, C * p * p)
+        if cfg.residual:  # the untrained model predicts "copy the previous frame" exactly
+            nn.init.zeros_(self.unembed.weight)
+            nn.init.zeros_(self.unembed.bias)
         self.grad_checkpointing = False
 
     def set_grad_checkpointing(self, on: bool = True) -> None:
@@ -299,13 +319,17 @@ class Dynamics(nn.Module):
         patches = self.patchify(z)  # (B, T, N, C*p*p)
         x = self.embed(patches) + self.pos  # (B, T, N, D)
         feats = tau_features(tau, D)
+        base = 0.0
         if self.prev_embed is not None:
             if cache is not None and cache.last is not None:
                 p0, t0 = cache.last, cache.last_tau  # the last committed frame
             else:
                 p0, t0 = patches.new_zeros(B, 1, *patches.shape[2:]), tau.new_ones(B, 1)
-            x = x + self.prev_embed(torch.cat([p0, patches[:, :-1]], 1))
-            feats = torch.cat([feats, tau_features(torch.cat([t0, tau[:, :-1]], 1), D)], -1)
+            prev, prev_tau = torch.cat([p0, patches[:, :-1]], 1), torch.cat([t0, tau[:, :-1]], 1)  # (B, T, N, Cpp), (B, T)
+            x = x + self.prev_embed(prev)
+            feats = torch.cat([feats, tau_features(prev_tau, D)], -1)
+            if cfg.residual:
+                base = denoised(prev, prev_tau)  # (B, T, N, C*p*p): the network adds the change
             if cache is not None and commit:
                 cache.last, cache.last_tau = patches[:, commit - 1 : commit], tau[:, commit - 1 : commit]
         c = self.tau_mlp(feats.to(z.dtype)) + self.d_embed(self.step_index(d, tau))  # (B, T, D)
@@ -319,7 +343,7 @@ class Dynamics(nn.Module):
         if cache is not None:
             cache.pos += commit
         shift, scale = self.final_ada(c).chunk(2, -1)
-        x = self.unembed(modulate(self.final_norm(x), shift, scale))  # (B, T, N, C*p*p)
+        x = self.unembed(modulate(self.final_norm(x), shift, scale)) + base  # (B, T, N, C*p*p)
         return self.unpatchify(x, h, w)
 
 

@@ -1,11 +1,21 @@
-"""Image metrics on float images (B, 3, H, W) in [0, data_range]; each returns one value per sample.
+"""Image metrics, and METRICS: the registry every evaluation output derives from.
+
+Functions on float images (B, 3, H, W) in [0, data_range]; each returns one value per sample.
 
     mse, psnr, ssim      per-sample (B,) tensors, computed in float32
+    sharpness            mean gradient magnitude of x relative to y's (B,): 1 as sharp, < 1 blur, > 1 noise
     collapse_ratio       how much outputs vary across a batch relative to their inputs (a scalar):
                          about 1 for a faithful model, near 0 for one that ignores its input
+
+METRICS (bottom of the file) lists what the rollout evaluation scores: its CSV rows, summary,
+intervals, verdict, plots and report tables all loop over it. Adding a metric = one entry here
+(and its test); nothing else names metrics.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +73,27 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return (num / den).flatten(1).mean(1)
 
 
+BLURRED_BELOW = 0.7  # sharpness under this at any step: the prediction is blurred (a mean, not a sample)
+NOISY_ABOVE = 1.5  # sharpness over this at any step: noise or artefacts, not detail
+
+
+def gradient_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """Mean spatial gradient magnitude per sample (B,): forward differences on the (H-1, W-1) grid,
+    sqrt(dx^2 + dy^2), averaged over channels and pixels."""
+    x = x.float()
+    dx = x[..., :-1, 1:] - x[..., :-1, :-1]
+    dy = x[..., 1:, :-1] - x[..., :-1, :-1]
+    return (dx.pow(2) + dy.pow(2)).sqrt().flatten(1).mean(1)
+
+
+def sharpness(x: torch.Tensor, y: torch.Tensor, min_gradient: float = 1e-3) -> torch.Tensor:
+    """Gradient magnitude of x over y's, per sample (B,): 1 = as sharp as y, blur < 1, noise > 1.
+    NaN where y is (almost) flat: a flat frame has no sharpness to keep."""
+    _check(x, y)
+    gy = gradient_magnitude(y)
+    return torch.where(gy > min_gradient, gradient_magnitude(x) / gy.clamp_min(min_gradient), torch.nan)
+
+
 def collapse_ratio(outputs: torch.Tensor, inputs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(std across the batch of the outputs, averaged over pixels) / (the same for the inputs).
 
@@ -75,3 +106,98 @@ def collapse_ratio(outputs: torch.Tensor, inputs: torch.Tensor, eps: float = 1e-
     out = outputs.float().std(dim=0).mean()
     ref = inputs.float().std(dim=0).mean()
     return out / ref.clamp_min(eps)
+
+
+# ---------------------------------------------------------------- the registry of rollout metrics
+
+PSNR_CAP_DB = 100.0  # 10 log10(1 / 1e-10): psnr floors the mse at 1e-10, so identical frames stay finite
+# What a metric may ask for besides (pred, truth), by name in Metric.needs (B windows, T horizon steps):
+INPUTS = {
+    "pred_z": "predicted latents (B, T, C, h, w), normalised as the dynamics model sees them",
+    "truth_z": "true latents (B, T, C, h, w), normalised",
+    "window": "the window's real frames (B, S, 3, H, W), S = context + horizon, float in [0, 1]",
+}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One rollout metric. fn(pred, truth, **needs) -> (B, T) float: pred and truth are float frames
+    (B, T, 3, H, W) in [0, 1] (B windows, T horizon steps); NaN where the metric is undefined (means
+    skip it)."""
+
+    name: str
+    fn: Callable[..., torch.Tensor]
+    higher_is_better: bool | None  # None: not ranked; read against `ideal` and `flags`
+    description: str  # one line, shown in plots and the report
+    unit: str = ""
+    needs: tuple[str, ...] = ()  # keys of INPUTS passed to fn as keyword arguments
+    headline: bool = True  # in the verdict sentence and the per-video tables
+    ideal: float | None = None  # the value of a perfect prediction, for unranked metrics
+    flags: tuple[tuple[str, str, float], ...] = ()  # (name, "<" or ">", threshold) on the per-step mean
+
+
+def per_frame(f: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A per-image metric (N, 3, H, W) x 2 -> (N,) as a registry function (B, T, 3, H, W) x 2 -> (B, T)."""
+
+    def fn(pred, truth):
+        B, T = truth.shape[:2]
+        return f(pred.flatten(0, 1), truth.flatten(0, 1)).view(B, T)
+
+    return fn
+
+
+# Static pixels: max - min over the window's real frames below STATIC_RANGE on every channel. Not 1-2
+# levels: mp4 coding makes a still HUD jitter by 4-15 grey levels (measured on the default data),
+# while motion changes pixels by 30 levels or more.
+STATIC_RANGE = 16 / 255
+STATIC_MIN_FRACTION = 0.01  # fewer static pixels than this share of the frame: static_psnr is NaN
+
+
+def static_mask(window: torch.Tensor) -> torch.Tensor:
+    """bool (B, H, W): pixels whose value stays within STATIC_RANGE over the window (B, S, 3, H, W)."""
+    return ((window.amax(1) - window.amin(1)).amax(1) < STATIC_RANGE)
+
+
+def _static_psnr(pred, truth, window):
+    """PSNR (B, T) on the pixels that never change in the real window (HUD, overlays, borders)."""
+    mask = static_mask(window)[:, None, None].float()  # (B, 1, 1, H, W)
+    n = mask.sum((2, 3, 4)) * pred.shape[2]  # static values per frame: pixels x channels
+    err = ((pred.float() - truth.float()).pow(2) * mask).sum((3, 4)).sum(2) / n.clamp_min(1)  # (B, T)
+    out = (10 * torch.log10(1 / err.clamp_min(1e-10))).clamp(max=PSNR_CAP_DB)
+    enough = mask.mean((2, 3, 4)) >= STATIC_MIN_FRACTION  # (B, 1)
+    return torch.where(enough, out, torch.nan)
+
+
+def _latent_mse(pred, truth, pred_z, truth_z):
+    return (pred_z.float() - truth_z.float()).pow(2).flatten(2).mean(2)  # (B, T)
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("psnr", per_frame(lambda a, b: psnr(a, b).clamp(max=PSNR_CAP_DB)), True,
+           "PSNR of the decoded frame against the real one (rewards blur when the future is uncertain)", "dB"),
+    Metric("ssim", per_frame(ssim), True, "structural similarity, 11x11 Gaussian window (Wang et al. 2004)"),
+    Metric("static_psnr", _static_psnr, True,
+           "PSNR on the pixels that stay still in the real window (a HUD, an overlay): does it survive the rollout?",
+           "dB", needs=("window",)),
+    Metric("sharpness", per_frame(sharpness), None,
+           "mean spatial gradient magnitude of the prediction over the truth's: 1 = as sharp, < 1 blur, > 1 noise",
+           ideal=1.0, flags=(("blurred", "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE))),
+    Metric("mse", per_frame(mse), False, "pixel mean squared error", headline=False),
+    Metric("latent_mse", _latent_mse, False, "mean squared error in the normalised latent space of the dynamics model",
+           needs=("pred_z", "truth_z"), headline=False),
+)
+
+
+def metric(name: str) -> Metric:
+    return next(m for m in METRICS if m.name == name)
+
+
+def score(pred: torch.Tensor, truth: torch.Tensor, **inputs) -> dict[str, torch.Tensor]:
+    """Every registry metric of predictions against the truth: name -> (B, T) float32 on CPU."""
+    return {m.name: m.fn(pred, truth, **{k: inputs[k] for k in m.needs}).float().cpu() for m in METRICS}
+
+
+def describe() -> list[dict]:
+    """The registry as plain data (summary.json carries it, so plots and report need no import of it)."""
+    return [dict(name=m.name, higher_is_better=m.higher_is_better, description=m.description, unit=m.unit,
+                 headline=m.headline, ideal=m.ideal, flags=[list(f) for f in m.flags]) for m in METRICS]

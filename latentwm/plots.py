@@ -27,11 +27,11 @@ from PIL import Image, ImageDraw  # noqa: E402
 STYLE = {
     "ceiling": dict(color="black", linestyle="--", linewidth=1.5),
     "copy_last": dict(color="grey", linestyle=":", linewidth=2),
+    "copy_previous": dict(color="silver", linestyle=":", linewidth=2),
     "teacher_forced": dict(linestyle="-.", linewidth=1.2),
+    "model_mean": dict(linestyle="--", linewidth=1.5, marker="s", markersize=3),
     "model": dict(linestyle="-", linewidth=2, marker="o", markersize=3),
 }
-METRIC_TITLES = {"psnr": "PSNR (dB, higher is better)", "ssim": "SSIM (higher is better)",
-                 "mse": "pixel MSE (lower is better)", "latent_mse": "latent MSE, normalised (lower is better)"}
 
 
 def _save(fig, path) -> None:
@@ -114,31 +114,83 @@ def per_timestep_loss(curve_csv, path, title: str, points: int = 4) -> None:
 # ---------------------------------------------------------------- evaluation
 
 
-def _conditions(df: pd.DataFrame) -> list[tuple[str, str]]:
-    order = {"model": 0, "teacher_forced": 1, "copy_last": 2, "ceiling": 3}
-    pairs = df[["condition", "sampler"]].drop_duplicates().itertuples(index=False)
-    return sorted(pairs, key=lambda p: (order.get(p[0], 9), p[1]))
+def _axis_label(m: dict) -> str:
+    """'psnr (dB, higher is better)' from a summary.json metrics entry."""
+    better = {True: "higher is better", False: "lower is better", None: f"ideal {m.get('ideal')}"}[m["higher_is_better"]]
+    return f"{m['name']} ({m['unit'] + ', ' if m['unit'] else ''}{better})"
 
 
-def metric_by_step(metrics_csv, path, metric: str, title: str) -> None:
-    """Mean of `metric` per horizon step for every condition, with a mean +- std band across windows."""
-    df = pd.read_csv(metrics_csv, keep_default_na=False)
-    df = df[df.metric == metric]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+def _styles(conditions: dict) -> dict[str, dict]:
+    """Condition label -> matplotlib style; conditions without a fixed colour get the next of tab10."""
     colors = iter(plt.get_cmap("tab10").colors)
-    for condition, sampler in _conditions(df):
-        d = df[(df.condition == condition) & (df.sampler == sampler)].groupby("step")["value"]
-        mean, std = d.mean(), d.std(ddof=0).fillna(0)
-        style = dict(STYLE.get(condition, {}))
+    out = {}
+    for name, c in conditions.items():
+        style = dict(STYLE.get(c["condition"], {}))
         style.setdefault("color", next(colors))
-        name = condition if sampler == "none" else f"{condition} ({sampler})"
-        ax.plot(mean.index, mean.values, label=name, **style)
-        ax.fill_between(mean.index, mean - std, mean + std, color=style["color"], alpha=0.12)
+        out[name] = style
+    return out
+
+
+def metric_by_step(summary: dict, path, metric: str, title: str) -> None:
+    """Mean of `metric` per horizon step for every condition, with its bootstrap 95% interval as a band."""
+    m = next(x for x in summary["metrics"] if x["name"] == metric)
+    cond = summary["conditions"]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for (name, c), style in zip(cond.items(), _styles(cond).values()):
+        mean, lo, hi = (np.array(c[k][metric], dtype=float) for k in ("per_step", "ci_low", "ci_high"))
+        if np.isnan(mean).all():
+            continue
+        steps = np.arange(1, len(mean) + 1)
+        ax.plot(steps, mean, label=name, **style)
+        ax.fill_between(steps, lo, hi, color=style["color"], alpha=0.15)
+    if m["ideal"] is not None:
+        ax.axhline(m["ideal"], color="green", linewidth=0.8, alpha=0.6)
+    for _, op, t in m["flags"]:
+        ax.axhline(t, color="red", linewidth=0.8, linestyle=":", alpha=0.6)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("horizon step (1 = first predicted frame)")
-    ax.set_ylabel(METRIC_TITLES.get(metric, metric))
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_ylabel(_axis_label(m))
+    ax.set_title(f"{title}\n{m['description']}", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def metrics_by_step(summary: dict, out_dir) -> list[Path]:
+    """One metric_by_step figure per metric of the summary (the registry): out_dir/{metric}.png."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for m in summary["metrics"]:
+        paths.append(out_dir / f"{m['name']}.png")
+        metric_by_step(summary, paths[-1], m["name"], f"{summary['evaluation']}: {m['name']} against horizon step")
+    return paths
+
+
+def paired_differences(summary: dict, path, title: str) -> None:
+    """Per metric: each paired condition minus its baseline per step, with the bootstrap 95% interval."""
+    cond = {n: c for n, c in summary["conditions"].items() if "vs_baseline" in c}
+    ms = summary["metrics"]
+    if not cond:
+        return _empty(path, f"{title}: no condition has a baseline in this evaluation")
+    cols = min(3, len(ms))
+    rows = math.ceil(len(ms) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.3 * rows), squeeze=False)
+    styles = _styles(summary["conditions"])
+    for ax, m in zip(axes.flat, ms):
+        for name, c in cond.items():
+            r = c["vs_baseline"][m["name"]]
+            d, lo, hi = (np.array(r[k], dtype=float) for k in ("diff", "ci_low", "ci_high"))
+            steps = np.arange(1, len(d) + 1)
+            ax.plot(steps, d, label=f"{name} - {c['baseline']}", **styles[name])
+            ax.fill_between(steps, lo, hi, color=styles[name]["color"], alpha=0.15)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(_axis_label(m), fontsize=9)
+        ax.set_xlabel("horizon step")
+    axes.flat[0].legend(fontsize=6)
+    for ax in list(axes.flat)[len(ms) :]:
+        ax.axis("off")
+    fig.suptitle(f"{title}: condition minus its baseline, paired by window (band: 95% bootstrap interval)", fontsize=10)
     _save(fig, path)
 
 
@@ -160,25 +212,59 @@ def speed_quality(summary: dict, path, title: str) -> None:
     _save(fig, path)
 
 
+def _fmt(v: float) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in r) + "</tr>" for r in rows) + "</table>")
+
+
 def summary_table_html(summary: dict, path) -> None:
-    """The summary as one small HTML table: the numbers a reader checks first."""
-    head = ["condition", "PSNR step 1", "PSNR mean", "SSIM mean", "latent MSE mean", "frames/s",
-            "beats copy_last at step 1", "gap to ceiling at step 1 (dB)", "windows"]
+    """The verdict first, then per condition the headline metrics with intervals, per-video means, checks."""
+    ms = summary["metrics"]
+    head_ms = [m for m in ms if m["headline"]]
+    cond = summary["conditions"]
+    horizon = len(next(iter(cond.values()))["per_step"][ms[0]["name"]])
+    verdict = "".join(f"<li>{html.escape(v)}</li>" for v in summary["verdict"])
+    head = ["condition", "baseline", "windows"]
+    for m in head_ms:
+        head += [f"{m['name']} step 1 [95% CI]", f"{m['name']} step {horizon}", f"{m['name']} mean"]
+        if m["higher_is_better"] is not None:
+            head.append(f"{m['name']}: beats baseline at steps 1..k, k =")
+    head += ["frames/s", "gap to ceiling at step 1 (dB)"]
     body = []
-    for name, c in summary["conditions"].items():
-        cells = [name, f"{c['per_step']['psnr'][0]:.2f}", f"{c['mean']['psnr']:.2f}", f"{c['mean']['ssim']:.3f}",
-                 f"{c['mean']['latent_mse']:.4f}", f"{c['frames_per_s']:.1f}" if "frames_per_s" in c else "",
-                 {True: "yes", False: "NO"}.get(c.get("beats_copy_last_step1"), ""),
-                 f"{c['psnr_gap_to_ceiling_step1']:.2f}" if "psnr_gap_to_ceiling_step1" in c else "", str(c["windows"])]
-        body.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>")
+    for name, c in cond.items():
+        cells = [name, c["baseline"] or "", str(c["windows"])]
+        for m in head_ms:
+            n = m["name"]
+            cells += [f"{_fmt(c['per_step'][n][0])} [{_fmt(c['ci_low'][n][0])}, {_fmt(c['ci_high'][n][0])}]",
+                      _fmt(c["per_step"][n][-1]), _fmt(c["mean"][n])]
+            if m["higher_is_better"] is not None:
+                cells.append(str(c["verdict"].get("beats_steps", {}).get(n, "")))
+        cells += [f"{c['frames_per_s']:.1f}" if "frames_per_s" in c else "", _fmt(c.get("psnr_gap_to_ceiling_step1"))]
+        body.append(cells)
+    per_video = []
+    for m in head_ms:
+        rows = [[name, video, *map(_fmt, steps)] for name, by in summary["per_video"].get(m["name"], {}).items()
+                for video, steps in by.items()]
+        per_video.append(f"<h4>{html.escape(m['name'])} per test video (mean over its windows)</h4>"
+                         + _table(["condition", "video", *(f"step {k}" for k in range(1, horizon + 1))], rows))
+    described = "".join(f"<li><b>{html.escape(m['name'])}</b>: {html.escape(m['description'])}</li>" for m in ms)
     checks = "".join(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in summary["checks"].items())
-    cfg = html.escape(str(summary["config"]))
+    b = summary.get("bootstrap", {})
     Path(path).write_text(
-        "<html><head><meta charset='utf-8'><style>table{border-collapse:collapse;font-family:sans-serif;font-size:13px}"
-        "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}</style></head><body>"
-        f"<h3>Evaluation '{html.escape(summary['evaluation'])}' on {len(summary['windows'])} test windows</h3>"
-        "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(body) + "</table>"
-        f"<p>Checks:</p><ul>{checks}</ul><p style='font-size:11px'>settings: {cfg}</p></body></html>"
+        "<html><head><meta charset='utf-8'><style>body{font-family:sans-serif;font-size:13px}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+        "</style></head><body>"
+        f"<h3>Verdict: evaluation '{html.escape(summary['evaluation'])}' on {len(summary['windows'])} test windows</h3>"
+        f"<ul>{verdict}</ul><p style='font-size:11px'>A win needs the whole 95% bootstrap interval of the paired "
+        f"difference (condition minus baseline, paired by window; {b.get('resamples', '')} resamples) on the better "
+        "side of 0 at every step from 1 on; a difference whose interval contains 0 is never a win.</p>"
+        "<h4>Conditions</h4>" + _table(head, body) + "".join(per_video)
+        + f"<h4>Metrics</h4><ul>{described}</ul><h4>Checks</h4><ul>{checks}</ul>"
+        f"<p style='font-size:11px'>settings: {html.escape(str(summary['config']))}</p></body></html>"
     )
 
 

@@ -96,9 +96,8 @@ def all_frames(wildcards):
 
 EVAL_PLOTS = [
     "summary.html",
-    "psnr_by_step.png",
-    "ssim_by_step.png",
-    "latent_mse_by_step.png",
+    "by_step",  # one figure per metric of latentwm.metrics.METRICS
+    "paired_differences.png",
     "speed_quality.png",
     "samples.html",
 ]

@@ -35,7 +35,6 @@ rule plot_training:
 
 rule plot_evaluation:
     input:
-        metrics="results/eval/{evaluation}/metrics.csv",
         summary="results/eval/{evaluation}/summary.json",
         samples="results/eval/{evaluation}/samples",
     output:
@@ -44,30 +43,30 @@ rule plot_evaluation:
             caption="../report/eval_table.rst",
             category="Evaluation",
             subcategory="{evaluation}",
-            labels={"evaluation": "{evaluation}", "figure": "0 summary table"},
+            labels={
+                "evaluation": "{evaluation}",
+                "figure": "0 verdict and summary table",
+            },
         ),
-        psnr=report(
-            "results/plots/{evaluation}/psnr_by_step.png",
-            caption="../report/eval_psnr.rst",
-            category="Evaluation",
-            subcategory="{evaluation}",
-            labels={"evaluation": "{evaluation}", "figure": "1 PSNR by horizon step"},
-        ),
-        ssim=report(
-            "results/plots/{evaluation}/ssim_by_step.png",
-            caption="../report/eval_ssim.rst",
-            category="Evaluation",
-            subcategory="{evaluation}",
-            labels={"evaluation": "{evaluation}", "figure": "2 SSIM by horizon step"},
-        ),
-        latent_mse=report(
-            "results/plots/{evaluation}/latent_mse_by_step.png",
-            caption="../report/eval_latent_mse.rst",
+        by_step=report(
+            directory("results/plots/{evaluation}/by_step"),
+            patterns=["{name}.png"],
+            caption="../report/eval_by_step.rst",
             category="Evaluation",
             subcategory="{evaluation}",
             labels={
                 "evaluation": "{evaluation}",
-                "figure": "3 latent MSE by horizon step",
+                "figure": "1 {name} by horizon step",
+            },
+        ),
+        paired=report(
+            "results/plots/{evaluation}/paired_differences.png",
+            caption="../report/eval_paired.rst",
+            category="Evaluation",
+            subcategory="{evaluation}",
+            labels={
+                "evaluation": "{evaluation}",
+                "figure": "2 paired differences to the baselines",
             },
         ),
         speed=report(
@@ -77,7 +76,7 @@ rule plot_evaluation:
             subcategory="{evaluation}",
             labels={
                 "evaluation": "{evaluation}",
-                "figure": "4 sampler speed vs quality",
+                "figure": "3 sampler speed vs quality",
             },
         ),
         samples=report(
@@ -87,7 +86,7 @@ rule plot_evaluation:
             subcategory="{evaluation}",
             labels={
                 "evaluation": "{evaluation}",
-                "figure": "5 sample rollouts (animated)",
+                "figure": "4 sample rollouts (animated)",
             },
         ),
     log:

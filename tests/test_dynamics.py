@@ -104,8 +104,9 @@ def test_shape_mismatch_is_refused(tmp_path):
         fit_dynamics.build({**cfg, "model": {"size": "tiny"}}, bad, stores, print)
 
 
-def test_checkpoint_roundtrip_and_probe(tmp_path):
-    m = tiny_model()
+@pytest.mark.parametrize("residual", [False, True])
+def test_checkpoint_roundtrip_and_probe(tmp_path, residual):
+    m = tiny_model(residual=residual)
     checkpoint.save(tmp_path / "d.pt", checkpoint.model_state("dynamics", m, to_dict(m.cfg)))
     m2 = checkpoint.build_model(tmp_path / "d.pt", kind="dynamics")
     z, tau = torch.randn(1, 3, 4, 8, 8), torch.rand(1, 3)
@@ -115,7 +116,22 @@ def test_checkpoint_roundtrip_and_probe(tmp_path):
         assert not r["collapsed"] and r["output_diff"] > 1e-3
         for p in m.unembed.parameters():
             p.zero_()  # an output layer stuck at zero: every input gives the same output
-        assert collapse_probe(m.cfg)(m)["collapsed"]
+        # ... unless the model predicts the change: then it still copies the previous frame
+        assert collapse_probe(m.cfg)(m)["collapsed"] != residual
+
+
+def test_residual_model_starts_as_copy_of_the_previous_frame():
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(size="tiny", latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2,
+                         temporal_every=1, k_max=8, residual=True)  # fmt: skip
+    m = Dynamics(cfg)  # untrained: zero-initialised output layer
+    z = torch.randn(2, 3, 4, 8, 8)
+    tau = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.5]])
+    out = m(z, tau)
+    torch.testing.assert_close(out[:, 1:2], z[:, :1])  # a clean previous frame is copied as it is
+    torch.testing.assert_close(out[0, 2], z[0, 1])
+    torch.testing.assert_close(out[1, 2], torch.zeros_like(z[1, 1]))  # a pure-noise one adds nothing
+    torch.testing.assert_close(out[:, 0], torch.zeros_like(z[:, 0]))  # the first frame has no previous one
 
 
 # ---- helpers shared with the other dynamics tests (tiny zarr latent stores) ----
@@ -272,3 +288,14 @@ def test_nan_stop_names_step_and_keeps_checkpoint(tmp_path):
     # an absurd learning rate blows up too, with the same one-line error
     with pytest.raises(PipelineError, match=r"training stopped at step \d+: (loss|gradient norm) is"):
         run_train(tmp_path, train_parts(tmp_path, steps=60, lr=1e12), "d")
+
+
+def test_checkpoint_from_before_residual_rebuilds_without_it(tmp_path):
+    m = tiny_model(residual=False)
+    cfg = to_dict(m.cfg)
+    del cfg["residual"]  # saved before the field existed
+    checkpoint.save(tmp_path / "old.pt", checkpoint.model_state("dynamics", m, cfg))
+    m2 = checkpoint.build_model(tmp_path / "old.pt", kind="dynamics")
+    assert m2.cfg.residual is False
+    z, tau = torch.randn(1, 3, 4, 8, 8), torch.rand(1, 3)
+    torch.testing.assert_close(m(z, tau), m2(z, tau))

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from latentwm import checkpoint
+from latentwm import checkpoint, metrics
+from latentwm.config import from_dict
 from latentwm.errors import PipelineError
 from latentwm.evaluate import (
     CSV_COLUMNS,
@@ -27,13 +28,13 @@ from latentwm.evaluate import (
     Codec,
     EvalConfig,
     Windows,
-    checks,
     evaluate_windows,
     load_windows,
     run,
-    summarise,
     window_starts,
 )
+from latentwm.metrics import METRICS
+from latentwm.summary import build, checks, read_metrics, summarise
 from latentwm.plots import write_samples
 from latentwm.store import StoreWriter
 
@@ -89,7 +90,7 @@ def codec() -> Codec:
 
 
 def cfg_(**kw) -> EvalConfig:
-    base = dict(context=3, horizon=4, windows=2, samples=1, batch_size=2,
+    base = dict(context=3, horizon=4, stride=4, max_windows=2, samples=1, batch_size=2,
                 samplers=[{"name": "a", "kind": "euler", "steps": 8}, {"name": "b", "kind": "shortcut", "steps": 2}])
     return EvalConfig(**{**base, **kw})
 
@@ -128,7 +129,7 @@ def test_constant_video_caps_psnr_and_stays_finite():
     cfg = cfg_()
     df, fps, _ = evaluate(StepModel(0.1), ramp_windows(2, cfg, step=0), cfg)
     np.testing.assert_allclose(curve(df, "copy_last", "psnr"), PSNR_CAP_DB)  # identical frames: capped, not inf
-    assert np.isfinite(df["value"]).all()
+    assert np.isfinite(df[df.metric.isin(["psnr", "ssim", "mse", "latent_mse"])].value).all()
     np.testing.assert_allclose(curve(df, "copy_last", "ssim"), 1.0, atol=1e-6)
     assert (curve(df, "model", "psnr", "a") < PSNR_CAP_DB).all()  # the model moved the frame: it must pay
 
@@ -139,18 +140,22 @@ def test_long_csv_schema_and_summary():
     df, fps, _ = evaluate(StepModel(0.05, noise=0.2), win, cfg)
     assert list(df.columns) == CSV_COLUMNS
     labels = set(map(tuple, df[["condition", "sampler"]].drop_duplicates().to_numpy()))
-    assert labels == {("model", "a"), ("model", "b"), ("teacher_forced", "a"), ("copy_last", "none"), ("ceiling", "none")}
-    assert set(df.metric) == {"psnr", "ssim", "mse", "latent_mse"}
+    assert labels == {("model", "a"), ("model", "b"), ("model_mean", "b"), ("teacher_forced", "a"), ("copy_last", "none"),
+                      ("copy_previous", "none"), ("ceiling", "none")}
+    assert set(df.metric) == {m.name for m in METRICS}  # the registry, nothing else
     assert sorted(set(df.step)) == list(range(1, cfg.horizon + 1))
-    assert len(df) == 3 * len(labels) * cfg.horizon * 4
-    summary = summarise(df, fps, cfg)
-    assert set(summary) == {"model:a", "model:b", "teacher_forced:a", "copy_last", "ceiling"}
+    assert len(df) == 3 * len(labels) * cfg.horizon * len(METRICS)
+    summary = summarise(df, fps)
+    assert set(summary) == {"model:a", "model:b", "model_mean:b", "teacher_forced:a", "copy_last", "copy_previous",
+                            "ceiling"}
     for entry in summary.values():
         assert len(entry["per_step"]["psnr"]) == cfg.horizon and entry["windows"] == 3
-        assert all(math.isfinite(v) for v in entry["mean"].values())
+        assert all(math.isfinite(v) for k, v in entry["mean"].items() if k in ("psnr", "ssim", "mse", "latent_mse"))
+        assert set(entry["per_step"]) == set(entry["ci_low"]) == {m.name for m in METRICS}
     assert "frames_per_s" in summary["model:b"] and "frames_per_s" not in summary["copy_last"]
-    assert summary["model:a"]["beats_copy_last_step1"] is True  # a noisy half step still beats standing still
-    c = checks(summary)
+    assert summary["model:a"]["verdict"]["beats_steps"]["psnr"] >= 1  # a noisy half step still beats standing still
+    assert summary["model:a"]["baseline"] == "copy_last" and summary["teacher_forced:a"]["baseline"] == "copy_previous"
+    c = checks(summary, cfg.horizon)
     assert c["identical_conditions"] == [] and c["ceiling_best_every_step"]
 
 
@@ -169,7 +174,7 @@ def test_conditions_and_models_differ():
 def test_checks_flag_identical_conditions():
     cfg = cfg_()
     df, fps, _ = evaluate(StepModel(0.0), ramp_windows(2, cfg), cfg)  # a model that copies the last frame
-    flags = checks(summarise(df, fps, cfg))["identical_conditions"]
+    flags = checks(summarise(df, fps), cfg.horizon)["identical_conditions"]
     assert "copy_last == model:a" in flags
 
 
@@ -182,10 +187,17 @@ def test_deterministic_given_the_seed():
     pd.testing.assert_frame_equal(a, b)
     c, _, _ = evaluate(model, win, cfg_(seed=7))
     assert not np.allclose(a.value, c.value)
-    assert window_starts("v1", 100, cfg) == window_starts("v1", 100, cfg)
-    assert window_starts("v1", 100, cfg) != window_starts("v1", 100, cfg_(seed=3))
-    assert window_starts("v1", cfg.span - 1, cfg) == [] and window_starts("v1", cfg.span, cfg) == [0]
-    assert len(window_starts("v1", cfg.span + 1, cfg_(windows=5))) == 2  # only two positions exist
+    assert window_starts(100, cfg) == window_starts(100, cfg_(seed=3))  # windows do not depend on the seed
+
+
+def test_window_starts_spread_over_the_video():
+    cfg = cfg_(context=8, horizon=8, stride=16, max_windows=24)
+    assert window_starts(120, cfg) == [0, 16, 32, 48, 64, 80, 96]  # every 16 frames while 16 fit
+    assert window_starts(cfg.span - 1, cfg) == [] and window_starts(cfg.span, cfg) == [0]
+    long = window_starts(1500, cfg)  # 93 positions fit: an evenly spaced subset of 24, first and last kept
+    assert len(long) == 24 and long[0] == 0 and long[-1] == 1472 and all(s % 16 == 0 for s in long)
+    assert np.diff(long).min() >= 48 and np.diff(long).max() <= 80
+    assert window_starts(40, cfg_(context=3, horizon=4, stride=1, max_windows=100)) == list(range(34))
 
 
 def test_samples_are_written(tmp_path):
@@ -195,7 +207,7 @@ def test_samples_are_written(tmp_path):
     assert len(listed) == 2
     for s in listed:
         assert (tmp_path / "samples" / s["gif"]).stat().st_size > 0 and (tmp_path / "samples" / s["png"]).stat().st_size > 0
-        assert s["panels"] == ["truth", "model:a", "model:b", "copy_last", "ceiling"]
+        assert s["panels"] == ["truth", "model:a", "model:b", "model_mean:b", "copy_last", "ceiling"]
     assert json.loads((tmp_path / "samples" / "index.json").read_text()) == listed
 
 
@@ -281,6 +293,10 @@ def test_config_rejects_bad_settings():
         cfg_(samplers=[{"name": "a", "kind": "euler", "step": 2}])
     with pytest.raises(PipelineError, match="horizon"):
         cfg_(horizon=0)
+    with pytest.raises(PipelineError, match="mean_samples"):
+        cfg_(mean_samples=1)
+    with pytest.raises(PipelineError, match="unknown.*max_windows"):  # the old fixed count is gone
+        from_dict(EvalConfig, {"windows": 4}, "evaluations.default")
 
 
 # ------------------------------------------------------------------ the real models, tiny
@@ -312,8 +328,10 @@ def real_setup(tmp_path, seed: int):
     torch.manual_seed(seed)
     dcfg = DynamicsConfig(latent_channels=4, latent_hw=(4, 4), patch=2, dim=32, depth=2, heads=2, temporal_every=2,
                           max_frames=8, k_max=8)
+    model = Dynamics(dcfg)
+    torch.nn.init.normal_(model.unembed.weight, std=0.1)  # untrained, the residual output layer is 0: copy-last
     dyn = tmp_path / f"dynamics{seed}.pt"
-    checkpoint.save(dyn, {**checkpoint.model_state("dynamics", Dynamics(dcfg), to_dict(dcfg)), "stats": stats,
+    checkpoint.save(dyn, {**checkpoint.model_state("dynamics", model, to_dict(dcfg)), "stats": stats,
                           "tokenizer_hash": h})
     return dict(dynamics_path=dyn, tokenizer_path=tok_path, stats_path=tmp_path / "stats.json", videos=["v0", "v1"],
                 frame_paths=frames, latent_paths=latents)
@@ -329,11 +347,149 @@ def test_run_with_real_tiny_models(tmp_path):
             args["dynamics_path"] = real_setup(tmp_path, seed=1)["dynamics_path"]
         summary, samples = run(**args, cfg=cfg, metrics_csv=tmp_path / f"m{seed}.csv", summary_json=tmp_path / f"s{seed}.json",
                                log=lambda m: None)
-        out[seed] = pd.read_csv(tmp_path / f"m{seed}.csv", keep_default_na=False)
+        out[seed] = read_metrics(tmp_path / f"m{seed}.csv")
         assert json.loads((tmp_path / f"s{seed}.json").read_text())["conditions"].keys() == summary["conditions"].keys()
-        assert np.isfinite(out[seed].value).all() and len(summary["windows"]) == 4
+        assert np.isfinite(out[seed][out[seed].metric != "static_psnr"].value).all() and len(summary["windows"]) == 4
         assert summary["conditions"]["model:e2"]["frames_per_s"] > 0
     # two checkpoints score differently; the baselines do not depend on the checkpoint
     assert not np.allclose(curve(out[0], "model", "psnr", "e2"), curve(out[1], "model", "psnr", "e2"))
     np.testing.assert_allclose(curve(out[0], "ceiling", "psnr"), curve(out[1], "ceiling", "psnr"))
     assert curve(out[0], "ceiling", "latent_mse").max() < 1e-5  # stored latents are this tokenizer's (float16)
+
+
+# ------------------------------------------------------------------ fake models through the real evaluation
+#
+# A world the stand-in models can know exactly: a random texture (4x4 pixel blocks, so the pooling
+# tokenizer is exact) scrolls one latent pixel per frame under a still overlay (the top HUD_ROWS
+# latent rows, a quarter of the frame). Every model is a rule on the last frame it saw.
+
+HUD_ROWS = 2
+
+
+def world_windows(n: int, cfg: EvalConfig, hw: int = 8) -> Windows:
+    g = torch.Generator().manual_seed(1)
+    tex = torch.randint(0, 256, (n, 3, hw // 2, hw // 2), generator=g).float() / 255  # blocks of 2 latent pixels:
+    tex = tex.repeat_interleave(2, -1).repeat_interleave(2, -2)  # a one-pixel shift keeps half the structure
+    seq = []
+    for t in range(cfg.span):
+        f = tex.clone()
+        f[:, :, HUD_ROWS:] = tex[:, :, HUD_ROWS:].roll(t, -1)
+        f[:, :, :HUD_ROWS] = 0.8  # the overlay
+        seq.append(f)
+    z = torch.stack(seq, 1)  # (n, S, 3, hw, hw) = pooled frames
+    frames = (z.repeat_interleave(2, -1).repeat_interleave(2, -2) * 255).round().to(torch.uint8)
+    return Windows([("vid", i, 0) for i in range(n)], frames, (z - MEAN) / STD)
+
+
+class WorldModel(torch.nn.Module):
+    def __init__(self, kind: str, coef=None):
+        super().__init__()
+        self.kind, self.coef = kind, coef
+
+    def predict(self, prev, generator):  # (B, C, h, w) normalised -> the next frame
+        nxt = prev.clone()
+        nxt[:, :, HUD_ROWS:] = prev[:, :, HUD_ROWS:].roll(1, -1)  # the true dynamics
+        if self.kind == "blurred":
+            return F.avg_pool2d(F.pad(nxt, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        if self.kind == "noise":
+            return torch.randn(prev.shape, generator=generator)
+        if self.kind == "jitter":  # the truth plus seeded noise: rollouts differ, their mean is closer
+            return nxt + 0.3 * torch.randn(prev.shape, generator=generator)
+        if self.kind == "coef":  # prev + a (truth - prev), a per window: a PSNR gain of -20 log10 |1 - a| dB
+            a = torch.tensor(self.coef[: len(prev)], dtype=prev.dtype).view(-1, 1, 1, 1)
+            return prev + a * (nxt - prev)
+        if self.kind == "copy":
+            return prev
+        if self.kind == "no_overlay":
+            nxt[:, :, :HUD_ROWS] = (0.7 - MEAN) / STD  # the overlay fades from 0.8 to 0.7
+        return nxt
+
+
+def world_rollout(model, context, horizon, sampler, generator=None, teacher=None):
+    prev, out = context[:, -1], []
+    for t in range(horizon):
+        out.append(model.predict(prev, generator))
+        prev = teacher[:, t] if teacher is not None else out[-1]
+    return torch.stack(out, 1)
+
+
+def world_eval(model, n: int = 8, **kw):
+    """(metrics DataFrame, summary.json's statistics) of `model` on n world windows, through evaluate_windows."""
+    cfg = cfg_(**{"samplers": [{"name": "a", "kind": "euler", "steps": 1}], "mean_samples": 0, "batch_size": n, **kw})
+    df, fps, _ = evaluate_windows(model, codec(), world_windows(n, cfg), cfg, world_rollout, FakeSampler,
+                                  log=lambda m: None)
+    return df, build(df, fps, cfg.horizon)
+
+
+def test_world_oracle_beats_copy_last_everywhere():
+    df, s = world_eval(WorldModel("oracle"))
+    v = s["conditions"]["model:a"]["verdict"]
+    assert v["beats_steps"]["psnr"] == 4 and v["beats_steps"]["ssim"] == 4 and not v["blurred"] and not v["noisy"]
+    assert s["verdict"][0].startswith("model:a beats copy_last on psnr at steps 1-4 of 4")
+    np.testing.assert_allclose(s["conditions"]["model:a"]["per_step"]["sharpness"], 1.0, atol=1e-6)
+    assert s["checks"]["any_model_beats_copy_last_step1"]
+
+
+def test_a_blurred_model_gets_low_sharpness_and_is_flagged_blurred():
+    df, s = world_eval(WorldModel("blurred"))
+    c = s["conditions"]["model:a"]
+    assert max(c["per_step"]["sharpness"]) < metrics.BLURRED_BELOW
+    assert c["verdict"]["blurred"] and c["verdict"]["blurred_steps"] == [1, 2, 3, 4] and not c["verdict"]["noisy"]
+    assert "blurred at steps 1-4" in c["verdict"]["text"]
+    assert not s["conditions"]["copy_last"]["verdict"]["blurred"]  # the baseline is as sharp as the truth
+
+
+def test_a_noise_model_beats_copy_last_at_no_step():
+    df, s = world_eval(WorldModel("noise"))
+    c = s["conditions"]["model:a"]
+    assert c["verdict"]["beats_steps"] == {m.name: 0 for m in METRICS if m.higher_is_better is not None}
+    assert c["vs_baseline"]["psnr"]["worse_steps"] == [1, 2, 3, 4]
+    assert "psnr at no step" in c["verdict"]["text"] and c["verdict"]["noisy"]
+    assert not s["checks"]["any_model_beats_copy_last_step1"]
+
+
+def test_a_mean_gain_inside_its_interval_is_no_win():
+    gains = np.array([3.0, -2.5, 3.0, -2.5, 3.0, -2.5, 0.5, 0.0])  # dB over copy-last at step 1, per window
+    df, s = world_eval(WorldModel("coef", coef=list(1 - 10 ** (-gains / 20))))
+    c = s["conditions"]["model:a"]
+    r = c["vs_baseline"]["psnr"]
+    assert 0 < r["diff"][0] < 1.5  # about gains.mean() (clamping to [0, 1] trims the losses a little)
+    assert c["per_step"]["psnr"][0] > s["conditions"]["copy_last"]["per_step"]["psnr"][0]  # the mean is higher ...
+    assert r["ci_low"][0] < 0 < r["ci_high"][0]  # ... by less than its interval
+    assert c["verdict"]["beats_steps"]["psnr"] == 0 and "psnr at no step" in c["verdict"]["text"]
+
+
+def test_teacher_forced_is_paired_with_copy_previous():
+    # A model that copies the last frame it saw: teacher-forced, it shows the real previous frame,
+    # which beats copy_last from step 2 on but is exactly copy_previous: no skill, no win.
+    df, s = world_eval(WorldModel("copy"))
+    tf = s["conditions"]["teacher_forced:a"]
+    assert tf["baseline"] == "copy_previous" and tf["verdict"]["baseline"] == "copy_previous"
+    np.testing.assert_allclose(tf["vs_baseline"]["psnr"]["diff"], 0.0, atol=1e-9)
+    assert tf["verdict"]["beats_steps"]["psnr"] == 0
+    assert all(np.array(tf["per_step"]["psnr"][1:]) > np.array(s["conditions"]["copy_last"]["per_step"]["psnr"][1:]))
+    assert "copy_previous == teacher_forced:a" in s["checks"]["identical_conditions"]
+    # the oracle's teacher-forced predictions do beat copy_previous
+    _, s = world_eval(WorldModel("oracle"))
+    assert s["conditions"]["teacher_forced:a"]["verdict"]["beats_steps"]["psnr"] == 4
+
+
+def test_static_psnr_catches_a_model_that_destroys_the_overlay():
+    df, s = world_eval(WorldModel("no_overlay"))
+    model, copy = (np.array(s["conditions"][n]["per_step"]["static_psnr"]) for n in ("model:a", "copy_last"))
+    np.testing.assert_allclose(model, 20.0, atol=0.1)  # off by 0.1: 20 dB ...
+    assert (copy > 60).all()  # ... where copy-last keeps the overlay (up to the PSNR cap)
+    assert s["conditions"]["model:a"]["vs_baseline"]["static_psnr"]["worse_steps"] == [1, 2, 3, 4]
+    assert s["conditions"]["model:a"]["verdict"]["beats_steps"]["psnr"] == 4  # PSNR alone would call it a win
+    assert s["conditions"]["model:a"]["verdict"]["beats_steps"]["static_psnr"] == 0
+
+
+def test_model_mean_averages_rollouts_of_the_last_sampler():
+    df, s = world_eval(WorldModel("jitter"), samplers=[{"name": "a", "kind": "euler", "steps": 1},
+                                                             {"name": "b", "kind": "shortcut", "steps": 1}],
+                       mean_samples=4)
+    assert "model_mean:b" in s["conditions"] and "model_mean:a" not in s["conditions"]
+    mm, one = s["conditions"]["model_mean:b"], s["conditions"]["model:b"]
+    assert mm["baseline"] == "copy_last"
+    assert mm["per_step"]["psnr"][-1] > one["per_step"]["psnr"][-1]  # the mean of noisy rollouts wins PSNR ...
+    assert mm["per_step"]["sharpness"][-1] < one["per_step"]["sharpness"][-1]  # ... by being smoother

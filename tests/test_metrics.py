@@ -57,6 +57,36 @@ def test_ssim_of_one_window_matches_the_formula_by_hand():
     assert metrics.ssim(tx, ty).item() == pytest.approx(want, abs=1e-4)
 
 
+def _structured(rng, H=40, W=48):
+    """Images with edges, gradients and texture (3, H, W) in [0, 1], unlike uniform noise."""
+    yy, xx = np.mgrid[0:H, 0:W] / np.array([H, W])[:, None, None]
+    base = np.stack([xx, yy, 0.5 + 0.5 * np.sin(12 * xx) * np.cos(9 * yy)])
+    base[:, H // 4 : H // 2, W // 3 : W // 2] = rng.random((3, 1, 1))  # a flat sprite with sharp edges
+    return base.clip(0, 1)
+
+
+@pytest.mark.parametrize("case", ["random", "noisy", "structured", "blurred", "shifted", "small"])
+def test_ssim_matches_scikit_image(case):
+    """metrics.ssim against skimage.metrics.structural_similarity with Wang et al.'s settings."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(["random", "noisy", "structured", "blurred", "shifted", "small"].index(case))
+    if case in ("random", "small"):
+        size = (3, 11, 13) if case == "small" else (3, 32, 40)
+        x, y = rng.random(size), rng.random(size)
+    else:
+        x = _structured(rng)
+        y = {"noisy": lambda: (x + 0.1 * rng.normal(size=x.shape)).clip(0, 1),
+             "structured": lambda: _structured(np.random.default_rng(99)),
+             "blurred": lambda: gaussian_filter(x, (0, 1.5, 1.5)),
+             "shifted": lambda: np.roll(x, 2, axis=2)}[case]()
+    want = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
+                                 channel_axis=0)
+    got = metrics.ssim(torch.tensor(x[None], dtype=torch.float32), torch.tensor(y[None], dtype=torch.float32)).item()
+    assert got == pytest.approx(want, abs=2e-5)
+
+
 def test_ssim_drops_with_noise():
     x = torch.rand(4, 3, 32, 32)
     noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
@@ -77,3 +107,48 @@ def test_collapse_ratio():
 def test_gaussian_window_sums_to_one():
     w = metrics.gaussian_window()
     assert w.shape == (11, 11) and math.isclose(w.sum().item(), 1.0, rel_tol=1e-6)
+
+
+def test_sharpness_is_one_for_the_truth_below_for_blur_above_for_noise():
+    from scipy.ndimage import gaussian_filter
+
+    x = torch.tensor(_structured(np.random.default_rng(0))[None], dtype=torch.float32).repeat(2, 1, 1, 1)
+    x[1] = torch.rand(3, 40, 48)  # a texture: every sample is its own reference
+    blurred = torch.tensor(gaussian_filter(x.numpy(), (0, 0, 1.5, 1.5)), dtype=torch.float32)
+    noisy = (x + 0.15 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    assert torch.allclose(metrics.sharpness(x, x), torch.ones(2))
+    # smooth ramps keep their gradient under blur; edges and texture lose it
+    assert (metrics.sharpness(blurred, x) < 0.9).all() and metrics.sharpness(blurred, x)[1] < metrics.BLURRED_BELOW
+    assert (metrics.sharpness(noisy[:1], x[:1]) > metrics.NOISY_ABOVE).all()
+    assert torch.allclose(metrics.sharpness(0.5 * x, x), torch.full((2,), 0.5))  # linear in contrast
+    flat = torch.full((1, 3, 16, 16), 0.4)
+    assert torch.isnan(metrics.sharpness(x[:1, :, :16, :16], flat)).all()  # a flat truth has no sharpness
+
+
+def test_sharpness_in_the_registry_flags_blur_and_noise():
+    m = metrics.metric("sharpness")
+    assert m.higher_is_better is None and m.ideal == 1.0
+    assert {name for name, _, _ in m.flags} == {"blurred", "noisy"}
+    x = torch.rand(2, 3, 3, 16, 16)  # (B windows, T steps, 3, H, W)
+    assert m.fn(x, x).shape == (2, 3)
+
+
+def test_static_psnr_scores_only_the_pixels_that_never_change():
+    B, S, T = 2, 6, 3  # windows, window frames, horizon steps (the last T frames of the window)
+    g = torch.Generator().manual_seed(0)
+    window = torch.rand(B, S, 3, 16, 16, generator=g)
+    window[:, :, :, :2] = 0.25  # a still strip of 2 rows: 12.5% of the frame
+    truth = window[:, -T:]
+    assert metrics.static_mask(window).float().mean().item() == pytest.approx(2 / 16)
+    m = metrics.metric("static_psnr")
+    pred = truth.clone()
+    pred[:, :, :, 2:] = 0.0  # everything that moves is wrong: no effect on static pixels
+    assert torch.allclose(m.fn(pred, truth, window=window), torch.full((B, T), metrics.PSNR_CAP_DB))
+    pred[:, :, :, :2] += 0.1  # the strip off by 0.1: 20 dB
+    assert torch.allclose(m.fn(pred, truth, window=window), torch.full((B, T), 20.0), atol=1e-3)
+    window[1, 0, :, :2] = 0.9  # in window 1 the strip changes once: nothing is static there
+    out = m.fn(pred, truth, window=window)
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[0]).all()
+    jitter = window.clone()
+    jitter[0, ::2, :, :2] += 10 / 255  # coding jitter of a still HUD is still static
+    assert metrics.static_mask(jitter)[0, :2].all()

@@ -13,10 +13,11 @@ import math
 import re
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import snakemake, tiny_config
+from latentwm.metrics import METRICS
+from latentwm.summary import read_metrics
 
 pytestmark = pytest.mark.slow
 TRAINING = {"train_tokenizer", "encode_latents", "train_dynamics", "extract_frames", "download"}
@@ -43,8 +44,8 @@ def test_every_output_exists(tiny_run):
         assert len(index) == evaluations()[name].get("samples", 2)
         for s in index:
             assert (e / "samples" / s["gif"]).stat().st_size > 0 and (e / "samples" / s["png"]).stat().st_size > 0
-        for f in ("psnr_by_step.png", "ssim_by_step.png", "latent_mse_by_step.png", "speed_quality.png",
-                  "summary.html", "samples.html"):
+        for f in [f"by_step/{m.name}.png" for m in METRICS] + ["paired_differences.png", "speed_quality.png",
+                                                                "summary.html", "samples.html"]:
             assert (p / f).stat().st_size > 1000, f
     for f in ("tokenizer_curves.png", "dynamics_curves.png", "dynamics_loss_per_timestep.png"):
         assert (tiny_run / "results/plots/training" / f).stat().st_size > 1000, f
@@ -52,9 +53,10 @@ def test_every_output_exists(tiny_run):
 
 def test_metrics_are_finite_and_conditions_differ(tiny_run):
     for name, settings in evaluations().items():
-        df = pd.read_csv(tiny_run / f"results/eval/{name}/metrics.csv", keep_default_na=False)
-        assert np.isfinite(df.value).all()
-        assert set(df.condition) == {"model", "teacher_forced", "copy_last", "ceiling"}
+        df = read_metrics(tiny_run / f"results/eval/{name}/metrics.csv")
+        assert np.isfinite(df[df.metric.isin(["psnr", "ssim", "mse", "latent_mse"])].value).all()
+        assert set(df.condition) == {"model", "model_mean", "teacher_forced", "copy_last", "copy_previous", "ceiling"}
+        assert set(df.metric) == {m.name for m in METRICS}
         assert set(df[df.condition == "model"].sampler) == {s["name"] for s in settings["samplers"]}
         assert sorted(set(df.step)) == list(range(1, settings["horizon"] + 1))
         psnr = df[df.metric == "psnr"].groupby(["condition", "sampler", "step"])["value"].mean().unstack("step")
@@ -65,14 +67,15 @@ def test_metrics_are_finite_and_conditions_differ(tiny_run):
         summary = json.loads((tiny_run / f"results/eval/{name}/summary.json").read_text())
         assert summary["checks"]["identical_conditions"] == []
         for entry in summary["conditions"].values():
-            assert all(math.isfinite(v) for v in entry["mean"].values())
+            assert all(math.isfinite(entry["mean"][k]) for k in ("psnr", "ssim", "latent_mse"))
+        assert summary["verdict"] and all(" beats " in v for v in summary["verdict"])
         for s in settings["samplers"]:
             assert summary["conditions"][f"model:{s['name']}"]["frames_per_s"] > 0
 
 
 def test_ceiling_is_the_best_condition_at_every_step(tiny_run):
     for name in evaluations():
-        df = pd.read_csv(tiny_run / f"results/eval/{name}/metrics.csv", keep_default_na=False)
+        df = read_metrics(tiny_run / f"results/eval/{name}/metrics.csv")
         psnr = df[df.metric == "psnr"].groupby(["condition", "sampler", "step"])["value"].mean().unstack("step")
         ceiling = psnr.loc[("ceiling", "none")]
         others = psnr.drop(index=("ceiling", "none"))
@@ -88,7 +91,8 @@ def test_report(tiny_run, tmp_path):
     snakemake(tiny_run, tiny_config(), "--report", str(report))
     assert report.stat().st_size > 200_000  # the figures are embedded: one self-contained page
     text = report.read_text(errors="replace")
-    for name in ("psnr_by_step.png", "speed_quality.png", "samples.html", "dynamics_curves.png", "tokenizer_curves.png"):
+    for name in ("psnr.png", "paired_differences.png", "speed_quality.png", "samples.html", "dynamics_curves.png",
+                 "tokenizer_curves.png"):
         assert name in text, name
 
 
@@ -101,7 +105,9 @@ def test_second_run_does_nothing(tiny_run):
     [
         {"horizon": 3},
         {"context": 3},
-        {"windows": 1},
+        {"max_windows": 1},
+        {"stride": 3},
+        {"mean_samples": 0},
         {"tau_ctx": 0.2},
         {"samplers": [{"name": "shortcut2", "kind": "shortcut", "steps": 2}]},
     ],
@@ -117,6 +123,6 @@ def test_changing_evaluation_settings_reruns_only_evaluation(tiny_run, change):
 
 def test_a_second_evaluation_adds_only_its_jobs(tiny_run):
     config = copy.deepcopy(tiny_config())
-    config["evaluations"]["long"] = {**config["evaluations"]["default"], "horizon": 6, "windows": 1}
+    config["evaluations"]["long"] = {**config["evaluations"]["default"], "horizon": 6, "max_windows": 1}
     jobs = planned_jobs(tiny_run, config)
     assert jobs == {"evaluate_rollouts": 1, "plot_evaluation": 1, "all": 1}, jobs

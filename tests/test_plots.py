@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from latentwm import plots
+from latentwm.metrics import METRICS
+from latentwm.summary import build
 
 
 def curve_csv(path, with_t=True):
@@ -23,31 +27,29 @@ def curve_csv(path, with_t=True):
     return path
 
 
-def long_csv(path, H=4):
+CONDITIONS = [("model", "euler8", 1.0), ("model", "shortcut4", 0.8), ("model_mean", "shortcut4", 1.2),
+              ("teacher_forced", "euler8", 1.5), ("copy_last", "none", 0.0), ("copy_previous", "none", 0.5),
+              ("ceiling", "none", 3.0)]
+
+
+def long_table(H=4, windows=6) -> pd.DataFrame:
+    """A metrics.csv of every registry metric: better conditions score `quality` higher, with window noise."""
+    rng = np.random.default_rng(0)
     rows = []
-    for w in range(3):
-        for cond, sampler, base in [("model", "euler8", 25), ("model", "shortcut4", 24), ("teacher_forced", "euler8", 27),
-                                    ("copy_last", "none", 20), ("ceiling", "none", 30)]:
+    for w in range(windows):
+        for cond, sampler, quality in CONDITIONS:
             for step in range(1, H + 1):
-                for metric, v in [("psnr", base - step + w), ("ssim", 0.9 - 0.01 * step), ("mse", 0.01 * step),
-                                  ("latent_mse", 0.1 * step)]:
-                    rows.append(("v", w, cond, sampler, step, metric, v))
-    pd.DataFrame(rows, columns=["video", "window", "condition", "sampler", "step", "metric", "value"]).to_csv(path, index=False)
-    return path
+                for m in METRICS:
+                    sign = 1 if m.higher_is_better is not False else -1
+                    v = 10 + sign * (quality - 0.3 * step) + 0.2 * rng.normal()
+                    rows.append((f"v{w % 2}", w, cond, sampler, step, m.name, v))
+    return pd.DataFrame(rows, columns=["video", "window", "condition", "sampler", "step", "metric", "value"])
 
 
-def summary():
-    def entry(cond, sampler, psnr, fps=None):
-        e = {"condition": cond, "sampler": sampler, "per_step": {"psnr": [psnr, psnr - 1]},
-             "mean": {"psnr": psnr - 0.5, "ssim": 0.8, "mse": 0.01, "latent_mse": 0.2}, "windows": 3}
-        if fps:
-            e.update(frames_per_s=fps, beats_copy_last_step1=psnr > 20, psnr_gap_to_ceiling_step1=30 - psnr)
-        return e
-
-    return {"evaluation": "default", "windows": [{}] * 3, "config": {"horizon": 2},
-            "checks": {"identical_conditions": [], "ceiling_best_every_step": True},
-            "conditions": {"model:euler8": entry("model", "euler8", 25, 3.0), "model:shortcut4": entry("model", "shortcut4", 24, 40.0),
-                           "copy_last": entry("copy_last", "none", 20), "ceiling": entry("ceiling", "none", 30)}}
+def summary(H=4):
+    df = long_table(H)
+    return {"evaluation": "default", "windows": [{}] * 6, "config": {"horizon": H},
+            **build(df, {"euler8": 3.0, "shortcut4": 40.0}, H)}
 
 
 def is_png(path, min_size=(200, 150)):
@@ -74,13 +76,14 @@ def test_training_plots_without_data_say_why(tmp_path):
     is_png(tmp_path / "per_t.png", (100, 50)), is_png(tmp_path / "empty.png", (100, 50))
 
 
-def test_metric_by_step_draws_the_data(tmp_path):
-    csv = long_csv(tmp_path / "metrics.csv")
-    plots.metric_by_step(csv, tmp_path / "psnr.png", "psnr", "psnr")
-    plots.metric_by_step(csv, tmp_path / "ssim.png", "ssim", "ssim")
-    a, b = is_png(tmp_path / "psnr.png"), is_png(tmp_path / "ssim.png")
+def test_a_figure_per_registry_metric(tmp_path):
+    s = summary()
+    paths = plots.metrics_by_step(s, tmp_path / "by_step")
+    assert sorted(p.name for p in paths) == sorted(f"{m.name}.png" for m in METRICS)
+    a, b = is_png(paths[0]), is_png(paths[1])
     assert a.shape != b.shape or not np.array_equal(a, b)  # different data, different picture
-    assert plots._conditions(pd.read_csv(csv, keep_default_na=False))[0] == ("model", "euler8")
+    plots.paired_differences(s, tmp_path / "paired.png", "default")
+    assert is_png(tmp_path / "paired.png", (800, 300)).std() > 0
 
 
 def test_speed_quality_and_table(tmp_path):
@@ -89,7 +92,14 @@ def test_speed_quality_and_table(tmp_path):
     is_png(tmp_path / "speed.png")
     plots.summary_table_html(s, tmp_path / "table.html")
     html = (tmp_path / "table.html").read_text()
-    assert "model:shortcut4" in html and "40.0" in html and "ceiling_best_every_step" in html and ">yes<" in html
+    assert "model:shortcut4" in html and "40.0" in html and "ceiling_best_every_step" in html
+    # the verdict comes first, in words, before any table
+    assert html.index("Verdict") < html.index("<table>") and html.index("model:euler8 beats copy_last on psnr") < html.index("<table>")
+    assert "teacher_forced:euler8 beats copy_previous" in html
+    for m in METRICS:  # every metric is described; headline metrics get a per-video table
+        assert escape(m.description) in html
+        assert (f"{m.name} per test video" in html) == m.headline
+    assert "<td>v1</td>" in html
 
 
 def test_filmstrip_gif_and_samples_page(tmp_path):

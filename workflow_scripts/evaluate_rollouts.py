@@ -1,8 +1,8 @@
 """evaluate_rollouts: dynamics + tokenizer + test-video stores -> results/eval/{evaluation}/.
 
 Writes metrics.csv (long format: video, window, condition, sampler, step, metric, value),
-summary.json (per condition: mean per step and over steps, frames/s, baselines beaten) and
-samples/ (a GIF and a filmstrip PNG for each of the first `samples` windows).
+summary.json (verdict, per condition: per-step means with bootstrap intervals, paired differences
+to its baseline, frames/s; per-video means; checks) and samples/ (a GIF and a filmstrip PNG for each of the first `samples` windows).
 """
 
 from pathlib import Path
@@ -37,7 +37,7 @@ if "snakemake" in globals():
         {"metrics": sm.output.metrics, "summary": sm.output.summary, "samples": sm.output.samples},
         sm.params.cfg, sm.wildcards.evaluation, sm.log[0], sm.threads,
     )
-else:  # by hand: python workflow_scripts/evaluate_rollouts.py --video VID ... [--config config.yaml --name default]
+else:  # by hand: python workflow_scripts/evaluate_rollouts.py --video VID ... [--config config.yaml --name default --out DIR]
     import argparse
 
     import yaml
@@ -46,10 +46,11 @@ else:  # by hand: python workflow_scripts/evaluate_rollouts.py --video VID ... [
     p.add_argument("--video", nargs="+", required=True, help="test video ids (results/frames/ID.zarr, results/latents/ID.zarr)")
     p.add_argument("--config", default="config.yaml"), p.add_argument("--name", default="default")
     p.add_argument("--results", default="results"), p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", help="output directory (default RESULTS/eval/NAME)")
     a = p.parse_args()
     r = Path(a.results)
     cfg = (yaml.safe_load(Path(a.config).read_text()).get("evaluations") or {}).get(a.name, {})
-    d = r / "eval" / a.name
+    d = Path(a.out) if a.out else r / "eval" / a.name
     d.mkdir(parents=True, exist_ok=True)
     main(
         {"dynamics": r / "dynamics/dynamics.pt", "tokenizer": r / "tokenizer/tokenizer.pt", "stats": r / "latents/stats.json",

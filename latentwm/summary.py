@@ -1,0 +1,228 @@
+"""metrics.csv (one row per window, condition, step, metric) -> summary: intervals, paired differences, verdict.
+
+Every condition is paired with the baseline that has seen the same real frames (BASELINES):
+
+    model, model_mean  -> copy_last       both see only the context
+    teacher_forced     -> copy_previous   both have seen the real frame before each target
+
+Per condition, step and metric: the mean over windows with a bootstrap 95% interval; per paired
+condition: the mean paired difference (condition minus baseline, paired by window) with its own
+bootstrap interval. Resamples are of windows (BOOTSTRAP_RESAMPLES, fixed seed), the same resamples
+for every condition, so intervals are comparable. NaN values (a metric undefined on a window) are
+skipped in means.
+
+The verdict: a condition beats its baseline on a ranked metric at steps 1..k for the largest k such
+that the interval of the paired difference lies entirely on the better side at every step 1..k; a
+difference whose interval contains 0 is never a win. Unranked metrics (sharpness) are read against
+their flags (metrics.Metric.flags: blurred, noisy).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+
+BASELINES = {"model": "copy_last", "model_mean": "copy_last", "teacher_forced": "copy_previous"}
+ORDER = ("model", "model_mean", "teacher_forced", "copy_last", "copy_previous", "ceiling")  # conditions, as shown
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
+NO_SAMPLER = "none"  # sampler column of the conditions that use none (copy_last, copy_previous, ceiling)
+
+
+def label(condition: str, sampler: str = NO_SAMPLER) -> str:
+    """Name of a condition in the summary and the plots: 'model:euler64', 'copy_last', ..."""
+    return condition if sampler == NO_SAMPLER else f"{condition}:{sampler}"
+
+
+def read_metrics(path) -> pd.DataFrame:
+    """metrics.csv with video ids kept as text (a video may be called 'NA') and empty values as NaN."""
+    return pd.read_csv(path, keep_default_na=False, na_values={"value": [""]})
+
+
+def _nanmean(v: np.ndarray, axis: int) -> np.ndarray:
+    ok = ~np.isnan(v)
+    s, n = np.where(ok, v, 0.0).sum(axis), ok.sum(axis)
+    return np.divide(s, n, out=np.full(s.shape, np.nan), where=n > 0)
+
+
+def bootstrap(values: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """values (W, H) per window and step; idx (R, W) resampled window indices -> mean, low, high (H,).
+
+    Percentile interval of the mean over windows; NaN where a step has no defined value.
+    """
+    means = _nanmean(values[idx], 1)  # (R, W, H) -> (R, H)
+    a = 100 * (1 - CONFIDENCE) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN
+        lo, hi = np.nanpercentile(means, [a, 100 - a], axis=0)
+    return _nanmean(values, 0), lo, hi
+
+
+def resamples(n_windows: int) -> np.ndarray:
+    return np.random.default_rng(BOOTSTRAP_SEED).integers(0, n_windows, (BOOTSTRAP_RESAMPLES, n_windows))
+
+
+def beats_steps(lo: np.ndarray, hi: np.ndarray, higher_is_better: bool) -> int:
+    """Largest k with the whole interval on the better side of 0 at every step 1..k."""
+    better = lo > 0 if higher_is_better else hi < 0
+    return int(np.argmin(np.append(better, False)))
+
+
+def worse_steps(lo: np.ndarray, hi: np.ndarray, higher_is_better: bool) -> list[int]:
+    """Steps (1-based) where the whole interval lies on the worse side of 0."""
+    worse = hi < 0 if higher_is_better else lo > 0
+    return [int(i) + 1 for i in np.flatnonzero(worse)]
+
+
+def _steps(steps: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3, 5'."""
+    runs: list[list[int]] = []
+    for s in steps:
+        if runs and s == runs[-1][-1] + 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def flags(per_step: list[float], m: M.Metric) -> dict[str, list[int]]:
+    """Flag name -> steps (1-based) where the per-step mean crosses the flag's threshold."""
+    v = np.asarray(per_step, dtype=float)
+    return {name: [int(i) + 1 for i in np.flatnonzero(v < t if op == "<" else v > t)] for name, op, t in m.flags}
+
+
+def _matrices(df: pd.DataFrame) -> tuple[list[tuple[str, int]], dict[tuple[str, str, str], np.ndarray]]:
+    """(window keys, (condition, sampler, metric) -> values (W, H)), rows in the same window order."""
+    keys = sorted(set(zip(df.video, df.window)))
+    index = pd.MultiIndex.from_tuples(keys, names=["video", "window"])
+    out = {}
+    for (c, s, m), g in df.groupby(["condition", "sampler", "metric"], sort=False):
+        out[(c, s, m)] = g.pivot(index=["video", "window"], columns="step", values="value").reindex(index).to_numpy(float)
+    return keys, out
+
+
+def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
+    """Per condition: per-step means with intervals, paired differences to its baseline, verdict."""
+    keys, mats = _matrices(df)
+    idx = resamples(len(keys))
+    pairs = sorted({(c, s) for c, s, _ in mats}, key=lambda p: (ORDER.index(p[0]) if p[0] in ORDER else 99, p[1]))
+    names = [m.name for m in M.METRICS if any((c, s, m.name) in mats for c, s in pairs)]
+    reg = [M.metric(n) for n in names]
+    out: dict[str, Any] = {}
+    for c, s in pairs:
+        e: dict[str, Any] = {"condition": c, "sampler": s, "baseline": BASELINES.get(c), "windows": len(keys),
+                             "per_step": {}, "ci_low": {}, "ci_high": {}, "mean": {}}
+        for m in reg:
+            mean, lo, hi = bootstrap(mats[(c, s, m.name)], idx)
+            e["per_step"][m.name], e["ci_low"][m.name], e["ci_high"][m.name] = _floats(mean), _floats(lo), _floats(hi)
+            e["mean"][m.name] = float(_nanmean(mats[(c, s, m.name)].reshape(1, -1), 1)[0])
+        if c == "model":  # timed: the autoregressive rollout of this sampler
+            e["frames_per_s"] = fps[s]
+        out[label(c, s)] = e
+    for e in out.values():
+        base = e["baseline"]
+        if base is None or base not in out:
+            e["verdict"] = {**_flags(e, reg), "text": _text(label(e["condition"], e["sampler"]), e, reg)}
+            continue
+        e["vs_baseline"] = {}
+        for m in reg:
+            diff = mats[(e["condition"], e["sampler"], m.name)] - mats[(base, NO_SAMPLER, m.name)]  # paired by window
+            d, lo, hi = bootstrap(diff, idx)
+            row = {"diff": _floats(d), "ci_low": _floats(lo), "ci_high": _floats(hi)}
+            if m.higher_is_better is not None:
+                row["beats_steps"] = beats_steps(lo, hi, m.higher_is_better)
+                row["worse_steps"] = worse_steps(lo, hi, m.higher_is_better)
+            e["vs_baseline"][m.name] = row
+        e["verdict"] = {"baseline": base,
+                        "beats_steps": {n: r["beats_steps"] for n, r in e["vs_baseline"].items() if "beats_steps" in r},
+                        **_flags(e, reg), "text": _text(label(e["condition"], e["sampler"]), e, reg)}
+        if "psnr" in e["per_step"] and "ceiling" in out:
+            e["psnr_gap_to_ceiling_step1"] = out["ceiling"]["per_step"]["psnr"][0] - e["per_step"]["psnr"][0]
+    return out
+
+
+def _floats(a) -> list[float]:
+    return [float(v) for v in np.asarray(a, dtype=float)]
+
+
+def _flags(e: dict, reg: list[M.Metric]) -> dict[str, Any]:
+    found = {}
+    for m in reg:
+        for name, steps in flags(e["per_step"][m.name], m).items():
+            found[name] = bool(steps)
+            found[f"{name}_steps"] = steps
+    return found
+
+
+def _text(name: str, e: dict, reg: list[M.Metric]) -> str:
+    """One sentence: where the condition beats its baseline, with the step-1 difference and interval."""
+    H = len(next(iter(e["per_step"].values())))
+    parts = []
+    for m in (m for m in reg if m.headline):
+        if m.higher_is_better is None:
+            v = e["per_step"][m.name][-1]
+            crossed = [f"{n} at steps {_steps(s)}" for n, s in flags(e["per_step"][m.name], m).items() if s]
+            ok = "; ".join(crossed) or ("not " + " or ".join(n for n, _, _ in m.flags) if m.flags else "")
+            parts.append(f"{m.name} at step {H} is {v:.2f} (ideal {m.ideal:g}{'; ' + ok if ok else ''})")
+            continue
+        if "vs_baseline" not in e:
+            continue
+        r = e["vs_baseline"][m.name]
+        k, unit = r["beats_steps"], f" {m.unit}" if m.unit else ""
+        where = f"at steps 1-{k} of {H}" if k > 1 else ("at step 1 of %d" % H if k == 1 else "at no step")
+        detail = f"step 1: {r['diff'][0]:+.3g}{unit}, 95% CI [{r['ci_low'][0]:+.3g}, {r['ci_high'][0]:+.3g}]"
+        if np.isnan(r["diff"][0]):
+            detail = "undefined on every window"
+        worse = f"; worse at steps {_steps(r['worse_steps'])}" if r["worse_steps"] else ""
+        parts.append(f"{m.name} {where} ({detail}{worse})")
+    head = f"{name} beats {e['baseline']} on " if "vs_baseline" in e else f"{name}: "
+    return head + "; ".join(parts)
+
+
+def per_video(df: pd.DataFrame) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """metric -> condition label -> video -> mean per step (NaN skipped)."""
+    means = df.groupby(["metric", "condition", "sampler", "video", "step"], sort=False)["value"].mean()
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for (m, c, s, v), g in means.groupby(level=["metric", "condition", "sampler", "video"], sort=False):
+        out.setdefault(m, {}).setdefault(label(c, s), {})[v] = _floats(g.sort_index(level="step").to_numpy())
+    return out
+
+
+def checks(conditions: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """Red flags of an evaluation that fools itself (seeds/004: a PSNR of 6.00 that never moved)."""
+    psnr = {n: np.array(c["per_step"]["psnr"]) for n, c in conditions.items()}
+    same_by_construction = {("copy_last", "copy_previous")} if horizon == 1 else set()  # both are the last context frame
+    names = sorted(psnr)
+    identical = [f"{a} == {b}" for i, a in enumerate(names) for b in names[i + 1 :]
+                 if (a, b) not in same_by_construction and np.allclose(psnr[a], psnr[b], atol=1e-9)]
+    best = np.max([v for n, v in psnr.items() if n != "ceiling"], axis=0)
+    models = [c for c in conditions.values() if c["condition"] == "model"]
+    return {
+        "identical_conditions": identical,  # two conditions with the same PSNR at every step: a bug
+        "ceiling_best_every_step": bool(np.all(psnr["ceiling"] >= best)),
+        "any_model_beats_copy_last_step1": any(c["verdict"]["beats_steps"].get("psnr", 0) >= 1 for c in models),
+    }
+
+
+def verdict_lines(conditions: dict[str, Any]) -> list[str]:
+    """The verdict sentences of the paired conditions, in display order (the report shows them first)."""
+    return [c["verdict"]["text"] for c in conditions.values() if c["baseline"] is not None]
+
+
+def build(df: pd.DataFrame, fps: dict[str, float], horizon: int) -> dict[str, Any]:
+    """The statistical part of summary.json from the long metrics table."""
+    conditions = summarise(df, fps)
+    return {
+        "metrics": [m for m in M.describe() if m["name"] in set(df.metric)],
+        "verdict": verdict_lines(conditions),
+        "conditions": conditions,
+        "per_video": per_video(df),
+        "checks": checks(conditions, horizon),
+        "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "confidence": CONFIDENCE, "unit": "window"},
+    }
