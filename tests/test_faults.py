@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,6 +210,53 @@ def test_broken_videos_fail_alone_with_one_line_each(tmp_path):
         assert open_store(work / f"results/frames/{video}.zarr").shape == (40, 3, 32, 32)
     assert sorted(x.name for x in (work / "results/frames").iterdir() if not x.name.startswith(".")) == [
         "gen_000.zarr", "gen_001.zarr"]  # fmt: skip
+
+
+def error_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("ERROR:")]
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A private copy of a finished run (mtimes and .snakemake metadata kept: nothing is stale)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def test_damaged_store_is_refused_never_read_as_zeros(tiny_run, tmp_path):
+    """A damaged zarr store: one chunk file of a test video's latent store deleted, then one chunk
+    of its frame store truncated
+    Evaluation (and encoding) stop with one ERROR line naming the store, the chunk and the fix
+    (delete the store and rerun), in the rule's log and Snakemake's output; no metrics are
+    written. Deleting the store and rerunning rebuilds it and gives exactly the metrics of the
+    undamaged run."""
+    work = copy_run(tiny_run, tmp_path / "run")
+    cfg = tiny_config()
+    video = json.loads((work / "results/splits.json").read_text())["test"][0]
+    lat, fr = f"results/latents/{video}.zarr", f"results/frames/{video}.zarr"
+    metrics = "results/eval/default/metrics.csv"
+    (work / lat / "c/1/0/0/0").unlink()  # 48 frames in chunks of 16: the middle one
+    p = snakemake(work, cfg, "--cores", "2", "--forcerun", "evaluate_rollouts", metrics, check=False)
+    assert p.returncode != 0
+    errors = error_lines(work / "logs/evaluate_rollouts/default.log")
+    want = rf"^ERROR: store {lat} is damaged: chunk c/1/0/0/0 \(2 of 3\) is missing; delete it and rerun"
+    assert len(errors) == 1 and re.search(want, errors[0]), p.stdout[-3000:]
+    assert errors[0] in p.stdout and "Traceback" not in p.stdout
+    assert not (work / metrics).exists()  # nothing scored on zeros
+
+    chunk = work / fr / "c/0/0/0/0"
+    chunk.write_bytes(chunk.read_bytes()[:1000])
+    p = snakemake(work, cfg, "--cores", "2", "--forcerun", "encode_latents", lat, check=False)
+    assert p.returncode != 0
+    errors = error_lines(work / f"logs/encode_latents/{video}.log")
+    want = rf"^ERROR: store {fr} is damaged: chunk c/0/0/0/0 \(1 of 3\) has 1000 bytes, \d+ expected; delete it and rerun"
+    assert len(errors) == 1 and re.search(want, errors[0]), p.stdout[-3000:]
+    assert "Traceback" not in p.stdout
+    assert not [x.name for x in (work / "results/latents").iterdir() if ".tmp" in x.name]
+
+    shutil.rmtree(work / fr)  # the fix the line names
+    shutil.rmtree(work / lat, ignore_errors=True)
+    snakemake(work, cfg, "--cores", "2", metrics)
+    assert (work / metrics).read_text() == (tiny_run / metrics).read_text()
 
 
 CONFIG_ERRORS = {
