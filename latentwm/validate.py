@@ -150,6 +150,22 @@ def config_problems(config: dict, schema_path: str | Path) -> list[str]:
     return _stage_problems(config)
 
 
+def check_yaml(path: str | Path) -> None:
+    """Exit with one line giving the line and column of a YAML syntax error in `path` (Snakemake's
+    own message names neither); a missing file is left to Snakemake."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        opened = e.context_mark if e.problem_mark and e.context_mark and e.context else None
+        also = f" ({e.context} opened at line {opened.line + 1})" if opened else ""
+        raise SystemExit(f"config error: {path}{where}: {e.problem or e.context}{also}; fix the YAML syntax there") from None
+
+
 def check(config: dict, schema_path: str | Path) -> None:
     """Exit with every problem on its own line (no traceback) if the config has any."""
     problems = config_problems(config, schema_path)
