@@ -1,8 +1,10 @@
 # latentwm: raw video -> frames (zarr) -> tokenizer -> latents (zarr) -> dynamics -> evaluation.
 from snakemake.utils import min_version, validate
-from latentwm.validate import check
+from latentwm.validate import check, check_yaml
 
 min_version("9.0")
+
+check_yaml("config.yaml")  # a syntax error with its line number (a --configfile Snakemake reads first)
 
 
 configfile: "config.yaml"

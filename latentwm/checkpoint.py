@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .atomic import is_write_failure, remove, temp_path, write_failure
 from .errors import PipelineError
 
 # kind -> (module, class); the class takes its module's Config and has `config_class`.
@@ -35,13 +36,26 @@ def _model_class(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
-def save(path: str | Path, state: dict[str, Any]) -> None:
-    """Write atomically: a killed job leaves either the old file or the new one, never half."""
+def save(path: str | Path, state: dict[str, Any], then: str = "") -> None:
+    """Write atomically: a killed job leaves either the old file or the new one, never half.
+
+    A failed write (disk full, read-only, permission) removes its temp file, keeps the old file
+    and raises one line naming `path`, with `then` (e.g. where training resumes) appended.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # through a Python file: a failed write is an OSError with its errno, where torch.save(path)
+        # gives only "unexpected pos" from its C++ writer
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+        os.replace(tmp, path)
+    except BaseException as e:
+        remove(tmp)
+        if is_write_failure(e):
+            raise write_failure(path, e, then) from None
+        raise
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

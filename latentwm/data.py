@@ -72,7 +72,9 @@ class StoreReader:
 
     def _open(self) -> None:
         if self._pid != os.getpid():  # first use here, or a forked worker inherited our handles
-            self._arrays = [zarr.open_array(p, mode="r") for p in self.paths]
+            # through open_store: a chunk that goes missing or bad mid-training is an error, not zeros
+            # (the up-front scan ran when the dataset was built)
+            self._arrays = [open_store(p, scan=False) for p in self.paths]
             self._cache, self._used, self._pid = OrderedDict(), 0, os.getpid()
 
     def read(self, k: int, start: int, stop: int) -> np.ndarray:

@@ -60,6 +60,24 @@ def init(ctx: Context, device: torch.device) -> torch.device:
     return device
 
 
+def finish(ctx: Context, clean: bool = True) -> None:
+    """Leave the process group: every rank, in step, before the process ends.
+
+    A rank that exits while its group is alive dies in the C++ destructors at exit (SIGABRT,
+    "terminate called without an active exception": gloo/NCCL threads still joinable), and one
+    that tears down while a peer is still communicating breaks the peer's last collective. So all
+    ranks first meet at a barrier (`clean`: after their last collective), then destroy the group.
+    After an error the barrier is skipped: a peer may never reach it.
+    """
+    if ctx.world == 1 or not dist.is_initialized():
+        return
+    try:
+        if clean:
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
 def shard(batches, ctx: Context):
     """The rank's view of a batch dataset: slice ctx.rank of each global batch."""
     if ctx.world == 1:

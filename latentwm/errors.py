@@ -22,6 +22,9 @@ def one_line_errors(log=None):
         msg = f"ERROR: {e}"
         print(msg, file=sys.stderr, flush=True)
         if log is not None:
-            with open(log, "a") as f:
-                f.write(msg + "\n")
+            try:
+                with open(log, "a") as f:
+                    f.write(msg + "\n")
+            except OSError:  # the log may sit on the disk that just filled up: stderr has the line
+                pass
         sys.exit(1)

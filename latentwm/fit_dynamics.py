@@ -81,6 +81,6 @@ def fit(latents, stats_path, cfg: dict, out, curve, health, resume, log=print) -
         return None
     final["stats"] = {k: stats[k] for k in ("mean", "std", "latent_shape", "tokenizer_hash")}
     final["tokenizer_hash"] = stats["tokenizer_hash"]
-    checkpoint.save(out, final)
+    checkpoint.save(out, final, then=f"the last checkpoint, {resume}, is kept: a rerun resumes from it")
     Path(resume).unlink(missing_ok=True)  # the run is complete; the output supersedes it
     log(f"[dynamics] wrote {out}")

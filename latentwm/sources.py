@@ -69,6 +69,61 @@ def static_videos(entry: dict) -> list[dict] | None:
     return None
 
 
+def sources_problems(sources: list[dict]) -> list[str]:
+    """What makes the source list ambiguous as a whole, one line each (checked at parse time).
+
+    Each id must name one source (a repeated id would make the DAG and the splits each pick a
+    different entry), each local file must be listed once (two ids on one file, through a copy of
+    its path or a symlink, is one video under two names: it could land in train and test), and
+    no video id may be produced twice (a path id equal to a generator clip's id). A `path` that
+    is a directory is caught here too; a path that does not exist is not: that is a per-run fault
+    (an unmounted drive) that fails only its own jobs.
+    """
+    problems, first_id, first_file, first_video = [], {}, {}, {}
+    for i, entry in enumerate(sources):
+        sid = entry.get("id")
+        try:
+            kind = source_kind(entry)
+        except PipelineError:
+            continue  # reported by the schema
+        if sid in first_id:
+            j, other = first_id[sid]
+            also = f"the {other} source sources[{j}]" if other != kind else f"sources[{j}]"
+            problems.append(
+                f"config key sources[{i}].id: {sid!r} ({kind}) is also the id of {also}; "
+                "expected each id once: rename one of them or remove the duplicate"
+            )
+            continue
+        first_id[sid] = (i, kind)
+        if kind == "path":
+            path = os.path.expanduser(str(entry["path"]))
+            if os.path.isdir(path):
+                problems.append(
+                    f"config key sources[{i}].path: {entry['path']} is a directory; expected a video file "
+                    "(list each file of it as its own source)"
+                )
+                continue
+            real = os.path.realpath(path)
+            if real in first_file:
+                j, other = first_file[real]
+                problems.append(
+                    f"config key sources[{i}].path: {entry['path']} (id {sid!r}) is the same file as sources[{j}] "
+                    f"(id {other!r}), both {real}; expected each file once: remove one of them"
+                )
+                continue
+            first_file[real] = (i, sid)
+        for spec in static_videos(entry) or []:
+            video = spec["video"]
+            if video in first_video:
+                problems.append(
+                    f"config key sources[{i}].id: {sid!r} gives video id {video!r}, which sources[{first_video[video]}] "
+                    "gives too; expected distinct video ids: rename one of the sources"
+                )
+                break
+            first_video[video] = i
+    return problems
+
+
 def resolve_url(entry: dict, cfg: dict, log=lambda msg: None) -> list[dict]:
     """The videos of a URL source: yt-dlp lists a playlist or channel flat (no download).
 

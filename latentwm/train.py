@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from . import checkpoint, distributed
+from . import atomic, checkpoint, distributed
 from .errors import PipelineError
 from .logs import silent
 
@@ -134,16 +134,22 @@ class _Mean:
         return out
 
 
-def _write_csv(path: Path, rows: list[dict[str, float]]):
+def _write_csv(path: Path, rows: list[dict[str, float]], then: str = ""):
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    tmp = atomic.temp_path(path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, path)
+    except OSError as e:
+        atomic.remove(tmp)
+        if atomic.is_write_failure(e):
+            raise atomic.write_failure(path, e, then) from None
+        raise
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -207,6 +213,8 @@ def train(
     resume_path, curve_path = Path(resume_path), Path(curve_path)
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     health_path = Path(health_path) if health_path else None
+    if ctx.main:  # temp files of a killed earlier run of this job
+        atomic.sweep(resume_path, curve_path, *([health_path] if health_path else []), log=log)
     step, rows = 0, []
     state = start_state
     if state is None and resume_path.exists():
@@ -228,6 +236,10 @@ def train(
         else:
             torch.set_rng_state(rng)
         log(f"[{name}] resumed from {resume_path} at step {step}/{cfg.steps}")
+    saved = step  # the step resume.pt holds: where a rerun starts if a later write fails
+
+    def resumes() -> str:
+        return f"training resumes from step {saved}" if saved else "training starts again from step 0"
 
     wrapped = model
     if ctx.world > 1:
@@ -262,77 +274,91 @@ def train(
 
     def write_health():
         if health_path and ctx.main:
-            tmp = health_path.with_name(f".{health_path.name}.tmp")
-            tmp.write_text(json.dumps(health, indent=2))
-            os.replace(tmp, health_path)
+            tmp = atomic.temp_path(health_path)
+            try:
+                tmp.write_text(json.dumps(health, indent=2))
+                os.replace(tmp, health_path)
+            except OSError as e:
+                atomic.remove(tmp)
+                if atomic.is_write_failure(e):
+                    raise atomic.write_failure(health_path, e, resumes()) from None
+                raise
 
     acc, t_last, t_start, step_start = _Mean(), time.perf_counter(), time.perf_counter(), step
     model.train()
-    for batch in loader:
-        batch = to_device(batch, device)
-        with autocast:
-            loss, logs = objective(fwd, batch)
-        loss_mean = distributed.mean(loss.detach(), ctx)  # every rank sees a NaN on any rank
-        if not torch.isfinite(loss_mean):
-            value = float(loss_mean)
-            health["nan_stop"] = {"step": step, "what": "loss", "value": value}
-            write_health()
-            raise PipelineError(
-                f"{name} training stopped at step {step}: loss is {value}; {NAN_CAUSES}; "
-                f"last good checkpoint kept at {resume_path}"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not torch.isfinite(gnorm):
-            health["nan_stop"] = {"step": step, "what": "grad_norm", "value": float(gnorm)}
-            write_health()
-            raise PipelineError(
-                f"{name} training stopped at step {step}: gradient norm is {float(gnorm)}; {NAN_CAUSES}; "
-                f"last good checkpoint kept at {resume_path}"
-            )
-        opt.step()
-        sched.step()
-        step += 1
-        acc.add({"loss": loss_mean, "grad_norm": gnorm, **logs})  # other logs: rank 0's slice
+    clean = False  # set once every rank is past its last collective
+    try:
+        for batch in loader:
+            batch = to_device(batch, device)
+            with autocast:
+                loss, logs = objective(fwd, batch)
+            loss_mean = distributed.mean(loss.detach(), ctx)  # every rank sees a NaN on any rank
+            if not torch.isfinite(loss_mean):
+                value = float(loss_mean)
+                health["nan_stop"] = {"step": step, "what": "loss", "value": value}
+                write_health()
+                raise PipelineError(
+                    f"{name} training stopped at step {step}: loss is {value}; {NAN_CAUSES}; "
+                    f"last good checkpoint kept at {resume_path}"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if not torch.isfinite(gnorm):
+                health["nan_stop"] = {"step": step, "what": "grad_norm", "value": float(gnorm)}
+                write_health()
+                raise PipelineError(
+                    f"{name} training stopped at step {step}: gradient norm is {float(gnorm)}; {NAN_CAUSES}; "
+                    f"last good checkpoint kept at {resume_path}"
+                )
+            opt.step()
+            sched.step()
+            step += 1
+            acc.add({"loss": loss_mean, "grad_norm": gnorm, **logs})  # other logs: rank 0's slice
 
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            now = time.perf_counter()
-            row = {"step": step, **acc.pop()}
-            row["lr"] = sched.get_last_lr()[0]
-            row["batches_per_s"] = (cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every) / (now - t_last)
-            row["memory_mb"] = memory_mb(device)
-            if probe is not None and ctx.main:
-                model.eval()
-                with torch.no_grad(), autocast:
-                    result = probe(model)
-                model.train()
-                health["collapse"] = result
-                row.update({f"probe_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))})
-            rows.append(row)
-            if ctx.main:
-                _write_csv(curve_path, rows)
-            eta = (now - t_start) / (step - step_start) * (cfg.steps - step)
-            parts = " ".join(
-                f"{k} {row[k]:.4g}" for k in row if k not in ("step", "loss", "lr", "batches_per_s", "memory_mb")
-                and not k[-1].isdigit()
-            )
-            log(
-                f"[{name}] step {step}/{cfg.steps} ({100 * step / cfg.steps:.0f}%) loss {row['loss']:.5f} {parts} "
-                f"lr {row['lr']:.2e} {row['batches_per_s']:.1f} b/s mem {row['memory_mb']:.0f}MB eta {_fmt_eta(eta)}"
-            )
-            t_last = now
-        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            state = snapshot(step)  # on every rank: it gathers their RNG states
-            if ctx.main:
-                checkpoint.save(resume_path, state)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                row = {"step": step, **acc.pop()}
+                row["lr"] = sched.get_last_lr()[0]
+                row["batches_per_s"] = (cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every) / (now - t_last)
+                row["memory_mb"] = memory_mb(device)
+                if probe is not None and ctx.main:
+                    model.eval()
+                    with torch.no_grad(), autocast:
+                        result = probe(model)
+                    model.train()
+                    health["collapse"] = result
+                    row.update({f"probe_{k}": float(v) for k, v in result.items() if isinstance(v, (int, float))})
+                rows.append(row)
+                if ctx.main:
+                    _write_csv(curve_path, rows, resumes())
+                eta = (now - t_start) / (step - step_start) * (cfg.steps - step)
+                parts = " ".join(
+                    f"{k} {row[k]:.4g}" for k in row if k not in ("step", "loss", "lr", "batches_per_s", "memory_mb")
+                    and not k[-1].isdigit()
+                )
+                log(
+                    f"[{name}] step {step}/{cfg.steps} ({100 * step / cfg.steps:.0f}%) loss {row['loss']:.5f} {parts} "
+                    f"lr {row['lr']:.2e} {row['batches_per_s']:.1f} b/s mem {row['memory_mb']:.0f}MB eta {_fmt_eta(eta)}"
+                )
+                t_last = now
+            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                state = snapshot(step)  # on every rank: it gathers their RNG states
+                if ctx.main:
+                    checkpoint.save(resume_path, state, then=resumes())
+                    saved = step
 
-    if not rows and ctx.main:  # resumed at the very end: nothing new was logged
-        _write_csv(curve_path, rows or [{"step": step}])
-    health["plateau"] = plateau_check(rows)
-    health["steps"] = step
-    write_health()
-    final = snapshot(step)
-    final.pop("fingerprint")
-    final["health"] = health
+        if not rows and ctx.main:  # resumed at the very end: nothing new was logged
+            _write_csv(curve_path, rows or [{"step": step}], resumes())
+        health["plateau"] = plateau_check(rows)
+        health["steps"] = step
+        write_health()
+        final = snapshot(step)
+        final.pop("fingerprint")
+        final["health"] = health
+        clean = True
+    finally:
+        # the DDP wrapper holds the group: drop it, then leave the group on every rank together
+        del fwd, wrapped
+        distributed.finish(ctx, clean)
     return final

@@ -8,7 +8,10 @@ schema cannot say because it spans stages:
 - training windows and evaluation spans fit in frames.min_frames, the shortest video the
   pipeline keeps (extraction refuses shorter ones), so no stage finds every video too short;
 - train, val and test each get a video, where the videos are known before any job
-  (generator and path sources; URL sources are counted by the splits job).
+  (generator and path sources; URL sources are counted by the splits job);
+- the sources as a whole: each id and each local file once (sources.sources_problems);
+- every shortcut sampler of every evaluation fits the dynamics model's k_max, so a bad sampler
+  fails now and not in evaluation, after all the training.
 """
 
 from __future__ import annotations
@@ -61,9 +64,10 @@ def schema_problems(config: dict, schema: dict) -> list[str]:
 def _stage_problems(config: dict) -> list[str]:
     """Sections that pass the schema but not their stage's own checks."""
     from .config import from_dict
-    from .dynamics import resolve_config
+    from .dynamics import DEFAULTS, SIZES, resolve_config
     from .evaluate import EvalConfig
-    from .sources import static_videos
+    from .sampler import SamplerConfig
+    from .sources import sources_problems, static_videos
     from .splits import assign_splits
     from .tokenizer import Tokenizer, TokenizerStage
 
@@ -89,10 +93,21 @@ def _stage_problems(config: dict) -> list[str]:
     windows = {"dynamics.data.window": data.get("window", 8)}
     if alt.get("enabled"):
         windows = {f"dynamics.data.alternating.{k}": alt[k] for k in ("short_window", "long_window") if k in alt}
+    dyn_cfg = None
     if latent_shape is not None:
         model = dict(dyn.get("model") or {})
         model.setdefault("max_frames", max(windows.values()))
-        attempt(lambda: resolve_config(model, latent_shape))
+        # a frame size the patch grid cannot tile is a frame-size question first: name both keys
+        patch = model.get("patch") or SIZES.get(model.get("size", "tiny"), {}).get("patch", DEFAULTS.get("patch"))
+        h, w, d = int(frames.get("height", 64)), int(frames.get("width", 64)), stage.model.downsample
+        if patch and (latent_shape[1] % patch or latent_shape[2] % patch):
+            problems.append(
+                f"config key frames.height/width is {h}x{w}: tokenizer.model.downsample {d} makes a "
+                f"{latent_shape[1]}x{latent_shape[2]} latent grid that dynamics.model.patch {patch} cannot tile; "
+                f"expected frames.height and width multiples of {d * patch} (downsample x patch), or a patch that divides the grid"
+            )
+        else:
+            dyn_cfg = attempt(lambda: resolve_config(model, latent_shape))
     for key, t in windows.items():
         if t > min_frames:
             problems.append(
@@ -101,6 +116,11 @@ def _stage_problems(config: dict) -> list[str]:
             )
     for name, section in (config.get("evaluations") or {}).items():
         ev = attempt(lambda: from_dict(EvalConfig, section, f"evaluations.{name}"))
+        for i, spec in enumerate(ev.samplers if ev is not None and dyn_cfg is not None else []):
+            try:
+                SamplerConfig(kind=spec.kind, steps=spec.steps).step_size(dyn_cfg.k_max)
+            except PipelineError as e:
+                problems.append(f"config key evaluations.{name}.samplers[{i}] ({spec.name}): {e}")
         if ev is not None and ev.span > min_frames:
             problems.append(
                 f"config key evaluations.{name}: context {ev.context} + horizon {ev.horizon} = {ev.span} frames, "
@@ -112,7 +132,9 @@ def _stage_problems(config: dict) -> list[str]:
         if splits.get(key, 1) <= 0:
             problems.append(f"config key splits.{key} is {splits[key]}; expected > 0 ({key} needs at least one video)")
     sources = config.get("sources", [])
-    if sources and all("url" not in s for s in sources):
+    source_lines = sources_problems(sources)
+    problems += source_lines
+    if sources and not source_lines and all("url" not in s for s in sources):
         videos = {v["video"] for s in sources for v in static_videos(s)}
         attempt(lambda: assign_splits(sorted(videos), splits.get("val", 0.125), splits.get("test", 0.25)))
     return problems
@@ -126,6 +148,22 @@ def config_problems(config: dict, schema_path: str | Path) -> list[str]:
     if problems:
         return problems
     return _stage_problems(config)
+
+
+def check_yaml(path: str | Path) -> None:
+    """Exit with one line giving the line and column of a YAML syntax error in `path` (Snakemake's
+    own message names neither); a missing file is left to Snakemake."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        opened = e.context_mark if e.problem_mark and e.context_mark and e.context else None
+        also = f" ({e.context} opened at line {opened.line + 1})" if opened else ""
+        raise SystemExit(f"config error: {path}{where}: {e.problem or e.context}{also}; fix the YAML syntax there") from None
 
 
 def check(config: dict, schema_path: str | Path) -> None:

@@ -204,6 +204,14 @@ def extract(video_path, out_store, cfg: dict, source: str, log: Callable[[str], 
 def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[[str], None]) -> int:
     info = probe(video_path)
     log(f"{video_path}: {info['width']}x{info['height']} at {info['fps']} fps, {info['duration']} s")
+    src = info["fps"]
+    if src and c.fps > src * 1.01:  # 1%: 29.97 fps sources at frames.fps 30 are fine
+        # An error, not a warning: the repeated frames make copy-last score near the ceiling and
+        # teach the model to copy, so every later number would be meaningless.
+        raise PipelineError(
+            f"video {video_path} has {src:g} fps but frames.fps is {c.fps:g}: {1 - src / c.fps:.0%} of the frames "
+            f"would be duplicates; set frames.fps to at most {src:g}"
+        )
     attrs = {
         "source": source,
         "video": Path(video_path).stem,

@@ -3,7 +3,7 @@
 
 rule extract_frames:
     input:
-        "results/videos/{video}.mp4",
+        video_file,
     output:
         directory("results/frames/{video}.zarr"),
     log:
@@ -13,6 +13,7 @@ rule extract_frames:
     params:
         cfg=config["frames"],
         source=lambda w: video_source(w.video),
+        away=lambda w: away_file(w.video),
     script:
         "../workflow_scripts/extract_frames.py"
 

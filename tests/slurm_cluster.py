@@ -107,6 +107,9 @@ SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
+# finished jobs stay in slurmctld for a day, so `scontrol show job` can account for every job of
+# a test run (there is no slurmdbd for sacct; the default of 300 s forgets the first jobs)
+MinJobAge=86400
 MpiDefault=none
 ReturnToService=2
 SchedulerType=sched/backfill

@@ -107,3 +107,40 @@ def test_dataloader_workers_give_the_same_batches(stores):
     serial = list(torch.utils.data.DataLoader(lw, sampler=range(3, 11), batch_size=None, num_workers=0))
     parallel = list(torch.utils.data.DataLoader(lw, sampler=range(3, 11), batch_size=None, num_workers=2))
     assert len(serial) == 8 and all(torch.equal(a, b) for a, b in zip(serial, parallel))
+
+
+def test_damaged_store_is_refused_at_open_and_at_read(tmp_path):
+    """A missing chunk file must never read as zeros, a truncated or altered one never decode."""
+    from latentwm.store import open_store
+
+    path = latent_store(tmp_path / "v.zarr", 40, 1)  # chunks of 8 frames: c/0 .. c/4
+    ds = LatentWindows([path], window=4, batch_size=2, seed=0, log=lambda s: None)
+    ds.reader.read(0, 0, 4)  # opened, chunk 0 cached
+    chunk = tmp_path / "v.zarr/c/2/0/0/0"
+    good = chunk.read_bytes()
+    chunk.unlink()  # gone after the dataset was built: the read itself must refuse
+    with pytest.raises(PipelineError, match=r"v\.zarr is damaged: chunk c/2/0/0/0 is missing; delete it and rerun"):
+        ds.reader.read(0, 16, 20)
+    with pytest.raises(PipelineError, match=r"chunk c/2/0/0/0 \(3 of 5\) is missing"):
+        open_store(path)
+    chunk.write_bytes(good[:-100])  # truncated
+    with pytest.raises(PipelineError, match=r"chunk c/2/0/0/0 \(3 of 5\) has \d+ bytes, \d+ expected"):
+        open_store(path)
+    flipped = bytearray(good)
+    flipped[10] ^= 1  # same size, one bit changed: only the checksum can tell
+    chunk.write_bytes(bytes(flipped))
+    with pytest.raises(PipelineError, match=r"v\.zarr is damaged: a chunk fails its crc32c checksum"):
+        open_store(path)[16:20]
+    chunk.write_bytes(good)
+    assert float(open_store(path)[16, 0, 0, 0]) == 1016.0
+
+
+def test_store_of_all_zero_chunks_is_whole(tmp_path):
+    """Zarr skips writing all-zero chunks by default: a black stretch of video must not read as damage."""
+    from latentwm.store import open_store
+
+    with StoreWriter(tmp_path / "black.zarr", (3, 8, 8), "uint8", 8, {}, compress=False) as w:
+        w.append(np.zeros((20, 3, 8, 8), np.uint8))
+        w.commit()
+    arr = open_store(tmp_path / "black.zarr")
+    assert arr.attrs["chunk_files"] == 3 and int(arr[:].sum()) == 0

@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_kill9_during_training_resumes_from_the_last_checkpoint(tmp_path):
 def test_kill9_during_extraction_or_encoding_leaves_no_store_taken_as_complete(tmp_path):
     """kill -9 during frame extraction of a long video, then during its latent encoding
     Only a hidden .tmp store is left, never a store at the final path; after `--unlock`, the
-    rerun redoes that video's store and no other."""
+    rerun redoes that video's store and no other, and sweeps the killed run's temp store."""
     data = tmp_path / "data"
     data.mkdir()
     long = data / "long.mp4"
@@ -148,6 +149,7 @@ def test_kill9_during_extraction_or_encoding_leaves_no_store_taken_as_complete(t
     assert "wildcards: video=long" in dry.stdout and "video=gen_000" not in dry.stdout
     snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", "results/frames/long.zarr")
     assert open_store(frames / "long.zarr").shape[0] == 90 * 10  # 90 s resampled to frames.fps 10
+    assert not [x for x in frames.iterdir() if ".tmp" in x.name]  # the killed run's temp store, swept
 
     # the same for latent encoding: tokenizer and the short videos' latents first
     short = [f"results/latents/gen_00{i}.zarr" for i in (0, 1)]
@@ -161,6 +163,7 @@ def test_kill9_during_extraction_or_encoding_leaves_no_store_taken_as_complete(t
     assert re.search(r"encode_latents\s+1\b", dry.stdout) and "video=gen_00" not in dry.stdout, dry.stdout[-2000:]
     snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", "results/latents/long.zarr")
     assert open_store(latents / "long.zarr").shape[0] == 90 * 10
+    assert not [x for x in latents.iterdir() if ".tmp" in x.name]
 
 
 def test_broken_videos_fail_alone_with_one_line_each(tmp_path):
@@ -211,6 +214,175 @@ def test_broken_videos_fail_alone_with_one_line_each(tmp_path):
         "gen_000.zarr", "gen_001.zarr"]  # fmt: skip
 
 
+def error_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if line.startswith("ERROR:")]
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A private copy of a finished run (mtimes and .snakemake metadata kept: nothing is stale)."""
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def test_damaged_store_is_refused_never_read_as_zeros(tiny_run, tmp_path):
+    """A damaged zarr store: one chunk file of a test video's latent store deleted, then one chunk
+    of its frame store truncated
+    Evaluation (and encoding) stop with one ERROR line naming the store, the chunk and the fix
+    (delete the store and rerun), in the rule's log and Snakemake's output; no metrics are
+    written. Deleting the store and rerunning rebuilds it and gives exactly the metrics of the
+    undamaged run."""
+    work = copy_run(tiny_run, tmp_path / "run")
+    cfg = tiny_config()
+    video = json.loads((work / "results/splits.json").read_text())["test"][0]
+    lat, fr = f"results/latents/{video}.zarr", f"results/frames/{video}.zarr"
+    metrics = "results/eval/default/metrics.csv"
+    (work / lat / "c/1/0/0/0").unlink()  # 48 frames in chunks of 16: the middle one
+    p = snakemake(work, cfg, "--cores", "2", "--forcerun", "evaluate_rollouts", metrics, check=False)
+    assert p.returncode != 0
+    errors = error_lines(work / "logs/evaluate_rollouts/default.log")
+    want = rf"^ERROR: store {lat} is damaged: chunk c/1/0/0/0 \(2 of 3\) is missing; delete it and rerun"
+    assert len(errors) == 1 and re.search(want, errors[0]), p.stdout[-3000:]
+    assert errors[0] in p.stdout and "Traceback" not in p.stdout
+    assert not (work / metrics).exists()  # nothing scored on zeros
+
+    chunk = work / fr / "c/0/0/0/0"
+    chunk.write_bytes(chunk.read_bytes()[:1000])
+    p = snakemake(work, cfg, "--cores", "2", "--forcerun", "encode_latents", lat, check=False)
+    assert p.returncode != 0
+    errors = error_lines(work / f"logs/encode_latents/{video}.log")
+    want = rf"^ERROR: store {fr} is damaged: chunk c/0/0/0/0 \(1 of 3\) has 1000 bytes, \d+ expected; delete it and rerun"
+    assert len(errors) == 1 and re.search(want, errors[0]), p.stdout[-3000:]
+    assert "Traceback" not in p.stdout
+    assert not [x.name for x in (work / "results/latents").iterdir() if ".tmp" in x.name]
+
+    shutil.rmtree(work / fr)  # the fix the line names
+    shutil.rmtree(work / lat, ignore_errors=True)
+    snakemake(work, cfg, "--cores", "2", metrics)
+    assert (work / metrics).read_text() == (tiny_run / metrics).read_text()
+
+
+@contextmanager
+def mounted(target: Path, *options: str):
+    """A real mount at `target` (tmpfs, or a read-only bind of itself); skips where not allowed."""
+    target.mkdir(parents=True, exist_ok=True)
+    if options[0] == "tmpfs":
+        cmds = [["mount", "-t", "tmpfs", "-o", options[1], "tmpfs", str(target)]]
+    else:  # read-only bind: mount the folder on itself, then remount it read-only
+        cmds = [["mount", "--bind", str(target), str(target)], ["mount", "-o", "remount,ro,bind", str(target)]]
+    for i, cmd in enumerate(cmds):
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            if i:
+                subprocess.run(["umount", str(target)])
+            pytest.skip(f"this machine does not allow `{' '.join(cmd)}`: {p.stdout.strip()}")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)], check=True)
+
+
+def test_full_disk_and_read_only_results_fail_cleanly(tiny_run, tmp_path):
+    """Disk full while training writes its checkpoint (results/dynamics on a real 1 MB tmpfs),
+    then results/dynamics read-only (a real read-only bind mount), with temp files of a killed
+    run lying there
+    The job stops with one ERROR line saying what, where and what to do (`disk full while
+    writing results/dynamics/resume.pt: free space and rerun; training resumes from step 3`), in
+    the rule's log and Snakemake's output, no traceback; its temp file is removed and the
+    previous checkpoint kept. After the space is freed the rerun sweeps the dead run's temp
+    files and resumes from that step."""
+    work = copy_run(tiny_run, tmp_path / "run")
+    cfg = tiny_config()
+    cfg["dynamics"]["train"].update(steps=9, checkpoint_every=3)  # resume.pt at steps 3 and 6
+    dyn = work / "results/dynamics"
+    shutil.rmtree(dyn)
+    with mounted(dyn, "ro") as ro:
+        p = snakemake(work, cfg, "--cores", "2", "results/dynamics/dynamics.pt", check=False)
+        assert p.returncode != 0
+        errors = error_lines(work / "logs/train_dynamics.log")
+        assert len(errors) == 1 and re.match(
+            r"ERROR: read-only file system while writing results/dynamics/\S+: make it writable .* and rerun", errors[0]
+        ), p.stdout[-3000:]
+        assert errors[0] in p.stdout and "Traceback" not in p.stdout
+        assert not list(ro.iterdir())
+    # a tmpfs that holds one resume.pt but not a second one beside it (written, then renamed)
+    one = (tiny_run / "results/dynamics/dynamics.pt").stat().st_size
+    with mounted(dyn, "tmpfs", f"size={int(one * 1.6) // 4096 * 4096 + 4096}") as full:
+        (full / ".resume.pt.tmp999999").write_bytes(b"x")  # a killed run's
+        p = snakemake(work, cfg, "--cores", "2", "results/dynamics/dynamics.pt", check=False)
+        assert p.returncode != 0
+        errors = error_lines(work / "logs/train_dynamics.log")
+        want = "ERROR: disk full while writing results/dynamics/resume.pt: free space and rerun; training resumes from step 3"
+        assert errors[-1] == want, p.stdout[-3000:]
+        assert want[len("ERROR: "):] in p.stdout and "Traceback" not in p.stdout
+        assert checkpoint.load(full / "resume.pt")["step"] == 3  # the previous checkpoint, kept
+        assert not [x.name for x in full.iterdir() if ".tmp" in x.name and x.name != ".resume.pt.tmp999999"]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(full)], check=True)  # space freed
+        snakemake(work, cfg, "--cores", "2", "results/dynamics/dynamics.pt")
+        log = (work / "logs/train_dynamics.log").read_text()
+        assert "resumed from results/dynamics/resume.pt at step 3/9" in log and "removed 1 temp file(s)" in log, log[-2000:]
+        assert checkpoint.load(full / "dynamics.pt")["step"] == 9
+        assert sorted(x.name for x in full.iterdir()) == ["dynamics.pt", "health.json", "train_curve.csv"]
+
+
+def test_source_file_away_for_one_run_costs_that_run_only(tmp_path):
+    """A local source file away for one run (an unmounted drive), then back unchanged
+    The run while it is away succeeds for everything already extracted and leaves its link and
+    frame store alone; a video never extracted from a missing file fails alone with one line
+    naming the file. With the file back, the dry run plans nothing: no retraining."""
+    data = tmp_path / "data"
+    data.mkdir()
+    clip = data / "clip.mp4"
+    write_clip(clip, 0, frames=40, fps=10, size=32, seed=0)
+    gen = {"id": "gen", "generator": {"clips": 4, "frames": 40, "fps": 10, "size": 32, "seed": 1}}
+    cfg = data_config([gen, {"id": "clip", "path": str(clip)}])
+    work = tmp_path / "work"
+    want = targets(["gen_000", "gen_001", "gen_002", "gen_003", "clip"])
+    snakemake(work, cfg, "--cores", "2", *want)
+    link = work / "results/videos/clip.mp4"
+    before = (link.lstat().st_mtime_ns, (work / "results/frames/clip.zarr/zarr.json").stat().st_mtime_ns)
+    clip.rename(data / "away.mp4")  # the drive is unmounted
+    p = snakemake(work, cfg, "--cores", "2", *want)
+    assert "Nothing to be done" in p.stdout, p.stdout[-2000:]
+    assert link.is_symlink() and (link.lstat().st_mtime_ns, (work / "results/frames/clip.zarr/zarr.json").stat().st_mtime_ns) == before
+    gone = data_config([gen, {"id": "clip", "path": str(clip)}, {"id": "gone", "path": str(data / "gone.mp4")}])
+    p = snakemake(work, gone, "--cores", "2", "results/frames/gone.zarr", check=False)
+    errors = error_lines(work / "logs/extract_frames/gone.log")
+    assert p.returncode != 0 and errors == [f"ERROR: source gone: file {data / 'gone.mp4'} does not exist; "
+                                            "fix sources[].path in the config (or mount its drive) and rerun"], p.stdout[-2000:]
+    (data / "away.mp4").rename(clip)  # back, unchanged (rename keeps its mtime)
+    dry = snakemake(work, cfg, "-n", *want)
+    assert "Nothing to be done" in dry.stdout, dry.stdout[-2000:]
+
+
+def test_yaml_syntax_error_names_its_line(tmp_path):
+    """A YAML syntax error in config.yaml (an unclosed `{`)
+    Snakemake stops before any job with one `config error:` line giving the file, the line and
+    column, and where the unclosed mapping was opened."""
+    text = yaml.safe_dump(tiny_config(), sort_keys=False).replace("sources:\n", "sources: {\n", 1)
+    (tmp_path / "config.yaml").write_text(text)
+    p = snakemake(tmp_path, None, "--cores", "2", check=False)
+    lines = [line for line in p.stdout.splitlines() if line.startswith("config error:")]
+    assert p.returncode != 0 and len(lines) == 1, p.stdout[-2000:]
+    assert re.match(r"config error: config\.yaml line \d+, column \d+: .*opened at line 1\); fix the YAML syntax there", lines[0]), lines
+    assert not (tmp_path / "results").exists()
+
+
+def test_target_fps_above_the_source_fps_is_refused(tmp_path):
+    """frames.fps above a source's own frame rate (20 fps asked of a 10 fps video)
+    Extraction stops after its probe with one ERROR line naming the source, both rates and the
+    fraction of frames that would be duplicates (50%): an error, not a warning, because
+    duplicated frames make copy-last score near the ceiling and every later number meaningless.
+    No frame store is written."""
+    cfg = data_config([{"id": "gen", "generator": {"clips": 3, "frames": 40, "fps": 10, "size": 32, "seed": 1}}])
+    cfg["frames"]["fps"] = 20
+    p = snakemake(tmp_path, cfg, "--cores", "1", "results/frames/gen_000.zarr", check=False)
+    errors = error_lines(tmp_path / "logs/extract_frames/gen_000.log")
+    assert p.returncode != 0 and len(errors) == 1, p.stdout[-2000:]
+    assert re.match(r"ERROR: source gen: video results/videos/gen_000\.mp4 has 10 fps but frames\.fps is 20: "
+                    r"50% of the frames would be duplicates; set frames\.fps to at most 10$", errors[0]), errors
+    assert not (tmp_path / "results/frames").exists() or not list((tmp_path / "results/frames").iterdir())
+
+
 CONFIG_ERRORS = {
     "unknown key": (lambda c: c["tokenizer"]["train"].update(stesp=5), r"config key tokenizer\.train\.stesp is unknown; expected one of: .*steps"),
     "wrong type": (lambda c: c["tokenizer"]["train"].update(steps="many"), r"config key tokenizer\.train\.steps is 'many'; expected integer"),
@@ -221,6 +393,18 @@ CONFIG_ERRORS = {
     "empty test split": (lambda c: c["splits"].update(test=0), r"config key splits\.test is 0; expected > 0"),
     "too few videos": (lambda c: c["sources"][0]["generator"].update(clips=2), r"splits: 2 video\(s\) cannot fill train, val and test"),
     "unsafe id": (lambda c: c["sources"][0].update(id="x;rm -rf ~"), r"config key sources\[0\]\.id is 'x;rm -rf ~'; expected it to match"),
+    "same id twice": (lambda c: c["sources"].extend([{"id": "clip", "path": str(ROOT / "README.md")}, {"id": "clip", "path": str(ROOT / "Snakefile")}]),
+                      r"config key sources\[2\]\.id: 'clip' \(path\) is also the id of sources\[1\]; expected each id once"),
+    "id of two kinds": (lambda c: c["sources"].append({"id": "tiny", "path": str(ROOT / "README.md")}),
+                        r"config key sources\[1\]\.id: 'tiny' \(path\) is also the id of the generator source sources\[0\]"),
+    "one file, two ids": (lambda c: c["sources"].extend([{"id": "a", "path": str(ROOT / "README.md")}, {"id": "b", "path": str(ROOT / "tests" / ".." / "README.md")}]),
+                          r"config key sources\[2\]\.path: .*README\.md \(id 'b'\) is the same file as sources\[1\] \(id 'a'\), both .*; expected each file once"),
+    "directory as path": (lambda c: c["sources"].append({"id": "folder", "path": str(ROOT / "tests")}),
+                          r"config key sources\[1\]\.path: .*tests is a directory; expected a video file"),
+    "shortcut steps": (lambda c: c["evaluations"]["default"]["samplers"].append({"name": "sc3", "kind": "shortcut", "steps": 3}),
+                       r"config key evaluations\.default\.samplers\[2\] \(sc3\): shortcut sampling with 3 steps needs a power of two <= k_max 8"),
+    "frame size vs patch": (lambda c: c["frames"].update(height=36),
+                            r"config key frames\.height/width is 36x32: .* 9x8 latent grid that dynamics\.model\.patch 2 cannot tile; expected .* multiples of 8"),
 }  # fmt: skip
 
 
@@ -228,7 +412,9 @@ CONFIG_ERRORS = {
 def test_config_errors_are_rejected_before_any_job(tmp_path, case):
     """Config errors: unknown key, wrong type, negative size, latent channels that do not match
     the tokenizer, a context window or training window longer than any kept video, an empty test
-    split, too few videos, an unsafe source id
+    split, too few videos, an unsafe source id, the same id twice, one id on two kinds of source,
+    one file under two ids (realpath: a symlink or another spelling), a directory as `path`, a
+    shortcut sampler whose steps do not fit k_max, a frame size the patch grid cannot tile
     Snakemake exits before any job runs, with one `config error:` line naming the key and the
     expected value; nothing is written under results/."""
     change, pattern = CONFIG_ERRORS[case]
