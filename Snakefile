@@ -4,7 +4,8 @@ from latentwm.validate import check, check_yaml
 
 min_version("9.0")
 
-check_yaml("config.yaml")  # a syntax error with its line number (a --configfile Snakemake reads first)
+# a YAML syntax error with its line number (Snakemake reads a --configfile before this runs)
+check_yaml("config.yaml")
 
 
 configfile: "config.yaml"
