@@ -53,28 +53,6 @@ def video_source_files(wildcards):
     return {}
 
 
-def video_file(wildcards):
-    """Input of extract_frames: the video, except for a local file that is away (unmounted).
-
-    Then the link is not asked for, so a run while the file is away neither fails nor deletes
-    results/videos/{video}.mp4 (it would, as the failed output of its link job), and a frame
-    store already extracted from it stands: when the unchanged file is back, nothing reruns.
-    Only a video never extracted needs the file; that job fails alone, naming it.
-    """
-    spec = static_spec(wildcards.video)
-    if spec is not None and spec["kind"] == "path" and not os.path.exists(spec["path"]):
-        return []
-    return [f"results/videos/{wildcards.video}.mp4"]
-
-
-def away_file(video):
-    """The configured path of a local-file video that is away now, else ''."""
-    spec = static_spec(video)
-    if spec is not None and spec["kind"] == "path" and not os.path.exists(spec["path"]):
-        return spec["path"]
-    return ""
-
-
 # video id -> spec of every generator or path video, known without touching checkpoints
 # (built once: input functions look videos up per job; the first source to list an id wins)
 STATIC_SPECS = {}

@@ -3,7 +3,7 @@
 
 rule extract_frames:
     input:
-        video_file,
+        "results/videos/{video}.mp4",
     output:
         directory("results/frames/{video}.zarr"),
     log:
@@ -13,7 +13,6 @@ rule extract_frames:
     params:
         cfg=config["frames"],
         source=lambda w: video_source(w.video),
-        away=lambda w: away_file(w.video),
     script:
         "../workflow_scripts/extract_frames.py"
 

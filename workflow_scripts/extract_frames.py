@@ -1,6 +1,6 @@
 """extract_frames: results/videos/{video}.mp4 -> results/frames/{video}.zarr, uint8 (T, 3, H, W)."""
 
-from latentwm.errors import PipelineError, one_line_errors
+from latentwm.errors import one_line_errors
 from latentwm.logs import logger
 from latentwm.video import extract
 
@@ -11,14 +11,7 @@ def main(video: str, out: str, cfg: dict, source: str, log: str | None) -> None:
 
 
 if "snakemake" in globals():
-    sm = snakemake  # noqa: F821
-    if sm.params.away:  # a local file that is away (rules/common.smk video_file): no input given
-        with one_line_errors(sm.log[0]):
-            raise PipelineError(
-                f"source {sm.params.source}: file {sm.params.away} does not exist; "
-                "fix sources[].path in the config (or mount its drive) and rerun"
-            )
-    main(sm.input[0], sm.output[0], sm.params.cfg, sm.params.source, sm.log[0])
+    main(snakemake.input[0], snakemake.output[0], snakemake.params.cfg, snakemake.params.source, snakemake.log[0])
 else:  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps 15 --size 64
     import argparse
 
