@@ -37,7 +37,12 @@ def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB per sample: (B,). Identical images cap at 100 dB (mse 1e-10)."""
-    return 10 * torch.log10(data_range**2 / mse(x, y).clamp_min(1e-10))
+    return psnr_of_mse(mse(x, y), data_range)
+
+
+def psnr_of_mse(err: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """dB of a mean squared error; floored at 1e-10, so identical images give 100 dB, never inf."""
+    return 10 * torch.log10(data_range**2 / err.clamp_min(1e-10))
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
@@ -163,7 +168,7 @@ def _static_psnr(pred, truth, window):
     mask = static_mask(window)[:, None, None].float()  # (B, 1, 1, H, W)
     n = mask.sum((2, 3, 4)) * pred.shape[2]  # static values per frame: pixels x channels
     err = ((pred.float() - truth.float()).pow(2) * mask).sum((3, 4)).sum(2) / n.clamp_min(1)  # (B, T)
-    out = (10 * torch.log10(1 / err.clamp_min(1e-10))).clamp(max=PSNR_CAP_DB)
+    out = psnr_of_mse(err)
     enough = mask.mean((2, 3, 4)) >= STATIC_MIN_FRACTION  # (B, 1)
     return torch.where(enough, out, torch.nan)
 
@@ -173,7 +178,7 @@ def _latent_mse(pred, truth, pred_z, truth_z):
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("psnr", per_frame(lambda a, b: psnr(a, b).clamp(max=PSNR_CAP_DB)), True,
+    Metric("psnr", per_frame(psnr), True,
            "PSNR of the decoded frame against the real one (rewards blur when the future is uncertain)", "dB"),
     Metric("ssim", per_frame(ssim), True, "structural similarity, 11x11 Gaussian window (Wang et al. 2004)"),
     Metric("static_psnr", _static_psnr, True,
