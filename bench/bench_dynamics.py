@@ -16,8 +16,9 @@ import time
 import torch
 from torch import nn
 
-from latentwm.diffusion import DiffusionConfig, FlowObjective
-from latentwm.dynamics import Attention, Dynamics, DynamicsConfig, SwiGLU, modulate
+from latentwm.diffusion import FlowObjective
+from latentwm.dynamics import Attention, Dynamics, SwiGLU, modulate
+from latentwm.settings import DynamicsConfig, ObjectiveConfig
 
 
 class FullBlock(nn.Module):
@@ -47,7 +48,7 @@ def full_attention(cfg: DynamicsConfig) -> Dynamics:
 
 
 def steps_per_s(model, T, batch, steps, cfg):
-    obj = FlowObjective(DiffusionConfig(k_max=cfg.k_max))
+    obj = FlowObjective(ObjectiveConfig(), cfg.k_max)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randn(batch, T, cfg.latent_channels, *cfg.latent_hw)
 

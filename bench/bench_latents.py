@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentwm.settings import DataConfig
+
 from latentwm import checkpoint
-from latentwm.config import from_dict
 from latentwm.data import LatentWindows
 from latentwm.latents import encode_store
 from latentwm.store import StoreWriter
@@ -96,7 +97,7 @@ def main():
             np.stack([np.load(npy_dir / lat[k].stem / f"latent_{t_:06d}.npy") for t_ in range(s, s + T)])
 
     def zarr_reads(cache_mb):
-        ds = LatentWindows(lat, window=T, batch_size=1, cache_mb=cache_mb, log=lambda s: None)
+        ds = LatentWindows(lat, DataConfig(window=T, batch_size=1), cache_mb=cache_mb, log=lambda s: None)
         ds.reader.read(0, 0, 1)  # open the stores (once per process in real use)
         return lambda: [ds.reader.read(k, s, s + T) for k, s in picks]
 
@@ -109,12 +110,13 @@ def main():
 
     # 3. a training step: real loader vs batches in memory
     try:
-        from latentwm.diffusion import DiffusionConfig, FlowObjective
-        from latentwm.dynamics import Dynamics, resolve_config
+        from latentwm.diffusion import FlowObjective
+        from latentwm.dynamics import Dynamics
+        from latentwm.settings import DynamicsConfig, ObjectiveConfig
 
-        cfg = resolve_config({"size": "tiny", "patch": 4, "max_frames": T}, [8, 16, 16])
+        cfg = DynamicsConfig(size="tiny", patch=4).resolved([8, 16, 16], max_frames=T)
         net = Dynamics(cfg)
-        flow = FlowObjective(from_dict(DiffusionConfig, {"k_max": cfg.k_max}))
+        flow = FlowObjective(ObjectiveConfig(), cfg.k_max)
         objective, which = flow, f"latentwm.dynamics tiny (patch 4), {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params"
     except ImportError:
         net = torch.nn.Sequential(torch.nn.Conv3d(8, 64, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv3d(64, 8, 3, padding=1))
@@ -122,7 +124,7 @@ def main():
         which = "stand-in Conv3d model"
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     stats = {"mean": [0.0] * 8, "std": [1.0] * 8}
-    ds = LatentWindows(lat, window=T, batch_size=args.batch, seed=0, stats=stats, log=lambda s: None)
+    ds = LatentWindows(lat, DataConfig(window=T, batch_size=args.batch), seed=0, stats=stats, log=lambda s: None)
 
     def step(batch):
         out = objective(net, batch)

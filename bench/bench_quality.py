@@ -43,12 +43,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from latentwm.config import from_dict, to_dict
-from latentwm.evaluate import EvalConfig, SamplerSpec, evaluate, run
+from latentwm.evaluate import evaluate, run
 from latentwm.fit_dynamics import build, fit
 from latentwm.logs import logger, set_threads
-from latentwm.sampler import SamplerConfig
 from latentwm.summary import label
-from latentwm.train import TrainConfig
+from latentwm.settings import DynamicsStage, EvalConfig, SamplerConfig, SamplerSpec, TrainConfig
 from reference import ConvPredictor, fit_reference, reference_rollout
 
 SHOW_STEP = 8  # the later horizon step the table shows (the horizon when shorter)
@@ -139,7 +138,7 @@ def train_step_flops(cfg: dict, stats: dict, latents: list[Path], draws: int = 8
     here, whose matmuls the counter sees (it has no formula for the fused CPU kernel); same FLOPs.
     """
     torch.manual_seed(0)
-    model, objective, batches, _ = build(cfg, stats, latents, log=lambda m: None)
+    model, objective, batches = build(from_dict(DynamicsStage, cfg, "dynamics"), stats, latents, log=lambda m: None)
     model.train()
     total = 0
     for i in range(draws):

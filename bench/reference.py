@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 
 import torch
+
+from latentwm.settings import DataConfig
 from torch import nn
 
 from latentwm.data import LatentWindows
@@ -48,8 +50,7 @@ def fit_reference(latent_paths, stats: dict, seconds: float, batch_size: int = 1
     torch.manual_seed(seed)
     C = int(stats["latent_shape"][0])
     model = ConvPredictor(C)
-    data = LatentWindows(latent_paths, window=model.context + 1, batch_size=batch_size, seed=seed, stats=stats,
-                         expect={"tokenizer_hash": stats["tokenizer_hash"]}, log=log)  # fmt: skip
+    data = LatentWindows(latent_paths, DataConfig(window=model.context + 1, batch_size=batch_size), seed=seed, stats=stats, expect={"tokenizer_hash": stats["tokenizer_hash"]}, log=log)  # fmt: skip
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     t0, step = time.perf_counter(), 0
     while time.perf_counter() - t0 < seconds:

@@ -1,21 +1,66 @@
-"""Config dataclasses from plain dicts: unknown keys fail loudly, nested dataclasses recurse."""
+"""Config sections as dataclasses (latentwm.settings): building them, and the schema made from them.
+
+`setting(default, doc, **constraints)` declares a field once: its default, its documentation and
+its JSON-schema constraints (minimum, enum, ...). `from_dict` builds a section from its plain
+dict the same way in a Snakemake job and in a script run by hand: unknown keys and values outside
+the constraints fail with one line naming the key. `schema()` is the JSON schema Snakemake
+validates config.yaml against; `python -m latentwm.config > schemas/config.schema.yaml` writes it
+(a test fails when the committed file differs). Nothing here imports torch.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import operator
+import sys
+import types
 import typing
 from typing import Any, TypeVar
 
 from .errors import PipelineError
 
 T = TypeVar("T")
+# JSON-schema bound -> (test, symbol)
+CONSTRAINTS = {
+    "minimum": (operator.ge, ">="),
+    "exclusiveMinimum": (operator.gt, ">"),
+    "maximum": (operator.le, "<="),
+    "exclusiveMaximum": (operator.lt, "<"),
+}
+
+
+def setting(default: Any = dataclasses.MISSING, doc: str = "", **schema: Any):
+    """A dataclass field with its documentation and schema constraints; a callable default is a
+    factory (a nested section or a list)."""
+    meta = {"doc": doc, "schema": schema}
+    if callable(default):
+        return dataclasses.field(default_factory=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _item_class(hint):
+    """The dataclass of a `list[Section]` hint, else None."""
+    if typing.get_origin(hint) is list:
+        (arg,) = typing.get_args(hint)
+        return arg if dataclasses.is_dataclass(arg) else None
+    return None
+
+
+def _check(where: str, value: Any, schema: dict) -> None:
+    """One line for a value outside its field's constraints (None passes: it means unset)."""
+    if value is None or isinstance(value, (dict, list, tuple)):
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        raise PipelineError(f"config key {where} is {value!r}; expected one of: {', '.join(map(str, schema['enum']))}")
+    for key, (test, op) in CONSTRAINTS.items():
+        bound = schema.get(key)
+        if bound is not None and not isinstance(value, str) and not test(value, bound):
+            raise PipelineError(f"config key {where} is {value!r}; expected a value {op} {bound}")
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
-    """Build dataclass `cls` from `data`, rejecting keys it does not know.
-
-    `where` is the config path used in error messages, e.g. "tokenizer.model".
-    """
+    """Build dataclass `cls` from `data`, rejecting keys it does not know and values outside the
+    constraints. `where` is the config path used in error messages, e.g. "tokenizer.model"."""
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -27,11 +72,19 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        hint = hints[name]
+        hint, key = hints[name], f"{where}.{name}" if where else name
+        item = _item_class(hint)
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, f"{where}.{name}" if where else name)
-        elif isinstance(value, list) and typing.get_origin(hint) is tuple:
+            # a section whose own factory sets other defaults (the dynamics stage's training
+            # steps) starts from those, not from the class's
+            factory = fields[name].default_factory
+            base = to_dict(factory()) if factory not in (dataclasses.MISSING, hint) else {}
+            value = from_dict(hint, {**base, **value}, key)
+        elif item is not None and isinstance(value, list):
+            value = [v if isinstance(v, item) else from_dict(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        elif isinstance(value, list) and tuple in (typing.get_origin(hint), *map(typing.get_origin, typing.get_args(hint))):
             value = tuple(value)
+        _check(key, value, fields[name].metadata.get("schema", {}))
         kwargs[name] = value
     return cls(**kwargs)
 
@@ -39,3 +92,136 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
 def to_dict(obj) -> dict[str, Any]:
     """Plain dict of a (nested) dataclass, safe for json and for weights_only checkpoints."""
     return dataclasses.asdict(obj)
+
+
+# --- the JSON schema, generated -----------------------------------------------------------------
+
+JSON_TYPES = {int: "integer", float: "number", bool: "boolean", str: "string", tuple: "array", list: "array"}
+
+
+def _json_type(hint) -> list[str]:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return [t for arg in typing.get_args(hint) for t in _json_type(arg)]
+    if hint is type(None):
+        return ["null"]
+    return [JSON_TYPES[typing.get_origin(hint) or hint]]
+
+
+def _doc(cls) -> str:
+    return " ".join((cls.__doc__ or "").split())
+
+
+def section_schema(cls, defaults=None, fill: bool = True) -> dict:
+    """Object schema of dataclass `cls`; `defaults` (an instance) overrides the class defaults, as a
+    section's default_factory does (the dynamics stage's own training steps). `fill`: the section
+    itself defaults to {} when absent (so Snakemake fills in its keys' defaults)."""
+    defaults = defaults if defaults is not None else _instance(cls)
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    if _doc(cls):
+        out["description"] = _doc(cls)
+    out.update(type="object", additionalProperties=False)
+    required = [f.name for f in dataclasses.fields(cls) if _required(f)]
+    if required:
+        out["required"] = required
+    elif fill:
+        out["default"] = {}
+    out["properties"] = {f.name: _field_schema(f, hints[f.name], defaults) for f in dataclasses.fields(cls)}
+    return out
+
+
+def _required(f) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _instance(cls):
+    return None if any(_required(f) for f in dataclasses.fields(cls)) else cls()
+
+
+def _field_schema(f, hint, defaults) -> dict:
+    meta = f.metadata
+    # a None default means "unset" (a preset or the data decides): no default, so that
+    # Snakemake's validate never fills one in
+    value = getattr(defaults, f.name) if defaults is not None and f.default is not None else None
+    if dataclasses.is_dataclass(hint):
+        out = section_schema(hint, value)
+        if meta.get("doc"):
+            out["description"] = meta["doc"]
+        return out
+    out: dict[str, Any] = {}
+    schema = dict(meta.get("schema", {}))
+    if "enum" not in schema:
+        kinds = _json_type(hint)
+        out["type"] = kinds[0] if len(kinds) == 1 else kinds
+    item = _item_class(hint)
+    if item is not None:
+        schema["items"] = section_schema(item)
+        value = [to_dict(v) for v in value] if value is not None else None
+    elif isinstance(value, tuple):
+        value = list(value)
+    out.update(schema)
+    if defaults is not None and value is not None:
+        out["default"] = value
+    if meta.get("doc"):
+        out["description"] = meta["doc"]
+    return out
+
+
+def schema() -> dict:
+    """The JSON schema of config.yaml."""
+    from .settings import SAFE_NAME, SECTIONS, EvalConfig, GeneratorConfig
+
+    sources = {
+        "description": "Videos to learn from. Each entry has an id and exactly one of generator, path, url.",
+        "type": "array",
+        "minItems": 1,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["id"],
+            "properties": {
+                "id": {"description": "Safe name (letters, digits, _) used in every file name of this source.",
+                       "type": "string", "pattern": SAFE_NAME},
+                "url": {"description": "A video, playlist or channel URL, resolved by yt-dlp (one job per video).",
+                        "type": "string", "pattern": "^(https?)://"},
+                "path": {"description": "A local video file; linked (or copied) into results/videos, never modified.",
+                         "type": "string", "minLength": 1},
+                "generator": section_schema(GeneratorConfig, fill=False),  # never filled in: one of three
+            },
+            "oneOf": [{"required": ["url"]}, {"required": ["path"]}, {"required": ["generator"]}],
+        },
+    }
+    evaluations = {
+        "description": "Named rollout evaluations on the test videos (name -> settings), each its own job and its own "
+                       "results/eval/{name}/ and results/plots/{name}/. Changing one reruns only that evaluation and its "
+                       "plots, never training.",
+        "type": "object",
+        "default": {"default": {}},
+        "minProperties": 1,
+        "additionalProperties": False,
+        "patternProperties": {SAFE_NAME: section_schema(EvalConfig, fill=False)},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "Configuration of the latentwm pipeline, generated from latentwm/settings.py by "
+                       "`python -m latentwm.config` (edit that module, not this file). Every section is the slice one "
+                       "stage receives as params; unknown keys are errors, so a typo never passes silently.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["sources"],
+        "properties": {"sources": sources, **{k: section_schema(c) for k, c in SECTIONS.items()}, "evaluations": evaluations},
+    }
+
+
+def schema_yaml() -> str:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data):  # a list shared by two fields is written out twice
+            return True
+
+    return yaml.dump(schema(), Dumper=Dumper, sort_keys=False, width=120, default_flow_style=None, allow_unicode=True)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(schema_yaml())

@@ -27,6 +27,7 @@ import torch
 import zarr
 
 from .errors import PipelineError
+from .settings import DataConfig
 from .store import open_store
 
 LARGE = 2**31 - 1  # __len__ of the batch datasets: the loop's sampler picks the indices it needs
@@ -139,33 +140,25 @@ class FrameBatches(Sharded, torch.utils.data.Dataset):
 class LatentWindows(Sharded, torch.utils.data.Dataset):
     """[i] -> float32 (B, T, C, h, w): B windows of T consecutive latent frames, starts % stride == 0.
 
-    Every window start of every usable store is equally likely. With `alternating` (DreamerV4
-    3.4), batch i is long (long_window x long_batch) when default_rng([seed, i]).random() <
-    long_ratio, else short (short_window x short_batch); `window`/`batch_size` are then unused.
+    Windows, batch size and stride are the `dynamics.data` section (settings.DataConfig). Every
+    window start of every usable store is equally likely. With `data.alternating.enabled`
+    (DreamerV4 3.4), batch i is long (long_window x long_batch) when default_rng([seed,
+    i]).random() < long_ratio, else short (short_window x short_batch).
     """
 
     def __init__(
         self,
         store_paths,
-        window: int,
-        batch_size: int,
+        data: DataConfig,
         seed: int = 0,
-        stride: int = 1,
         stats: dict[str, Any] | None = None,
         expect: dict[str, Any] | None = None,
-        alternating: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
         cache_mb: float = 1024,
     ):
-        self.window, self.batch_size, self.seed, self.stride = int(window), int(batch_size), int(seed), int(stride)
-        self.alternating = dict(alternating) if alternating else None
-        if self.alternating:
-            need = {"short_window", "long_window", "short_batch", "long_batch", "long_ratio"}
-            if set(self.alternating) != need:
-                raise PipelineError(f"alternating batches need exactly the keys {sorted(need)}; got {sorted(self.alternating)}")
-            longest = max(int(self.alternating["short_window"]), int(self.alternating["long_window"]))
-        else:
-            longest = self.window
+        self.window, self.batch_size, self.seed, self.stride = data.window, data.batch_size, int(seed), data.stride
+        self.alternating = data.alternating if data.alternating.enabled else None
+        longest = data.longest()
         if self.stride < 1 or min(self.window, longest) < 1:
             raise PipelineError(f"window {self.window} and stride {self.stride} must be at least 1")
         if not store_paths:
@@ -201,9 +194,9 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
         if not self.alternating:
             return self.window, self.batch_size
         a = self.alternating
-        if np.random.default_rng([self.seed, i]).random() < a["long_ratio"]:
-            return int(a["long_window"]), int(a["long_batch"])
-        return int(a["short_window"]), int(a["short_batch"])
+        if np.random.default_rng([self.seed, i]).random() < a.long_ratio:
+            return a.long_window, a.long_batch
+        return a.short_window, a.short_batch
 
     def locate(self, i: int) -> list[tuple[int, int, int]]:
         """(store, start, T) of each window of batch i."""

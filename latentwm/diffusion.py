@@ -1,6 +1,6 @@
 """The dynamics objective: flow matching with x-prediction, diffusion forcing, shortcut forcing.
 
-Convention (DESIGN.md): tau = 0 clean, tau = 1 noise; z_tau = (1 - tau) z0 + tau eps; the network
+Convention: tau = 0 clean, tau = 1 noise; z_tau = (1 - tau) z0 + tau eps; the network
 predicts z0 ("x-prediction"). A denoising step of size d from tau to tau - d moves along the
 velocity the prediction implies, v_hat = (z_tau - x_hat) / tau (= eps_hat - x_hat):
     z_{tau-d} = z_tau - d * (z_tau - x_hat) / tau
@@ -26,27 +26,9 @@ nearly clean frames, which is what a rollout needs most.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from .errors import PipelineError
-
-SCHEDULES = ("context", "independent")
-
-
-@dataclass
-class DiffusionConfig:
-    schedule: str = "context"  # context | independent (see the module docstring)
-    tau_ctx: float = 0.1  # noise level of context frames (the "context" schedule)
-    context_frames: int = 0  # 0: drawn per sample in [1, T-1]; else fixed
-    ramp_weight: bool = True  # w = 0.9 (1 - tau) + 0.1; off: w = 1
-    shortcut: bool = True  # shortcut forcing; off: every sample at the finest step, no bootstrap
-    k_max: int = 64  # finest step 1 / k_max; the training script sets it from the model
-
-    def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise PipelineError(f"dynamics.objective.schedule {self.schedule!r} is unknown; expected one of {SCHEDULES}")
+from .settings import ObjectiveConfig
 
 
 def step_sizes(k_max: int) -> torch.Tensor:
@@ -64,7 +46,7 @@ def sample_step_sizes(B: int, k_max: int, shortcut: bool, generator=None) -> tor
     return ds[idx]
 
 
-def sample_levels(cfg: DiffusionConfig, B: int, T: int, d: torch.Tensor, generator=None):
+def sample_levels(cfg: ObjectiveConfig, B: int, T: int, d: torch.Tensor, generator=None):
     """Per-frame tau (B, T) on the grid of d (B,), and the target mask (B, T) bool."""
     n = torch.round(1.0 / d).long()  # grid points per sample: tau in {d, 2d, ..., 1}
     j = (torch.rand(B, T, generator=generator) * n[:, None]).long().clamp_max(n[:, None] - 1) + 1
@@ -98,8 +80,8 @@ class FlowObjective:
     batch: float32 (B, T, C, h, w) of normalised clean latents.
     """
 
-    def __init__(self, cfg: DiffusionConfig, generator: torch.Generator | None = None):
-        self.cfg = cfg
+    def __init__(self, cfg: ObjectiveConfig, k_max: int, generator: torch.Generator | None = None):
+        self.cfg, self.k_max = cfg, k_max  # finest step 1 / k_max: the model's
         self.generator = generator  # None: the global RNG (seeded and saved by the loop)
 
     def weight(self, tau):
@@ -141,7 +123,7 @@ class FlowObjective:
         z0 = batch.float()  # (B, T, C, h, w)
         B, T = z0.shape[:2]
         g, cfg = self.generator, self.cfg
-        d = sample_step_sizes(B, cfg.k_max, cfg.shortcut, g)  # (B,)
+        d = sample_step_sizes(B, self.k_max, cfg.shortcut, g)  # (B,)
         tau, target = sample_levels(cfg, B, T, d, g)  # (B, T)
         eps = torch.randn(z0.shape, generator=g) if g is not None else torch.randn_like(z0)
         tau, target, d, eps = tau.to(z0.device), target.to(z0.device), d.to(z0.device), eps.to(z0.device)
@@ -150,7 +132,7 @@ class FlowObjective:
         d_bt = d[:, None].expand(B, T)
         x_hat = model(z, tau, d_bt).float()  # (B, T, C, h, w)
 
-        fine = d <= 1.0 / cfg.k_max + 1e-9  # (B,) samples trained on the data
+        fine = d <= 1.0 / self.k_max + 1e-9  # (B,) samples trained on the data
         x_star = z0.clone()
         boot = ~fine
         if boot.any():
@@ -165,7 +147,7 @@ class FlowObjective:
                 logs["loss_std"] = self.weighted_mean(err[fine], w[fine], target[fine])
             if boot.any():
                 logs["loss_boot"] = self.weighted_mean(err[boot], w[boot], target[boot])
-            # The baseline (seeds/000): predict a frame by the previous clean frame, scored like the
+            # The baseline: predict a frame by the previous clean frame, scored like the
             # loss (same weights) on the frames where the model has the same information as the
             # copy: targets at pure noise (tau = 1, so nothing of the frame itself leaks through)
             # of finest-step samples (trained on the data) whose previous frame is clean-ish

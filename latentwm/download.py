@@ -14,24 +14,14 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .config import from_dict
 from .errors import PipelineError
-from .synthetic import GeneratorConfig, write_clip
+from .settings import DownloadConfig, GeneratorConfig
+from .synthetic import write_clip
 from .video import ffmpeg_exe
-
-
-@dataclass
-class DownloadConfig:
-    """The `download` section of config.yaml."""
-
-    max_height: int = 360
-    retries: int = 3
-    socket_timeout: float = 30
-    playlist_limit: int = 0  # 0: every entry
 
 
 class _Log:

@@ -2,7 +2,7 @@
 
 Input z (B, T, C, h, w) holds latent frames, each at its own noise level tau (B, T) and shortcut
 step size d (B, T); the output is the clean-frame prediction x0_hat of the same shape
-(x-prediction, DESIGN.md convention: tau = 0 clean, tau = 1 noise).
+(x-prediction, convention: tau = 0 clean, tau = 1 noise).
 
 Tokens are the p x p patches of each frame's latent grid: N = (h / p) * (w / p) per frame.
 Every block attends over space (the N tokens of one frame, bidirectional); every
@@ -21,68 +21,13 @@ window leave the cache; their influence persists only through the frames that sa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import PipelineError
-
-# Named sizes. A preset fills every field the config leaves unset (None); a field set in the
-# config always wins. The merged values are what the checkpoint stores, so a later change of a
-# preset never changes how an existing checkpoint is rebuilt.
-SIZES = {
-    # CPU: seconds per test, minutes for the default pipeline.
-    "tiny": dict(patch=2, dim=128, depth=4, heads=4, mlp_ratio=3.0, temporal_every=2, max_frames=16),
-    # The seeds' model (~60M parameters on 256 x 16 x 16 latents); a GPU size.
-    "small": dict(patch=1, dim=512, depth=12, heads=8, mlp_ratio=4.0, temporal_every=4, max_frames=64),
-}
-DEFAULTS = dict(
-    latent_channels=8, latent_hw=(16, 16), patch=2, dim=128, depth=4, heads=4, mlp_ratio=4.0,
-    temporal_every=4, max_frames=32, k_max=64, qk_norm=True, prev_frame=True, residual=True,
-)
-
-
-@dataclass
-class DynamicsConfig:
-    # what a checkpoint saved before a field existed meant (checkpoints store every field resolved)
-    before: ClassVar[dict] = {"residual": False}
-
-    size: str = "tiny"
-    latent_channels: int | None = None  # C of the latents
-    latent_hw: tuple[int, int] | None = None  # (h, w) of the latent grid
-    patch: int | None = None  # spatial patch size on the latent grid
-    dim: int | None = None
-    depth: int | None = None
-    heads: int | None = None
-    mlp_ratio: float | None = None  # SwiGLU hidden width = mlp_ratio * dim * 2/3
-    temporal_every: int | None = None  # causal temporal attention in every Nth block (DreamerV4: 4)
-    max_frames: int | None = None  # temporal attention window (frames), also the KV cache length
-    k_max: int | None = None  # finest shortcut step is 1 / k_max (a power of two)
-    qk_norm: bool | None = None
-    prev_frame: bool | None = None  # token shift: each token also sees its patch in the previous frame
-    residual: bool | None = None  # predict the change from the previous frame (needs prev_frame)
-
-    def __post_init__(self):
-        if self.size not in SIZES:
-            raise PipelineError(f"dynamics.model.size {self.size!r} is unknown; expected one of {sorted(SIZES)}")
-        for f in fields(self):
-            if getattr(self, f.name) is None:
-                setattr(self, f.name, SIZES[self.size].get(f.name, DEFAULTS.get(f.name)))
-        self.latent_hw = tuple(int(x) for x in self.latent_hw)
-        h, w = self.latent_hw
-        if h % self.patch or w % self.patch:
-            raise PipelineError(f"dynamics.model.patch {self.patch} does not divide the latent grid {h}x{w}; pick a divisor")
-        if self.dim % self.heads or (self.dim // self.heads) % 2:
-            raise PipelineError(f"dynamics.model.dim {self.dim} must split into {self.heads} heads of even width")
-        if self.residual and not self.prev_frame:
-            raise PipelineError("dynamics.model.residual needs dynamics.model.prev_frame: true (the change is taken from it)")
-        if self.k_max < 1 or self.k_max & (self.k_max - 1):
-            raise PipelineError(f"dynamics.model.k_max {self.k_max} must be a power of two")
-
+from .settings import DynamicsConfig
 
 class KVCache:
     """Keys/values of past frames for every temporal layer, for autoregressive rollouts.
@@ -347,29 +292,8 @@ class Dynamics(nn.Module):
         return self.unpatchify(x, h, w)
 
 
-def resolve_config(model_cfg: dict | None, latent_shape) -> DynamicsConfig:
-    """The model config for latents of `latent_shape` [C, h, w] (from stats.json).
-
-    latent_channels / latent_hw left unset come from the latents; set ones must agree with them.
-    """
-    from .config import from_dict
-
-    C, h, w = (int(x) for x in latent_shape)
-    model_cfg = dict(model_cfg or {})
-    for key, want in (("latent_channels", C), ("latent_hw", [h, w])):
-        got = model_cfg.get(key)
-        if got is None:
-            model_cfg[key] = want
-        elif (list(got) if isinstance(got, (list, tuple)) else got) != want:
-            raise PipelineError(
-                f"dynamics.model.{key} is {got} but the latents have {want} (latent_shape {[C, h, w]}); "
-                f"set dynamics.model.{key} to {want} or null (null: taken from the latents)"
-            )
-    return from_dict(DynamicsConfig, model_cfg, "dynamics.model")
-
-
 def collapse_probe(cfg: DynamicsConfig, frames: int = 4, seed: int = 0, threshold: float = 1e-3):
-    """seeds/000 collapse check: mean |f(x1) - f(x2)| for two different random inputs at tau 0.5.
+    """Collapse check: mean |f(x1) - f(x2)| for two different random inputs at tau 0.5.
 
     Returns probe(model) -> {"collapsed": bool, "output_diff": float} for the training loop.
     """

@@ -11,7 +11,7 @@ and scored in pixel space against the real frames (baselines: latentwm.summary.B
                     is the model rollout itself): an estimate of the conditional mean, expected to
                     score higher PSNR and lower sharpness than one rollout (a diagnostic of blur)
     teacher_forced  the real previous frames at every step (first sampler): the one-step skill
-                    without error accumulation (seeds/002: AR minus teacher-forced = drift)
+                    without error accumulation (AR minus teacher-forced = drift)
     copy_last       the last context latent repeated: the floor for model and model_mean
     copy_previous   the real latent before each target: the floor for teacher_forced, which has
                     seen that frame too
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -34,57 +34,16 @@ import pandas as pd
 import torch
 
 from . import checkpoint, metrics, summary as S
-from .config import from_dict, to_dict
+from .config import to_dict
 from .errors import PipelineError
 from .metrics import PSNR_CAP_DB  # noqa: F401  (re-exported: the cap of metrics.psnr)
 from .store import open_store
+from .settings import EvalConfig
 from .summary import NO_SAMPLER, label
 from .tokenizer import to_float, to_uint8
 from .train import pick_device
 
 CSV_COLUMNS = ["video", "window", "condition", "sampler", "step", "metric", "value"]
-
-
-@dataclass
-class SamplerSpec:
-    name: str
-    kind: str  # euler | shortcut (latentwm.sampler)
-    steps: int
-
-
-def _default_samplers() -> list[dict]:
-    return [dict(name="euler64", kind="euler", steps=64), dict(name="shortcut4", kind="shortcut", steps=4)]
-
-
-@dataclass
-class EvalConfig:
-    context: int = 8  # real frames given to the model
-    horizon: int = 8  # frames predicted after them
-    stride: int = 16  # frames between window starts in a test video
-    max_windows: int = 16  # per test video; an evenly spaced subset when more fit
-    samplers: list = field(default_factory=_default_samplers)  # [{name, kind, steps}]; the first also runs teacher-forced
-    tau_ctx: float = 0.1  # context corruption level, as in training
-    mean_samples: int = 4  # rollouts of the last sampler averaged into model_mean; 0 disables it
-    samples: int = 2  # the first N windows get a GIF and a filmstrip
-    seed: int = 0  # sampler noise
-    batch_size: int = 8  # windows per rollout batch
-    device: str = "auto"
-
-    def __post_init__(self):
-        self.samplers = [s if isinstance(s, SamplerSpec) else from_dict(SamplerSpec, s, "samplers") for s in self.samplers]
-        names = [s.name for s in self.samplers]
-        if not names or len(set(names)) != len(names):
-            raise PipelineError(f"evaluation samplers {names} must be a non-empty list of distinct names")
-        for key in ("context", "horizon", "stride", "max_windows", "batch_size"):
-            if getattr(self, key) < 1:
-                raise PipelineError(f"evaluation {key} is {getattr(self, key)}; it must be at least 1")
-        if self.mean_samples == 1 or self.mean_samples < 0:
-            raise PipelineError(f"evaluation mean_samples is {self.mean_samples}; use 0 (off) or at least 2 "
-                                "(one rollout is the model condition itself)")
-
-    @property
-    def span(self) -> int:
-        return self.context + self.horizon
 
 
 def window_starts(n_frames: int, cfg: EvalConfig) -> list[int]:
@@ -310,7 +269,7 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
         **S.build(df, fps, cfg.horizon),
     }
     for flag in summary["checks"]["identical_conditions"]:
-        log(f"WARNING: {flag} in PSNR at every step: either the evaluation is broken (seeds/004) or the model "
+        log(f"WARNING: {flag} in PSNR at every step: either the evaluation is broken or the model "
             "ignores what it is given (e.g. model == teacher_forced: the context does not matter)")
     df.to_csv(metrics_csv, index=False)
     with open(summary_json, "w") as f:

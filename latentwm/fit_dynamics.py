@@ -16,50 +16,34 @@ import torch
 from . import checkpoint, distributed
 from .config import from_dict, to_dict
 from .data import LatentWindows
-from .diffusion import DiffusionConfig, FlowObjective
-from .dynamics import Dynamics, collapse_probe, resolve_config
-from .errors import PipelineError
-from .train import TrainConfig, fingerprint, train
+from .diffusion import FlowObjective
+from .dynamics import Dynamics, collapse_probe
+from .settings import DynamicsStage
+from .train import fingerprint, train
 
 
-def build(cfg: dict, stats: dict, latent_paths: list[str], log):
-    """(model, objective, batches, train config) of the `dynamics` config section."""
-    data = dict(cfg.get("data", {}))
-    alt = dict(data.pop("alternating", None) or {})
-    use_alt = alt.pop("enabled", False)
-    window = data.get("window", 8)
-    longest = max(alt["short_window"], alt["long_window"]) if use_alt else window
-    model_dict = dict(cfg.get("model") or {})
-    if model_dict.get("max_frames") is None:  # rollouts attend no farther than training did
-        model_dict["max_frames"] = longest
-    model_cfg = resolve_config(model_dict, stats["latent_shape"])
-    if longest > model_cfg.max_frames:
-        raise PipelineError(
-            f"dynamics.data window {longest} exceeds dynamics.model.max_frames {model_cfg.max_frames}; "
-            "raise max_frames or shorten the window"
-        )
-    obj_cfg = from_dict(DiffusionConfig, {**cfg.get("objective", {}), "k_max": model_cfg.k_max}, "dynamics.objective")
-    train_cfg = from_dict(TrainConfig, {**cfg.get("train", {}), "batch_size": data.get("batch_size", 16)}, "dynamics.train")
+def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log):
+    """(model, objective, batches) of the dynamics stage, for latents described by `stats`."""
+    model_cfg = stage.model_config(stats["latent_shape"])
     batches = LatentWindows(
         latent_paths,
-        window=window,
-        batch_size=train_cfg.batch_size,
-        seed=train_cfg.seed,
-        stride=data.get("stride", 1),
+        stage.data,
+        seed=stage.train.seed,
         stats=stats,
         expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]},
-        alternating=alt if use_alt else None,
         log=log,
     )
-    return Dynamics(model_cfg), FlowObjective(obj_cfg), batches, train_cfg
+    return Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max), batches
 
 
 def fit(latents, stats_path, cfg: dict, out, curve, health, resume, log=print) -> None:
     """Train on the latent stores `latents`; write the checkpoint `out`, `curve` and `health`."""
     stats_text = Path(stats_path).read_text()
     stats = json.loads(stats_text)
-    torch.manual_seed(int(cfg.get("train", {}).get("seed", 0)))  # the model's initial weights
-    model, objective, batches, train_cfg = build(cfg, stats, list(latents), log)
+    stage = from_dict(DynamicsStage, cfg, "dynamics")
+    train_cfg = stage.train
+    torch.manual_seed(train_cfg.seed)  # the model's initial weights
+    model, objective, batches = build(stage, stats, list(latents), log)
     n = sum(p.numel() for p in model.parameters())
     log(f"[dynamics] {n / 1e6:.2f}M parameters, {len(batches.paths)} videos, config {to_dict(model.cfg)}")
     final = train(

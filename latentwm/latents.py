@@ -12,7 +12,6 @@ Both stream chunk by chunk: memory stays at one batch of frames, whatever the vi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,15 +21,6 @@ import torch
 from .errors import PipelineError
 from .store import StoreWriter, open_store
 from .tokenizer import Tokenizer, to_float
-
-
-@dataclass
-class LatentsConfig:
-    """The `latents` section of config.yaml (the encode_latents rule)."""
-
-    batch_size: int = 64  # frames per encoder call
-    chunk_frames: int = 64  # latent frames per zarr chunk (time axis)
-    device: str = "auto"  # auto | cpu | cuda
 
 
 @torch.no_grad()

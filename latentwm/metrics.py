@@ -102,7 +102,7 @@ def sharpness(x: torch.Tensor, y: torch.Tensor, min_gradient: float = 1e-3) -> t
 def collapse_ratio(outputs: torch.Tensor, inputs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(std across the batch of the outputs, averaged over pixels) / (the same for the inputs).
 
-    A model whose output ignores its input (mode collapse, seeds/000) scores near 0; a faithful
+    A model whose output ignores its input (mode collapse) scores near 0; a faithful
     reconstruction scores near 1. Needs a batch of at least 2 different inputs.
     """
     _check(outputs, inputs)

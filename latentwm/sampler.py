@@ -12,48 +12,18 @@ Levels are uniform: tau_i = 1 - i / K, i = 0..K.
   "shortcut"  K steps (a power of two <= k_max, e.g. 4) passing d = 1 / K: the shortcut model
               takes each large step at once (DreamerV4 shortcut forcing).
 
-Context corruption (seeds/001): real context frames and every frame fed back into the context
+Context corruption: real context frames and every frame fed back into the context
 are noised to tau_ctx, as in training, and the model is told their level is tau_ctx.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from .diffusion import euler_step
 from .errors import PipelineError
-
-KINDS = ("euler", "shortcut")
-
-
-@dataclass
-class SamplerConfig:
-    kind: str = "shortcut"  # euler | shortcut
-    steps: int = 4
-    tau_ctx: float = 0.1
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise PipelineError(f"sampler kind {self.kind!r} is unknown; expected one of {KINDS}")
-        if self.steps < 1:
-            raise PipelineError(f"sampler steps {self.steps} must be at least 1")
-
-    def step_size(self, k_max: int) -> float:
-        """The d passed to the model: 1/K for shortcut sampling, the finest 1/k_max for Euler."""
-        if self.kind == "euler":
-            return 1.0 / k_max
-        K = self.steps
-        if K & (K - 1) or K > k_max:
-            raise PipelineError(
-                f"shortcut sampling with {K} steps needs a power of two <= k_max {k_max}; use 1, 2, 4, ... or kind euler"
-            )
-        return 1.0 / K
-
-    def levels(self) -> list[float]:
-        return [1.0 - i / self.steps for i in range(self.steps + 1)]
-
+from .settings import SamplerConfig
 
 def _noise(shape, generator, device):
     """Standard normal noise drawn on the generator's device (CPU by default), then moved."""
@@ -91,7 +61,7 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
 
     Each new frame starts from seeded noise and is denoised with `sampler`; then it is corrupted
     to tau_ctx and appended to the context. With `teacher` (B, horizon, C, h, w), the real frame t
-    is appended instead of the generated one (teacher forcing, the seeds/002 diagnostic): each
+    is appended instead of the generated one (teacher forcing, the drift diagnostic): each
     prediction is then one step ahead of real history. `use_cache` keeps keys/values of past
     frames (`Dynamics.new_cache`), so the cost per frame stays flat up to the model's max_frames
     window (a sliding window past it); without it the whole history is recomputed at every step

@@ -18,7 +18,7 @@ import re
 
 from .config import from_dict, to_dict
 from .errors import PipelineError
-from .synthetic import GeneratorConfig
+from .settings import GeneratorConfig
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 KINDS = ("generator", "path", "url")

@@ -195,7 +195,7 @@ def per_video(df: pd.DataFrame) -> dict[str, dict[str, dict[str, list[float]]]]:
 
 
 def checks(conditions: dict[str, Any], horizon: int) -> dict[str, Any]:
-    """Red flags of an evaluation that fools itself (seeds/004: a PSNR of 6.00 that never moved)."""
+    """Red flags of an evaluation that fools itself (a metric that never moves)."""
     psnr = {n: np.array(c["per_step"]["psnr"]) for n, c in conditions.items()}
     same_by_construction = {("copy_last", "copy_previous")} if horizon == 1 else set()  # both are the last context frame
     names = sorted(psnr)

@@ -12,7 +12,6 @@ is smooth and predictable (extrapolating it beats copying the last frame) but no
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -28,17 +27,6 @@ DIGITS = [
 ]  # fmt: skip
 FONT = np.array([[int(b) for b in d] for d in DIGITS], dtype=bool).reshape(10, 5, 3)
 SHAPES = ("circle", "square", "diamond", "ring", "plus")
-
-
-@dataclass
-class GeneratorConfig:
-    """A `generator:` source in config.yaml: `clips` videos of `frames` frames, size x size pixels."""
-
-    clips: int = 24
-    frames: int = 120
-    fps: float = 15
-    size: int = 64
-    seed: int = 0
 
 
 class Clip:

@@ -14,7 +14,6 @@ the latents robust and the decoder fill in; evaluation never masks.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,41 +27,8 @@ from .config import from_dict, to_dict
 from .data import FrameBatches
 from .errors import PipelineError
 from .store import open_store
-from .train import TrainConfig, fingerprint, train
-
-
-@dataclass
-class TokenizerConfig:
-    base_channels: int = 16  # width after the input conv; doubles per downsampling, capped at max_mult
-    max_mult: int = 4  # widest level = base_channels * max_mult
-    blocks: int = 1  # residual blocks per resolution level (encoder and decoder)
-    downsample: int = 4  # spatial factor, a power of 2: 64x64 frames -> 16x16 latents
-    latent_channels: int = 8
-    groups: int = 8  # GroupNorm groups (every width must be divisible by it)
-    mask_ratio: float = 0.0  # fraction of mask_patch x mask_patch input patches hidden in training
-    mask_patch: int = 8
-    ssim_weight: float = 0.0  # loss = mse + ssim_weight * (1 - ssim)
-    augment: bool = True  # training only: random flips and RGB channel orders of each frame
-
-    def __post_init__(self):
-        d = self.downsample
-        if d < 1 or d & (d - 1):
-            raise PipelineError(f"tokenizer.model.downsample is {d}; it must be a power of 2 (1, 2, 4, 8, ...)")
-        for w in self.widths():
-            if w % self.groups:
-                raise PipelineError(
-                    f"tokenizer.model: width {w} is not divisible by groups {self.groups}; "
-                    "pick base_channels as a multiple of groups"
-                )
-        if not 0 <= self.mask_ratio < 1:
-            raise PipelineError(f"tokenizer.model.mask_ratio is {self.mask_ratio}; it must be in [0, 1)")
-
-    def levels(self) -> int:
-        return self.downsample.bit_length() - 1
-
-    def widths(self) -> list[int]:
-        """Channel width at each resolution, full resolution first: levels() + 1 entries."""
-        return [self.base_channels * min(2**i, self.max_mult) for i in range(self.levels() + 1)]
+from .settings import TokenizerConfig, TokenizerStage
+from .train import fingerprint, train
 
 
 def to_float(frames: torch.Tensor) -> torch.Tensor:
@@ -134,13 +100,7 @@ class Tokenizer(nn.Module):
         self.decoder = Decoder(cfg)
 
     def latent_shape(self, height: int, width: int) -> list[int]:
-        d = self.cfg.downsample
-        if height % d or width % d:
-            raise PipelineError(
-                f"frames of {height}x{width} are not divisible by tokenizer.model.downsample {d}; "
-                "set frames.height/width to multiples of it"
-            )
-        return [self.cfg.latent_channels, height // d, width // d]
+        return self.cfg.latent_shape(height, width)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """float (B, 3, H, W) in [0, 1] -> latents (B, C, h, w)."""
@@ -220,7 +180,7 @@ def evaluate(model: Tokenizer, frames: torch.Tensor) -> tuple[dict[str, float], 
 
 
 def check_collapse(ratio: float, threshold: float, where: str = "val frames") -> None:
-    """Raise the one-line PipelineError of a collapsed tokenizer (seeds/000: 'output identical')."""
+    """Raise the one-line PipelineError of a collapsed tokenizer (its output no longer follows its input)."""
     if not ratio >= threshold:  # NaN counts as collapsed
         raise PipelineError(
             f"tokenizer collapsed: output varies {ratio:.3f} as much as input on {where} "
@@ -228,16 +188,6 @@ def check_collapse(ratio: float, threshold: float, where: str = "val frames") ->
             "high or too low (tokenizer.train.lr), too few steps (tokenizer.train.steps), mask_ratio too high, "
             "or near-identical training frames; fix the config and rerun"
         )
-
-
-@dataclass
-class TokenizerStage:
-    """The `tokenizer` section of config.yaml: what the train_tokenizer rule receives."""
-
-    model: TokenizerConfig = field(default_factory=TokenizerConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    collapse_threshold: float = 0.5  # fail when val outputs vary less than this fraction of the inputs
-    val_frames: int = 64  # val frames for the final metrics (and the first 16 for the probe)
 
 
 def sample_frames(paths, n: int) -> torch.Tensor:
@@ -319,5 +269,4 @@ def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callabl
         val_videos=[Path(p).name.removesuffix(".zarr") for p in val_paths],
         health=state.pop("health"),
     )
-    state["extra"] = {"metrics": {k: result[k] for k in ("psnr", "ssim", "collapse_ratio")}, "latent_shape": shape}
     return state, result, val, recon

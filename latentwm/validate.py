@@ -17,7 +17,6 @@ schema cannot say because it spans stages:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -62,14 +61,11 @@ def schema_problems(config: dict, schema: dict) -> list[str]:
 
 
 def _stage_problems(config: dict) -> list[str]:
-    """Sections that pass the schema but not their stage's own checks."""
+    """Sections that pass the schema but not their stage's own checks (torch-free: settings only)."""
     from .config import from_dict
-    from .dynamics import DEFAULTS, SIZES, resolve_config
-    from .evaluate import EvalConfig
-    from .sampler import SamplerConfig
+    from .settings import DynamicsStage, EvalConfig, FramesConfig, SplitsConfig, TokenizerStage
     from .sources import sources_problems, static_videos
     from .splits import assign_splits
-    from .tokenizer import Tokenizer, TokenizerStage
 
     problems: list[str] = []
 
@@ -80,63 +76,60 @@ def _stage_problems(config: dict) -> list[str]:
             problems.append(str(e))
         return None
 
-    frames = config.get("frames", {})
-    min_frames = int(frames.get("min_frames", 1))
-    stage = attempt(lambda: from_dict(TokenizerStage, config.get("tokenizer", {}), "tokenizer"))
-    latent_shape = None
-    if stage is not None:
-        latent_shape = attempt(lambda: Tokenizer(stage.model).latent_shape(int(frames.get("height", 64)), int(frames.get("width", 64))))
-
-    dyn = config.get("dynamics", {})
-    data = dict(dyn.get("data", {}))
-    alt = dict(data.get("alternating") or {})
-    windows = {"dynamics.data.window": data.get("window", 8)}
-    if alt.get("enabled"):
-        windows = {f"dynamics.data.alternating.{k}": alt[k] for k in ("short_window", "long_window") if k in alt}
-    dyn_cfg = None
-    if latent_shape is not None:
-        model = dict(dyn.get("model") or {})
-        model.setdefault("max_frames", max(windows.values()))
-        # a frame size the patch grid cannot tile is a frame-size question first: name both keys
-        patch = model.get("patch") or SIZES.get(model.get("size", "tiny"), {}).get("patch", DEFAULTS.get("patch"))
-        h, w, d = int(frames.get("height", 64)), int(frames.get("width", 64)), stage.model.downsample
-        if patch and (latent_shape[1] % patch or latent_shape[2] % patch):
+    frames = attempt(lambda: from_dict(FramesConfig, config.get("frames"), "frames")) or FramesConfig()
+    tok = attempt(lambda: from_dict(TokenizerStage, config.get("tokenizer"), "tokenizer"))
+    dyn = attempt(lambda: from_dict(DynamicsStage, config.get("dynamics"), "dynamics"))
+    latent_shape = attempt(lambda: tok.model.latent_shape(frames.height, frames.width)) if tok else None
+    model = None
+    if latent_shape is not None and dyn is not None:
+        h, w, d, patch = frames.height, frames.width, tok.model.downsample, dyn.model.patch
+        if latent_shape[1] % patch or latent_shape[2] % patch:
+            # a frame size the patch grid cannot tile is a frame-size question first: name both keys
             problems.append(
                 f"config key frames.height/width is {h}x{w}: tokenizer.model.downsample {d} makes a "
                 f"{latent_shape[1]}x{latent_shape[2]} latent grid that dynamics.model.patch {patch} cannot tile; "
                 f"expected frames.height and width multiples of {d * patch} (downsample x patch), or a patch that divides the grid"
             )
         else:
-            dyn_cfg = attempt(lambda: resolve_config(model, latent_shape))
-    for key, t in windows.items():
-        if t > min_frames:
+            model = attempt(lambda: dyn.model_config(latent_shape))
+    for key, t in (dyn.data.windows() if dyn else {}).items():
+        if t > frames.min_frames:
             problems.append(
-                f"config key {key} is {t}, longer than frames.min_frames={min_frames} (the shortest video kept); "
-                f"expected at most {min_frames}: lower it or raise frames.min_frames"
+                f"config key {key} is {t}, longer than frames.min_frames={frames.min_frames} (the shortest video kept); "
+                f"expected at most {frames.min_frames}: lower it or raise frames.min_frames"
             )
     for name, section in (config.get("evaluations") or {}).items():
         ev = attempt(lambda: from_dict(EvalConfig, section, f"evaluations.{name}"))
-        for i, spec in enumerate(ev.samplers if ev is not None and dyn_cfg is not None else []):
-            try:
-                SamplerConfig(kind=spec.kind, steps=spec.steps).step_size(dyn_cfg.k_max)
-            except PipelineError as e:
-                problems.append(f"config key evaluations.{name}.samplers[{i}] ({spec.name}): {e}")
-        if ev is not None and ev.span > min_frames:
-            problems.append(
-                f"config key evaluations.{name}: context {ev.context} + horizon {ev.horizon} = {ev.span} frames, "
-                f"longer than frames.min_frames={min_frames} (the shortest video kept); expected at most {min_frames}"
-            )
+        problems += _eval_problems(name, ev, model, frames.min_frames) if ev else []
 
-    splits = config.get("splits", {})
+    splits = attempt(lambda: from_dict(SplitsConfig, config.get("splits"), "splits")) or SplitsConfig()
     for key in ("val", "test"):
-        if splits.get(key, 1) <= 0:
-            problems.append(f"config key splits.{key} is {splits[key]}; expected > 0 ({key} needs at least one video)")
+        if getattr(splits, key) <= 0:
+            problems.append(f"config key splits.{key} is {getattr(splits, key)}; expected > 0 ({key} needs at least one video)")
     sources = config.get("sources", [])
     source_lines = sources_problems(sources)
     problems += source_lines
     if sources and not source_lines and all("url" not in s for s in sources):
         videos = {v["video"] for s in sources for v in static_videos(s)}
-        attempt(lambda: assign_splits(sorted(videos), splits.get("val", 0.125), splits.get("test", 0.25)))
+        attempt(lambda: assign_splits(sorted(videos), splits.val, splits.test))
+    return problems
+
+
+def _eval_problems(name: str, ev, model, min_frames: int) -> list[str]:
+    """Samplers the dynamics model cannot run, and windows longer than the shortest video."""
+    from .settings import SamplerConfig
+
+    problems = []
+    for i, spec in enumerate(ev.samplers if model is not None else []):
+        try:
+            SamplerConfig(kind=spec.kind, steps=spec.steps).step_size(model.k_max)
+        except PipelineError as e:
+            problems.append(f"config key evaluations.{name}.samplers[{i}] ({spec.name}): {e}")
+    if ev.span > min_frames:
+        problems.append(
+            f"config key evaluations.{name}: context {ev.context} + horizon {ev.horizon} = {ev.span} frames, "
+            f"longer than frames.min_frames={min_frames} (the shortest video kept); expected at most {min_frames}"
+        )
     return problems
 
 

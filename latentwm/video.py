@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -26,23 +25,12 @@ import numpy as np
 
 from .config import from_dict, to_dict
 from .errors import PipelineError
+from .settings import FramesConfig
 from .store import StoreWriter
 
 RESIZE = ("crop", "pad", "stretch")
 BLOCK_BYTES = 4 << 20  # bytes of frames per block read from ffmpeg in extract()
 QUIET = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
-
-
-@dataclass
-class FramesConfig:
-    """The `frames` section of config.yaml (schemas/config.schema.yaml documents each key)."""
-
-    fps: float = 15
-    height: int = 64
-    width: int = 64
-    resize: str = "crop"
-    min_frames: int = 48
-    chunk_frames: int = 64
 
 
 def ffmpeg_exe() -> str:

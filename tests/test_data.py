@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from latentwm.settings import AlternatingConfig, DataConfig
+
 from latentwm.data import FrameBatches, LatentWindows
 from latentwm.errors import PipelineError
 from latentwm.store import StoreWriter
@@ -46,17 +48,17 @@ def test_frame_batches_are_deterministic_and_real_frames(tmp_path):
 
 
 def test_windows_are_deterministic_contiguous_and_float32(stores):
-    lw = LatentWindows(stores, window=6, batch_size=5, seed=0)
+    lw = LatentWindows(stores, DataConfig(window=6, batch_size=5), seed=0)
     b = lw[7]
     assert b.shape == (5, 6, C, H, W) and b.dtype == torch.float32
-    assert torch.equal(b, LatentWindows(stores, 6, 5, seed=0, cache_mb=0)[7])
+    assert torch.equal(b, LatentWindows(stores, DataConfig(window=6, batch_size=5), seed=0, cache_mb=0)[7])
     assert not torch.equal(b, lw[8])
     for (k, s, t), win in zip(lw.locate(7), b):
         assert torch.equal(win[:, 0, 0, 0], torch.arange(s, s + t, dtype=torch.float32) + 1000 * k)
 
 
 def test_stride_and_chunk_boundaries(stores):
-    lw = LatentWindows(stores, window=10, batch_size=16, seed=1, stride=4)
+    lw = LatentWindows(stores, DataConfig(window=10, batch_size=16, stride=4), seed=1)
     for i in range(10):
         for (k, s, t), win in zip(lw.locate(i), lw[i]):
             assert s % 4 == 0 and s + t <= lw.lengths[k]
@@ -64,8 +66,8 @@ def test_stride_and_chunk_boundaries(stores):
 
 
 def test_alternating_lengths_follow_the_documented_draw(stores):
-    alt = dict(short_window=4, long_window=12, short_batch=6, long_batch=2, long_ratio=0.3)
-    lw = LatentWindows(stores, window=99, batch_size=99, seed=5, alternating=alt)
+    alt = AlternatingConfig(enabled=True, short_window=4, long_window=12, short_batch=6, long_batch=2, long_ratio=0.3)
+    lw = LatentWindows(stores, DataConfig(window=99, batch_size=99, alternating=alt), seed=5)
     shapes = set()
     for i in range(40):
         long = np.random.default_rng([5, i]).random() < 0.3
@@ -77,32 +79,32 @@ def test_alternating_lengths_follow_the_documented_draw(stores):
 
 def test_short_videos_are_skipped_with_a_warning(stores):
     lines = []
-    lw = LatentWindows(stores, window=30, batch_size=4, seed=0, log=lines.append)
+    lw = LatentWindows(stores, DataConfig(window=30, batch_size=4), seed=0, log=lines.append)
     assert [p.rsplit("/", 1)[-1] for p in lw.paths] == ["v0.zarr", "v2.zarr"]
     assert len(lines) == 1 and "v1.zarr" in lines[0] and "25 frames" in lines[0]
 
 
 def test_no_video_long_enough_is_an_error_naming_the_longest(stores):
     with pytest.raises(PipelineError, match=r"window of 50 frames.*v0\.zarr with 40 frames"):
-        LatentWindows(stores, window=50, batch_size=4, seed=0, log=lambda m: None)
+        LatentWindows(stores, DataConfig(window=50, batch_size=4), seed=0, log=lambda m: None)
 
 
 def test_attr_mismatch_is_refused(stores):
     with pytest.raises(PipelineError, match="tokenizer_hash"):
-        LatentWindows(stores, 4, 2, expect={"tokenizer_hash": "other"})
+        LatentWindows(stores, DataConfig(window=4, batch_size=2), expect={"tokenizer_hash": "other"})
     with pytest.raises(PipelineError, match="latent_shape"):
-        LatentWindows(stores, 4, 2, expect={"tokenizer_hash": "abc", "latent_shape": [8, 4, 4]})
-    LatentWindows(stores, 4, 2, expect={"tokenizer_hash": "abc", "latent_shape": (C, H, W)})
+        LatentWindows(stores, DataConfig(window=4, batch_size=2), expect={"tokenizer_hash": "abc", "latent_shape": [8, 4, 4]})
+    LatentWindows(stores, DataConfig(window=4, batch_size=2), expect={"tokenizer_hash": "abc", "latent_shape": (C, H, W)})
 
 
 def test_stats_normalise_per_channel(stores):
     stats = {"mean": [10.0, 20.0], "std": [2.0, 4.0]}
-    raw, norm = LatentWindows(stores, 4, 3, seed=2)[0], LatentWindows(stores, 4, 3, seed=2, stats=stats)[0]
+    raw, norm = LatentWindows(stores, DataConfig(window=4, batch_size=3), seed=2)[0], LatentWindows(stores, DataConfig(window=4, batch_size=3), seed=2, stats=stats)[0]
     assert torch.allclose(norm[:, :, 0], (raw[:, :, 0] - 10) / 2) and torch.allclose(norm[:, :, 1], (raw[:, :, 1] - 20) / 4)
 
 
 def test_dataloader_workers_give_the_same_batches(stores):
-    lw = LatentWindows(stores, window=5, batch_size=3, seed=9, stride=2)
+    lw = LatentWindows(stores, DataConfig(window=5, batch_size=3, stride=2), seed=9)
     lw[0]  # opened and cached in this process first: workers must still open their own
     serial = list(torch.utils.data.DataLoader(lw, sampler=range(3, 11), batch_size=None, num_workers=0))
     parallel = list(torch.utils.data.DataLoader(lw, sampler=range(3, 11), batch_size=None, num_workers=2))
@@ -114,7 +116,7 @@ def test_damaged_store_is_refused_at_open_and_at_read(tmp_path):
     from latentwm.store import open_store
 
     path = latent_store(tmp_path / "v.zarr", 40, 1)  # chunks of 8 frames: c/0 .. c/4
-    ds = LatentWindows([path], window=4, batch_size=2, seed=0, log=lambda s: None)
+    ds = LatentWindows([path], DataConfig(window=4, batch_size=2), seed=0, log=lambda s: None)
     ds.reader.read(0, 0, 4)  # opened, chunk 0 cached
     chunk = tmp_path / "v.zarr/c/2/0/0/0"
     good = chunk.read_bytes()

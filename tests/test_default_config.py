@@ -60,7 +60,7 @@ def test_ceiling_is_best_and_teacher_forcing_helps(default_run):
     psnr = psnr_by_step(default_run)
     ceiling = psnr.loc[("ceiling", "none")]
     assert (psnr.drop(index=("ceiling", "none")) < ceiling).all().all()
-    # seeds/002's diagnostic: with the real past fed back, late steps are better than free rollout
+    # the drift diagnostic: with the real past fed back, late steps are better than free rollout
     first = psnr.loc["model"].index[0]
     horizon = psnr.columns.max()
     assert psnr.loc[("teacher_forced", first)][horizon] > psnr.loc[("model", first)][horizon]

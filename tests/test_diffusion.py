@@ -6,8 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from latentwm.diffusion import DiffusionConfig, FlowObjective, sample_levels, sample_step_sizes, step_sizes
-from latentwm.dynamics import Dynamics, DynamicsConfig
+from latentwm.config import from_dict
+from latentwm.diffusion import FlowObjective, sample_levels, sample_step_sizes, step_sizes
+from latentwm.dynamics import Dynamics
+from latentwm.settings import DynamicsConfig, ObjectiveConfig
 from latentwm.errors import PipelineError
 
 
@@ -36,7 +38,7 @@ def test_step_sizes_probability_inverse_to_d():
 @pytest.mark.parametrize("schedule", ["context", "independent"])
 def test_schedule_levels(schedule):
     torch.manual_seed(0)
-    cfg = DiffusionConfig(schedule=schedule, tau_ctx=0.1, k_max=8)
+    cfg = ObjectiveConfig(schedule=schedule, tau_ctx=0.1)
     d = sample_step_sizes(512, 8, True)
     tau, target = sample_levels(cfg, 512, 6, d)
     t = tau[target]
@@ -52,14 +54,14 @@ def test_schedule_levels(schedule):
         assert (target[:, 1:] >= target[:, :-1]).all()  # context first, then targets
         rising = torch.where(target[:, 1:] & target[:, :-1], tau[:, 1:] - tau[:, :-1], torch.zeros(()))
         assert (rising >= 0).all()  # tau rises toward 1 along the targets
-    fixed = sample_levels(DiffusionConfig(schedule="context", context_frames=2, k_max=8), 64, 6, d[:64])[1]
+    fixed = sample_levels(ObjectiveConfig(schedule="context", context_frames=2), 64, 6, d[:64])[1]
     assert ((~fixed).sum(1) == 2).all()
     with pytest.raises(PipelineError, match="schedule"):
-        DiffusionConfig(schedule="pyramid")
+        from_dict(ObjectiveConfig, {"schedule": "pyramid"}, "dynamics.objective")
 
 
 def test_bootstrap_target_by_hand():
-    obj = FlowObjective(DiffusionConfig(k_max=8))
+    obj = FlowObjective(ObjectiveConfig(), 8)
     z = torch.ones(2, 2, 1, 1, 1)
     tau = torch.tensor([[0.5, 1.0], [0.1, 1.0]])
     d = torch.tensor([0.5, 0.5])
@@ -78,7 +80,7 @@ def test_objective_logs_and_copy_last_baseline():
     torch.manual_seed(0)
     B, T = 16, 5
     z0 = torch.randn(B, 1, 2, 3, 3).expand(B, T, 2, 3, 3).clone()  # static video: copy-last is exact
-    obj = FlowObjective(DiffusionConfig(schedule="context", k_max=4))
+    obj = FlowObjective(ObjectiveConfig(schedule="context"), 4)
     loss, logs = obj(Linear(a=0.0, b=0.0, c=0.0), z0)  # predicts 0 everywhere
     assert torch.isfinite(loss) and loss > 0
     assert logs["copy_last_loss"] == 0 and logs["next_loss"] > 0
@@ -86,14 +88,14 @@ def test_objective_logs_and_copy_last_baseline():
     for k in ("loss_std", "loss_boot", "tau_min", "tau_max", "pred_min", "pred_max"):
         assert k in logs
     assert 0 < logs["tau_min"] <= logs["tau_max"] <= 1
-    _, logs = FlowObjective(DiffusionConfig(shortcut=False, k_max=4))(Linear(), z0)
+    _, logs = FlowObjective(ObjectiveConfig(shortcut=False), 4)(Linear(), z0)
     assert "loss_boot" not in logs  # no shortcut: every sample on the plain x-loss
 
 
 def test_ramp_weight():
-    obj = FlowObjective(DiffusionConfig())
+    obj = FlowObjective(ObjectiveConfig(ramp_weight=True), 64)
     torch.testing.assert_close(obj.weight(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([1.0, 0.55, 0.1]))
-    assert (FlowObjective(DiffusionConfig(ramp_weight=False)).weight(torch.rand(4)) == 1).all()
+    assert (FlowObjective(ObjectiveConfig(ramp_weight=False), 64).weight(torch.rand(4)) == 1).all()
 
 
 def test_loss_falls_on_a_tiny_dataset():
@@ -108,9 +110,9 @@ def test_loss_falls_on_a_tiny_dataset():
         blob = torch.exp(-((yy - p[..., 0, None, None]) ** 2 + (xx - p[..., 1, None, None]) ** 2) / 3)
         return (blob[:, :, None].expand(n, T, 2, 8, 8) - 0.2) * 3  # (n, T, 2, 8, 8)
 
-    cfg = DynamicsConfig(latent_channels=2, latent_hw=(8, 8), dim=32, depth=2, heads=2, temporal_every=1, max_frames=4, k_max=4)
+    cfg = DynamicsConfig(latent_channels=2, latent_hw=(8, 8), patch=2, dim=32, depth=2, heads=2, temporal_every=1, max_frames=4, k_max=4)
     model = Dynamics(cfg)
-    obj = FlowObjective(DiffusionConfig(k_max=4))
+    obj = FlowObjective(ObjectiveConfig(ramp_weight=True), 4)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(60):

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 
+from latentwm.settings import DataConfig
+
 from latentwm import checkpoint
 from latentwm.data import LatentWindows
 from latentwm.distributed import Context, shard
@@ -57,7 +59,7 @@ def run(root: str, tag: str) -> None:
     cfg = TrainConfig(steps=STEPS, lr=3e-3, warmup=1, batch_size=GLOBAL_BATCH, log_every=1, checkpoint_every=2, device="cpu")
     m = model()
     final = train(
-        m, objective, LatentWindows(sorted(str(p) for p in Path(root).glob("*.zarr")), 4, GLOBAL_BATCH, seed=1),
+        m, objective, LatentWindows(sorted(str(p) for p in Path(root).glob("*.zarr")), DataConfig(window=4, batch_size=GLOBAL_BATCH), seed=1),
         cfg, name=tag, model_config={}, resume_path=f"{root}/{tag}_resume.pt",
         curve_path=f"{root}/{tag}_curve.csv", fingerprint="f",
     )  # fmt: skip
@@ -83,7 +85,7 @@ def free_port() -> int:
 
 
 def test_shards_partition_each_global_batch(tmp_path):
-    lw = LatentWindows(latent_stores(tmp_path), 4, GLOBAL_BATCH, seed=1)
+    lw = LatentWindows(latent_stores(tmp_path), DataConfig(window=4, batch_size=GLOBAL_BATCH), seed=1)
     halves = [shard(lw, Context(r, 2, r)) for r in range(2)]
     for i in (0, 5):
         assert torch.equal(torch.cat([h[i] for h in halves]), lw[i])

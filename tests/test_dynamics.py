@@ -12,8 +12,9 @@ import torch
 import yaml
 
 from latentwm import checkpoint, fit_dynamics
-from latentwm.config import to_dict
-from latentwm.dynamics import SIZES, Dynamics, DynamicsConfig, collapse_probe, resolve_config
+from latentwm.config import from_dict, to_dict
+from latentwm.dynamics import Dynamics, collapse_probe
+from latentwm.settings import SIZES, DynamicsConfig, DynamicsStage
 from latentwm.errors import PipelineError
 from latentwm.store import StoreWriter
 
@@ -88,8 +89,8 @@ def test_grad_checkpointing_same_gradients():
 
 def test_shape_mismatch_is_refused(tmp_path):
     with pytest.raises(PipelineError, match="latent_channels is 4 but the latents have 8"):
-        resolve_config({"latent_channels": 4}, [8, 16, 16])
-    cfg = resolve_config({"size": "tiny"}, [8, 16, 16])
+        DynamicsConfig(latent_channels=4).resolved([8, 16, 16], max_frames=8)
+    cfg = DynamicsConfig(size="tiny").resolved([8, 16, 16], max_frames=8)
     assert cfg.latent_channels == 8 and cfg.latent_hw == (16, 16)
     with pytest.raises(PipelineError, match="expects latents of 4x8x8"):
         tiny_model()(torch.randn(1, 2, 8, 8, 8), torch.rand(1, 2))
@@ -98,10 +99,10 @@ def test_shape_mismatch_is_refused(tmp_path):
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["dynamics"]
     cfg["model"]["latent_channels"] = 8
     with pytest.raises(PipelineError, match="latent_channels"):
-        fit_dynamics.build(cfg, stats, stores, print)
+        fit_dynamics.build(from_dict(DynamicsStage, cfg), stats, stores, print)
     bad = dict(stats, latent_shape=[8, 4, 4])  # stores whose attrs differ from the stats
     with pytest.raises(PipelineError, match="latent_shape"):
-        fit_dynamics.build({**cfg, "model": {"size": "tiny"}}, bad, stores, print)
+        fit_dynamics.build(from_dict(DynamicsStage, {**cfg, "model": {"size": "tiny"}}), bad, stores, print)
 
 
 @pytest.mark.parametrize("residual", [False, True])
@@ -123,7 +124,7 @@ def test_checkpoint_roundtrip_and_probe(tmp_path, residual):
 def test_residual_model_starts_as_copy_of_the_previous_frame():
     torch.manual_seed(0)
     cfg = DynamicsConfig(size="tiny", latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2,
-                         temporal_every=1, k_max=8, residual=True)  # fmt: skip
+                         temporal_every=1, k_max=8, residual=True, max_frames=4)  # fmt: skip
     m = Dynamics(cfg)  # untrained: zero-initialised output layer
     z = torch.randn(2, 3, 4, 8, 8)
     tau = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.5]])
@@ -229,8 +230,9 @@ def train_parts(tmp_path, steps=6, lr=1e-3, checkpoint_every=3):
         "data": {"window": 4, "stride": 1, "batch_size": 3, "alternating": {"enabled": False}},
         "train": {"steps": steps, "lr": lr, "warmup": 2, "log_every": 2, "checkpoint_every": checkpoint_every},
     }
+    stage = from_dict(DynamicsStage, cfg, "dynamics")
     torch.manual_seed(0)
-    return fit_dynamics.build(cfg, stats, stores, print)
+    return (*fit_dynamics.build(stage, stats, stores, print), stage.train)
 
 
 def run_train(tmp_path, parts, name="a", batches=None):

@@ -387,7 +387,7 @@ def test_config_errors_are_rejected_before_any_job(tmp_path, case):
 def test_nan_stops_training_and_keeps_the_last_checkpoint(tmp_path):
     """NaN during training (an absurd learning rate)
     The job stops at once with one line naming the step, the loss or gradient value and the
-    likely causes (seeds/000); the last good resume checkpoint stays on disk and health.json
+    likely causes; the last good resume checkpoint stays on disk and health.json
     records the stop; no model output is written."""
     cfg = tiny_config()
     cfg["tokenizer"]["train"].update(steps=2000, lr=1e30, warmup=1, checkpoint_every=1, log_every=1)

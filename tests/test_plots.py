@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from latentwm import plots
+from latentwm import plots, samples
 from latentwm.metrics import METRICS
 from latentwm.summary import build
 
@@ -106,12 +106,12 @@ def test_filmstrip_gif_and_samples_page(tmp_path):
     rng = np.random.default_rng(0)
     truth = rng.integers(0, 255, (6, 3, 16, 16), dtype=np.uint8)
     preds = {"model:euler8": truth[3:], "copy_last": np.repeat(truth[2:3], 3, 0)}
-    plots.filmstrip(truth, preds, 3, tmp_path / "strip.png", "title")
-    plots.sample_gif(truth, preds, 3, tmp_path / "s.gif")
+    samples.filmstrip(truth, preds, 3, tmp_path / "strip.png", "title")
+    samples.sample_gif(truth, preds, 3, tmp_path / "s.gif")
     is_png(tmp_path / "strip.png")
-    assert plots.gif_frames(tmp_path / "s.gif") == 6
+    assert samples.gif_frames(tmp_path / "s.gif") == 6
     with Image.open(tmp_path / "s.gif") as im:
         assert im.size[0] >= 3 * 128 and im.size[1] >= 128  # 16 px frames upscaled, three panels
-    plots.samples_html([("an animation", tmp_path / "s.gif"), ("a strip", tmp_path / "strip.png")], tmp_path / "s.html", "t")
+    samples.samples_html([("an animation", tmp_path / "s.gif"), ("a strip", tmp_path / "strip.png")], tmp_path / "s.html", "t")
     page = (tmp_path / "s.html").read_text()
     assert "data:image/gif;base64," in page and "data:image/png;base64," in page and "an animation" in page

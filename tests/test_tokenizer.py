@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from latentwm.settings import DataConfig
 import zarr
 
 from latentwm import checkpoint
@@ -67,8 +69,8 @@ def test_augmentation_flips_and_permutes_channels_in_training_only():
 
 
 def test_config_refusals():
-    with pytest.raises(PipelineError, match="power of 2"):
-        TokenizerConfig(downsample=3)
+    with pytest.raises(PipelineError, match="tokenizer.model.downsample is 3; expected one of: 1, 2, 4"):
+        from_dict(TokenizerConfig, {"downsample": 3}, "tokenizer.model")
     with pytest.raises(PipelineError, match="divisible by groups"):
         TokenizerConfig(base_channels=12, groups=8)
     with pytest.raises(PipelineError, match="tokenizer.model.widht is unknown"):
@@ -94,7 +96,7 @@ def test_latent_store_round_trip_and_stats(tmp_path):
     with pytest.raises(PipelineError, match="tokenizer_hash"):
         latent_stats([tmp_path / "lat" / "v.zarr"], "otherhash")
     with pytest.raises(PipelineError, match="latent_shape"):
-        LatentWindows([tmp_path / "lat" / "v.zarr"], 4, 2, expect={"tokenizer_hash": "h123", "latent_shape": [8, 4, 4]})
+        LatentWindows([tmp_path / "lat" / "v.zarr"], DataConfig(window=4, batch_size=2), expect={"tokenizer_hash": "h123", "latent_shape": [8, 4, 4]})
 
 
 def test_collapse_check_fires_on_a_collapsed_tokenizer():

@@ -3,7 +3,8 @@
 from latentwm import checkpoint
 from latentwm.config import from_dict
 from latentwm.errors import one_line_errors
-from latentwm.latents import LatentsConfig, encode_store
+from latentwm.latents import encode_store
+from latentwm.settings import LatentsConfig
 from latentwm.logs import logger, set_threads
 from latentwm.train import pick_device
 

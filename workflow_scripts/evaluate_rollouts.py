@@ -10,7 +10,7 @@ from pathlib import Path
 from latentwm.config import from_dict
 from latentwm.errors import one_line_errors
 from latentwm.evaluate import EvalConfig, run
-from latentwm.plots import write_samples
+from latentwm.samples import write_samples
 from latentwm.logs import logger, set_threads
 
 

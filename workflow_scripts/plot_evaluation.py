@@ -6,6 +6,7 @@ from pathlib import Path
 
 from latentwm import plots
 from latentwm.errors import one_line_errors
+from latentwm.samples import samples_html
 
 
 def main(summary_json, samples_dir, out: dict, log_path=None) -> None:
@@ -22,7 +23,7 @@ def main(summary_json, samples_dir, out: dict, log_path=None) -> None:
             panels = " | ".join(s["panels"])
             items.append((f"{s['title']}: {panels} (grey frame: context, red: predicted)", Path(samples_dir) / s["gif"]))
             items.append((f"{s['title']}: filmstrip", Path(samples_dir) / s["png"]))
-        plots.samples_html(items, out["samples"], f"{name}: sample rollouts on test videos")
+        samples_html(items, out["samples"], f"{name}: sample rollouts on test videos")
 
 
 if "snakemake" in globals():

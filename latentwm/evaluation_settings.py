@@ -1,0 +1,88 @@
+"""The config of the evaluations (`evaluations.NAME`) and of the samplers they compare, declared as
+latentwm.settings declares every section: defaults, constraints and documentation, torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass
+
+from .config import setting
+from .errors import PipelineError
+
+DEVICES = ["auto", "cpu", "cuda"]
+SAFE_NAME = "^[A-Za-z0-9][A-Za-z0-9_]*$"
+
+
+@dataclass
+class SamplerSpec:
+    name: str = setting(MISSING, "Label in the CSV and plots.", pattern=SAFE_NAME)
+    kind: str = setting(MISSING, "euler: K steps at the finest step size; shortcut: K steps of size 1/K (K a power of 2).",
+                        enum=["euler", "shortcut"])
+    steps: int = setting(MISSING, "Denoising steps per frame.", minimum=1)
+
+
+@dataclass
+class SamplerConfig:
+    """One sampler as the rollout uses it (latentwm.sampler): kind, steps and the context level."""
+
+    kind: str = "shortcut"
+    steps: int = 4
+    tau_ctx: float = 0.1
+
+    def __post_init__(self):
+        if self.kind not in ("euler", "shortcut"):
+            raise PipelineError(f"sampler kind {self.kind!r} is unknown; expected one of ('euler', 'shortcut')")
+        if self.steps < 1:
+            raise PipelineError(f"sampler steps {self.steps} must be at least 1")
+
+    def step_size(self, k_max: int) -> float:
+        """The d passed to the model: 1/K for shortcut sampling, the finest 1/k_max for Euler."""
+        if self.kind == "euler":
+            return 1.0 / k_max
+        K = self.steps
+        if K & (K - 1) or K > k_max:
+            raise PipelineError(
+                f"shortcut sampling with {K} steps needs a power of two <= k_max {k_max}; use 1, 2, 4, ... or kind euler"
+            )
+        return 1.0 / K
+
+    def levels(self) -> list[float]:
+        return [1.0 - i / self.steps for i in range(self.steps + 1)]
+
+
+def _default_samplers() -> list[SamplerSpec]:
+    return [SamplerSpec("euler64", "euler", 64), SamplerSpec("shortcut4", "shortcut", 4)]
+
+
+@dataclass
+class EvalConfig:
+    """One named evaluation on the test videos (evaluate_rollouts)."""
+
+    context: int = setting(8, "Real frames given to the model before it predicts.", minimum=1)
+    horizon: int = setting(8, "Frames predicted autoregressively after the context.", minimum=1)
+    stride: int = setting(16, "Frames between window starts in each test video (from frame 0); with stride >= context + "
+                              "horizon, windows do not overlap.", minimum=1)
+    max_windows: int = setting(16, "Windows per test video at most; when more fit, an evenly spaced subset (first and last "
+                                   "kept). Deterministic. Evaluation cost grows linearly with the number of windows.", minimum=1)
+    samplers: list[SamplerSpec] = setting(_default_samplers, "Samplers to compare; the first one also runs the "
+                                                             "teacher-forced condition.", minItems=1)
+    tau_ctx: float = setting(0.1, "Noise level of the context frames, as in training.", minimum=0, maximum=1)
+    mean_samples: int = setting(4, "Rollouts of the LAST sampler averaged in latent space into the model_mean condition (an "
+                                   "estimate of the conditional mean, reported beside the single rollout); 0 disables it, "
+                                   "1 is not allowed.", minimum=0)
+    samples: int = setting(2, "The first N windows get a sample GIF and filmstrip.", minimum=0)
+    seed: int = setting(0, "Sampler noise (window positions are fixed by stride and max_windows).")
+    batch_size: int = setting(8, "Windows per rollout batch.", minimum=1)
+    device: str = setting("auto", enum=DEVICES)
+
+    def __post_init__(self):
+        self.samplers = [s if isinstance(s, SamplerSpec) else SamplerSpec(**s) for s in self.samplers]
+        names = [s.name for s in self.samplers]
+        if not names or len(set(names)) != len(names):
+            raise PipelineError(f"evaluation samplers {names} must be a non-empty list of distinct names")
+        if self.mean_samples == 1:
+            raise PipelineError("evaluation mean_samples is 1; use 0 (off) or at least 2 "
+                                "(one rollout is the model condition itself)")
+
+    @property
+    def span(self) -> int:
+        return self.context + self.horizon

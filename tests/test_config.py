@@ -1,0 +1,99 @@
+"""One source of truth for config: the dataclasses of latentwm.settings hold every default; the
+committed schema and config.yaml must agree with them; the parse-time check imports no torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from latentwm import settings
+from latentwm.config import from_dict, schema_yaml, to_dict
+from latentwm.errors import PipelineError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_schema_is_the_generated_one():
+    committed = (ROOT / "schemas/config.schema.yaml").read_text()
+    assert committed == schema_yaml(), "regenerate it: python -m latentwm.config > schemas/config.schema.yaml"
+
+
+def _defaults(section) -> dict:
+    return to_dict(section)
+
+
+def _compare(path: str, given, default) -> list[str]:
+    if isinstance(given, dict) and isinstance(default, dict):
+        return [line for k, v in given.items() for line in _compare(f"{path}.{k}", v, default.get(k, "<missing>"))]
+    if isinstance(default, tuple):
+        default = list(default)
+    return [] if given == default else [f"{path}: config.yaml {given!r}, default {default!r}"]
+
+
+def test_config_yaml_states_the_defaults():
+    """config.yaml documents the defaults: every value it sets is the dataclass default (only
+    `sources` is its own), so a script run by hand trains as the pipeline does."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    diffs = []
+    for name, cls in settings.SECTIONS.items():
+        diffs += _compare(name, config.get(name, {}), _defaults(cls()))
+    for name, section in config["evaluations"].items():
+        diffs += _compare(f"evaluations.{name}", section, _defaults(settings.EvalConfig()))
+    assert diffs == []
+
+
+def test_every_field_is_documented_or_self_explanatory():
+    """A field without a doc line must be one of the few whose name says it all."""
+    plain = {"seed", "retries", "socket_timeout", "height", "width", "weight_decay", "beta2", "grad_clip", "device",
+             "enabled", "short_window", "long_window", "short_batch", "long_batch", "fps", "kind", "steps", "tau_ctx"}
+
+    def walk(cls):
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(f.type if isinstance(f.type, type) else None):
+                continue
+            yield cls.__name__, f
+
+    undocumented = [f"{c}.{f.name}" for cls in [*settings.SECTIONS.values(), settings.DynamicsConfig, settings.TrainConfig,
+                                                 settings.TokenizerConfig, settings.ObjectiveConfig, settings.DataConfig,
+                                                 settings.EvalConfig, settings.GeneratorConfig]
+                    for c, f in walk(cls) if not f.metadata.get("doc") and f.name not in plain
+                    and not dataclasses.is_dataclass(getattr(cls(), f.name, None))]
+    assert undocumented == []
+
+
+def test_from_dict_refuses_values_outside_the_constraints():
+    with pytest.raises(PipelineError, match=r"^config key tokenizer.train.lr is -1; expected a value > 0$"):
+        from_dict(settings.TokenizerStage, {"train": {"lr": -1}}, "tokenizer")
+    with pytest.raises(PipelineError, match=r"dynamics.objective.schedule is 'pyramid'; expected one of: context, independent"):
+        from_dict(settings.DynamicsStage, {"objective": {"schedule": "pyramid"}}, "dynamics")
+    with pytest.raises(PipelineError, match=r"evaluations.x.samplers\[1\].kind is 'rk4'"):
+        from_dict(settings.EvalConfig, {"samplers": [{"name": "a", "kind": "euler", "steps": 2},
+                                                     {"name": "b", "kind": "rk4", "steps": 2}]}, "evaluations.x")
+    stage = from_dict(settings.DynamicsStage, {"data": {"batch_size": 5}, "train": {"steps": 7}}, "dynamics")
+    assert stage.train.batch_size == 5 and stage.train.steps == 7 and stage.train.warmup == 50  # the stage's own default
+
+
+def test_dynamics_window_sets_the_attention_window_once():
+    stage = from_dict(settings.DynamicsStage, {"data": {"window": 6}}, "dynamics")
+    assert stage.model_config([8, 16, 16]).max_frames == 6
+    alt = {"alternating": {"enabled": True, "short_window": 4, "long_window": 12}}
+    assert from_dict(settings.DynamicsStage, {"data": alt}, "dynamics").model_config([8, 16, 16]).max_frames == 12
+    with pytest.raises(PipelineError, match="window 12 exceeds dynamics.model.max_frames 8"):
+        from_dict(settings.DynamicsStage, {"data": alt, "model": {"max_frames": 8}}, "dynamics").model_config([8, 16, 16])
+
+
+def test_parse_time_check_imports_no_torch():
+    code = (
+        "import sys, yaml\n"
+        "from latentwm.validate import config_problems\n"
+        f"config = yaml.safe_load(open({str(ROOT / 'config.yaml')!r}))\n"
+        f"assert config_problems(config, {str(ROOT / 'schemas/config.schema.yaml')!r}) == []\n"
+        "heavy = sorted(m for m in ('torch', 'pandas', 'zarr', 'matplotlib') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
