@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentwm.settings import DataConfig
-
 from latentwm import checkpoint
 from latentwm.data import LatentWindows
 from latentwm.latents import encode_store
+from latentwm.settings import DataConfig
 from latentwm.store import StoreWriter
 from latentwm.synthetic import render_clip
 from latentwm.tokenizer import Tokenizer, TokenizerConfig

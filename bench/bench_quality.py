@@ -34,6 +34,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -75,7 +76,8 @@ def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path,
     shutil.rmtree(d, ignore_errors=True)  # also a killed run's resume.pt: the wall clock is of one whole run
     d.mkdir(parents=True)
     t0 = time.perf_counter()
-    fit(latents, stats_path, cfg, d / "dynamics.pt", d / "train_curve.csv", d / "health.json", d / "resume.pt", log)
+    out = SimpleNamespace(checkpoint=d / "dynamics.pt", curve=d / "train_curve.csv", health=d / "health.json")
+    fit(from_dict(DynamicsStage, cfg, "dynamics"), SimpleNamespace(latents=latents, stats=stats_path), out, d / "resume.pt", log)
     seconds = time.perf_counter() - t0
     curve = pd.read_csv(d / "train_curve.csv")
     # the matmul peak right after training, under the same machine load as the steps/s it is compared with
@@ -138,12 +140,12 @@ def train_step_flops(cfg: dict, stats: dict, latents: list[Path], draws: int = 8
     here, whose matmuls the counter sees (it has no formula for the fused CPU kernel); same FLOPs.
     """
     torch.manual_seed(0)
-    model, objective, batches = build(from_dict(DynamicsStage, cfg, "dynamics"), stats, latents, log=lambda m: None)
+    model, batches = build(from_dict(DynamicsStage, cfg, "dynamics"), stats, latents, log=lambda m: None)
     model.train()
     total = 0
     for i in range(draws):
         with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH):
-            loss, _ = objective(model, batches[i])
+            loss, _ = model(batches[i])
             loss.backward()
         total += counter.get_total_flops()
         model.zero_grad(set_to_none=True)

@@ -12,11 +12,10 @@ from __future__ import annotations
 import time
 
 import torch
-
-from latentwm.settings import DataConfig
 from torch import nn
 
 from latentwm.data import LatentWindows
+from latentwm.settings import DataConfig
 
 
 class ConvPredictor(nn.Module):

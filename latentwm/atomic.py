@@ -27,10 +27,29 @@ WHY = {
 }
 
 
-def temp_path(path: str | Path) -> Path:
-    """The hidden temp name of `path` for this process: .NAME.tmpPID, beside it."""
+def temp_path(path: str | Path, keep_suffix: bool = False) -> Path:
+    """The hidden temp name of `path` for this process: .NAME.tmpPID beside it, or with
+    keep_suffix .STEM.tmpPID.SUFFIX (for writers that pick the format by the suffix: ffmpeg)."""
     path = Path(path)
+    if keep_suffix:
+        return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write(path: str | Path, fill: Callable[[Path], object], then: str = "", keep_suffix: bool = False) -> None:
+    """Write `path` whole or not at all: `fill(temp)` writes the temp name, which then replaces
+    `path`. On any failure the temp is removed and the old `path` kept; a failed write (disk
+    full, read-only, permission) becomes one PipelineError line naming `path`, `then` appended."""
+    path = Path(path)
+    tmp = temp_path(path, keep_suffix)
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        remove(tmp)
+        if is_write_failure(e):
+            raise write_failure(path, e, then) from None
+        raise
 
 
 def _os_error(e: BaseException | None) -> OSError | None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .atomic import is_write_failure, remove, temp_path, write_failure
+from . import atomic
+from .atomic import is_write_failure, write_failure
 from .errors import PipelineError
 
 # kind -> (module, class); the class takes its module's Config and has `config_class`.
@@ -43,19 +43,20 @@ def save(path: str | Path, state: dict[str, Any], then: str = "") -> None:
     and raises one line naming `path`, with `then` (e.g. where training resumes) appended.
     """
     path = Path(path)
-    tmp = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if is_write_failure(e):
+            raise write_failure(path, e, then) from None
+        raise
+
+    def fill(tmp: Path) -> None:
         # through a Python file: a failed write is an OSError with its errno, where torch.save(path)
         # gives only "unexpected pos" from its C++ writer
         with open(tmp, "wb") as f:
             torch.save(state, f)
-        os.replace(tmp, path)
-    except BaseException as e:
-        remove(tmp)
-        if is_write_failure(e):
-            raise write_failure(path, e, then) from None
-        raise
+
+    atomic.write(path, fill, then)
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

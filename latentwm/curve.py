@@ -9,7 +9,6 @@ complete curve, never half a row.
 from __future__ import annotations
 
 import csv
-import os
 import resource
 import time
 from pathlib import Path
@@ -59,18 +58,14 @@ def write_csv(path: Path, rows: list[dict[str, float]], then: str = ""):
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    tmp = atomic.temp_path(path)
-    try:
+
+    def fill(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=cols)
             w.writeheader()
             w.writerows(rows)
-        os.replace(tmp, path)
-    except OSError as e:
-        atomic.remove(tmp)
-        if atomic.is_write_failure(e):
-            raise atomic.write_failure(path, e, then) from None
-        raise
+
+    atomic.write(path, fill, then)
 
 
 def fmt_eta(seconds: float) -> str:

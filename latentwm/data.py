@@ -5,6 +5,7 @@ resuming at step s replays the same batches and DataLoader workers hold no sampl
 
     FrameBatches   frames  uint8 (T, 3, H, W) stores  -> uint8 (B, 3, H, W) random frames
     LatentWindows  latents float16 (T, C, h, w) stores -> float32 (B, T, C, h, w) random windows
+    Normalisation  the per-channel (z - mean) / std of stats.json, for training and evaluation
 
 Data parallel: `shard(rank, world)` gives a view whose batch i is the rank's contiguous slice of
 global batch i (`batch_size` stays the global batch), so the processes together see exactly the
@@ -53,6 +54,33 @@ class Sharded:
             )
         n = len(items) // world
         return items[rank * n : (rank + 1) * n]
+
+
+class Normalisation:
+    """The per-channel latent normalisation of stats.json, the one place it is applied: the
+    dynamics model trains and rolls out on (z - mean) / std. Works on numpy arrays and tensors
+    (..., C, h, w) alike; mean and std follow z's kind and device."""
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, np.float32).reshape(-1, 1, 1)  # (C, 1, 1)
+        self.std = np.asarray(std, np.float32).reshape(-1, 1, 1)
+
+    @classmethod
+    def of(cls, stats: dict) -> Normalisation:
+        return cls(stats["mean"], stats["std"])
+
+    def _like(self, z):
+        if torch.is_tensor(z):
+            return torch.from_numpy(self.mean).to(z.device), torch.from_numpy(self.std).to(z.device)
+        return self.mean, self.std
+
+    def apply(self, z):
+        mean, std = self._like(z)
+        return (z - mean) / std
+
+    def invert(self, z):
+        mean, std = self._like(z)
+        return z * std + mean
 
 
 class StoreReader:
@@ -180,11 +208,7 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
         self.lengths = np.array(lengths)
         self.reader = StoreReader(usable, cache_mb)
         self.paths = usable
-        if stats is not None:  # per-channel normalisation, broadcast over (T, C, h, w)
-            self.mean = np.asarray(stats["mean"], np.float32)[None, :, None, None]
-            self.std = np.asarray(stats["std"], np.float32)[None, :, None, None]
-        else:
-            self.mean = self.std = None
+        self.norm = Normalisation.of(stats) if stats is not None else None
 
     def __len__(self) -> int:
         return LARGE
@@ -213,7 +237,7 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         wins = [self.reader.read(k, s, s + t) for k, s, t in self.own(self.locate(i), i)]
         z = np.stack(wins).astype(np.float32)  # (B, T, C, h, w)
-        if self.mean is not None:
-            z = (z - self.mean) / self.std
+        if self.norm is not None:
+            z = self.norm.apply(z)
         return torch.from_numpy(z)
 

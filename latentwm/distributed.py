@@ -125,3 +125,19 @@ def relaunch(script: str, nprocs: int) -> bool:
     if p.returncode != 0:
         raise PipelineError(f"{Path(script).name}: {nprocs} data-parallel ranks failed (exit {p.returncode}); see the log above")
     return True
+
+
+def run_stage(script: str, fit, stage_class, section: str, cfg: dict, inputs, out, resume, log_path=None,
+              threads: int = 2, gpus: int = 0) -> None:
+    """The body of every training rule's script: with more than one GPU the script again under
+    torchrun (one rank per GPU), else `fit(stage, inputs, out, resume, log)` of the stage built
+    from its config section; any PipelineError as one line in the log."""
+    from .config import from_dict
+    from .errors import one_line_errors
+    from .logs import logger, set_threads
+
+    with one_line_errors(log_path):
+        if relaunch(script, processes(gpus)):
+            return
+        set_threads(threads)
+        fit(from_dict(stage_class, cfg, section), inputs, out, resume, logger(log_path))

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
+from . import atomic
 from .config import from_dict
 from .errors import PipelineError
 from .settings import DownloadConfig, GeneratorConfig
@@ -117,15 +118,16 @@ def link_local(path, out_path: Path, source: str, log: Callable[[str], None]) ->
         raise PipelineError(f"source {source}: file {path} does not exist; fix sources[].path in the config")
     if src.stat().st_size == 0:
         raise PipelineError(f"source {source}: file {path} is empty (zero bytes); point sources[].path at a real video")
-    tmp = out_path.with_name(f".{out_path.name}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.symlink(src, tmp)
-        log(f"linked {src} -> {out_path}")
-    except OSError:
-        shutil.copyfile(src, tmp)
-        log(f"copied {src} -> {out_path} (symlinks not allowed here)")
-    os.replace(tmp, out_path)
+    def fill(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)
+        try:
+            os.symlink(src, tmp)
+            log(f"linked {src} -> {out_path}")
+        except OSError:
+            shutil.copyfile(src, tmp)
+            log(f"copied {src} -> {out_path} (symlinks not allowed here)")
+
+    atomic.write(out_path, fill)
 
 
 def download_url(url: str, out_path: Path, c: DownloadConfig, video: str, log: Callable[[str], None]) -> None:

@@ -36,9 +36,10 @@ import torch
 from . import checkpoint, metrics, summary as S
 from .config import to_dict
 from .errors import PipelineError
+from .data import Normalisation
 from .metrics import PSNR_CAP_DB  # noqa: F401  (re-exported: the cap of metrics.psnr)
-from .store import open_store
 from .settings import EvalConfig
+from .store import open_store
 from .summary import NO_SAMPLER, label
 from .tokenizer import to_float, to_uint8
 from .train import pick_device
@@ -70,12 +71,11 @@ class Codec:
 
     def __init__(self, tokenizer, mean: torch.Tensor, std: torch.Tensor, device, batch: int = 64):
         self.tok, self.device, self.batch = tokenizer, device, batch
-        self.mean = mean.float().view(-1, 1, 1).to(device)  # (C, 1, 1)
-        self.std = std.float().view(-1, 1, 1).to(device)
+        self.norm = Normalisation(mean, std)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Normalised latents (B, T, C, h, w) -> frames (B, T, 3, H, W) clamped to [0, 1], on CPU."""
-        flat = z.flatten(0, 1).to(self.device) * self.std + self.mean
+        flat = self.norm.invert(z.flatten(0, 1).to(self.device))
         out = torch.cat([self.tok.decode(flat[i : i + self.batch]).float().cpu() for i in range(0, len(flat), self.batch)])
         return out.clamp(0, 1).view(*z.shape[:2], *out.shape[1:])
 
@@ -83,7 +83,7 @@ class Codec:
         """Frames float (B, T, 3, H, W) in [0, 1] -> normalised latents (B, T, C, h, w), on CPU."""
         flat = x.flatten(0, 1).to(self.device)
         z = torch.cat([self.tok.encode(flat[i : i + self.batch]).float() for i in range(0, len(flat), self.batch)])
-        return ((z - self.mean) / self.std).cpu().view(*x.shape[:2], *z.shape[1:])
+        return self.norm.apply(z).cpu().view(*x.shape[:2], *z.shape[1:])
 
 
 def _seed(cfg: EvalConfig, b0: int, draw: int = 0) -> torch.Generator:
@@ -183,6 +183,7 @@ def _long(keys, condition, sampler, metric, values: torch.Tensor) -> pd.DataFram
 def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_hash: str, mean, std, name: str, log):
     """Read the windows of every test video; refuse mismatched stores, skip too-short videos."""
     keys, frames, latents, short, shape = [], [], [], [], None
+    norm = Normalisation(mean, std)
     for video, fpath, lpath in zip(videos, frame_paths, latent_paths):
         lat = open_store(lpath, expect={"tokenizer_hash": tokenizer_hash})
         fr = open_store(fpath)
@@ -203,7 +204,7 @@ def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_h
             keys.append((video, w, s))
             frames.append(torch.from_numpy(np.asarray(fr[s : s + cfg.span])))
             z = torch.from_numpy(np.asarray(lat[s : s + cfg.span]).astype(np.float32))
-            latents.append((z - mean.view(-1, 1, 1)) / std.view(-1, 1, 1))
+            latents.append(norm.apply(z))
     fix = (f"lower evaluations.{name}.context + horizon ({cfg.context} + {cfg.horizon} = {cfg.span}) "
            "or use longer test videos")
     if not keys:

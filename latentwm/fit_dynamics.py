@@ -14,16 +14,16 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, distributed
-from .config import from_dict, to_dict
+from .config import to_dict
 from .data import LatentWindows
 from .diffusion import FlowObjective
 from .dynamics import Dynamics, collapse_probe
 from .settings import DynamicsStage
-from .train import fingerprint, train
+from .train import WithLoss, fingerprint, train
 
 
-def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log):
-    """(model, objective, batches) of the dynamics stage, for latents described by `stats`."""
+def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log) -> tuple[WithLoss, LatentWindows]:
+    """(the network with its flow objective, its batches) of the dynamics stage, for latents described by `stats`."""
     model_cfg = stage.model_config(stats["latent_shape"])
     batches = LatentWindows(
         latent_paths,
@@ -33,38 +33,37 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log):
         expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]},
         log=log,
     )
-    return Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max), batches
+    return WithLoss(Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max)), batches
 
 
-def fit(latents, stats_path, cfg: dict, out, curve, health, resume, log=print) -> None:
-    """Train on the latent stores `latents`; write the checkpoint `out`, `curve` and `health`."""
-    stats_text = Path(stats_path).read_text()
+def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
+    """Train on the latent stores `inputs.latents` (normalised by `inputs.stats`); write
+    `out.checkpoint`, `out.curve` and `out.health`. Resumes from `resume` and deletes it when done."""
+    stats_text = Path(inputs.stats).read_text()
     stats = json.loads(stats_text)
-    stage = from_dict(DynamicsStage, cfg, "dynamics")
-    train_cfg = stage.train
-    torch.manual_seed(train_cfg.seed)  # the model's initial weights
-    model, objective, batches = build(stage, stats, list(latents), log)
-    n = sum(p.numel() for p in model.parameters())
-    log(f"[dynamics] {n / 1e6:.2f}M parameters, {len(batches.paths)} videos, config {to_dict(model.cfg)}")
+    torch.manual_seed(stage.train.seed)  # the model's initial weights
+    flow, batches = build(stage, stats, list(inputs.latents), log)
+    net = flow.network
+    log(f"[dynamics] {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, {len(batches.paths)} videos, "
+        f"config {to_dict(net.cfg)}")
     final = train(
-        model,
-        objective,
+        flow,
         batches,
-        train_cfg,
+        stage.train,
         name="dynamics",
-        model_config=to_dict(model.cfg),
+        model_config=to_dict(net.cfg),
         resume_path=resume,
-        curve_path=curve,
+        curve_path=out.curve,
         # the resolved model config joins in: a preset changed in the code since starts fresh
-        fingerprint=fingerprint(cfg, to_dict(model.cfg), stats_text),
+        fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text),
         log=log,
-        probe=collapse_probe(model.cfg, seed=train_cfg.seed),
-        health_path=health,
+        probe=collapse_probe(net.cfg, seed=stage.train.seed),
+        health_path=out.health,
     )
     if not distributed.context().main:
-        return None
+        return
     final["stats"] = {k: stats[k] for k in ("mean", "std", "latent_shape", "tokenizer_hash")}
     final["tokenizer_hash"] = stats["tokenizer_hash"]
-    checkpoint.save(out, final, then=f"the last checkpoint, {resume}, is kept: a rerun resumes from it")
+    checkpoint.save(out.checkpoint, final, then=f"the last checkpoint, {resume}, is kept: a rerun resumes from it")
     Path(resume).unlink(missing_ok=True)  # the run is complete; the output supersedes it
-    log(f"[dynamics] wrote {out}")
+    log(f"[dynamics] wrote {out.checkpoint}")

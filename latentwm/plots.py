@@ -47,6 +47,20 @@ def _empty(path, text: str) -> None:
 # ---------------------------------------------------------------- training
 
 
+def reconstructions(path, frames, recon, n: int = 8) -> None:
+    """Originals (row 1) above their reconstructions (row 2): uint8 (N, 3, H, W) each."""
+    n = min(n, len(frames))
+    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)
+    for i in range(n):
+        for row, img in enumerate((frames[i], recon[i])):
+            ax = axes[row, i]
+            ax.imshow(np.asarray(img).transpose(1, 2, 0), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_ylabel("original")
+    axes[1, 0].set_ylabel("reconstruction")
+    _save(fig, path)
+
+
 def _loss_columns(df: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(loss and its parts, baselines such as copy_last_loss); per-timestep loss_t_* excluded."""
     parts = [c for c in df.columns if (c == "loss" or c.startswith("loss_")) and not c.startswith("loss_t_")]

@@ -11,13 +11,13 @@ is smooth and predictable (extrapolating it beats copying the last frame) but no
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
 import ffmpeg
 import numpy as np
 
+from . import atomic
 from .errors import PipelineError
 
 # 3x5 bitmaps of the digits 0-9, one string of 15 bits per digit (rows top to bottom)
@@ -169,11 +169,15 @@ def render_clip(index: int, frames: int, size: int = 64, seed: int = 0) -> np.nd
 
 def write_clip(path, index: int, frames: int, fps: float, size: int = 64, seed: int = 0) -> None:
     """Encode clip `index` to an H.264 mp4 (yuv420p, crf 18) at `path`, atomically."""
-    from .video import ffmpeg_exe
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.mp4")
+    atomic.write(path, lambda tmp: _encode(tmp, index, frames, fps, size, seed), keep_suffix=True)
+
+
+def _encode(tmp: Path, index: int, frames: int, fps: float, size: int, seed: int) -> None:
+    """Pipe the clip's frames through ffmpeg into the mp4 `tmp`."""
+    from .video import ffmpeg_exe
+
     stream = (
         ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=fps)
         .output(str(tmp), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="fast")
@@ -189,9 +193,7 @@ def write_clip(path, index: int, frames: int, fps: float, size: int = 64, seed: 
             pass
         _, err = proc.communicate()  # closes stdin; stderr is tiny at loglevel error
         if proc.returncode != 0:
-            raise PipelineError(f"encoding clip {index} to {path} failed: {err.decode(errors='replace').strip()}")
-        os.replace(tmp, path)
+            raise PipelineError(f"encoding clip {index} failed: {err.decode(errors='replace').strip()}")
     finally:
         if proc.poll() is None:
             proc.kill()
-        tmp.unlink(missing_ok=True)

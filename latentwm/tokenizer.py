@@ -2,7 +2,7 @@
 
     encode  float (B, 3, H, W) in [0, 1]  ->  (B, C, H/d, W/d) in (-1, 1)   d = cfg.downsample
     decode  (B, C, h, w)                 ->  float (B, 3, H, W), roughly [0, 1], unclamped
-    forward uint8 frames (B, 3, H, W)    ->  (loss, logs): the shared loop's objective is m(b)
+    forward uint8 frames (B, 3, H, W)    ->  (loss, logs): the shared loop's contract
 
 GroupNorm/SiLU residual blocks, stride-2 convolutions down, nearest upsampling + conv up, no
 pretrained weights. The latents pass through tanh (the DreamerV4 bottleneck) so their scale is
@@ -13,6 +13,7 @@ the latents robust and the decoder fill in; evaluation never masks.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,8 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import distributed, metrics
-from .config import from_dict, to_dict
+from . import atomic, checkpoint, distributed, metrics
+from .config import to_dict
 from .data import FrameBatches
 from .errors import PipelineError
 from .store import open_store
@@ -98,6 +99,11 @@ class Tokenizer(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+
+    @property
+    def network(self) -> Tokenizer:
+        """What the checkpoint holds (the loop's contract): the tokenizer itself."""
+        return self
 
     def latent_shape(self, height: int, width: int) -> list[int]:
         return self.cfg.latent_shape(height, width)
@@ -212,14 +218,15 @@ def input_identity(paths) -> list:
     return out
 
 
-def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callable[[str], None] = print):
-    """Train a tokenizer on the train stores, evaluate on val frames, refuse a collapsed one.
+def fit(stage: TokenizerStage, inputs, out, resume, log: Callable[[str], None] = print) -> None:
+    """Train a tokenizer on the frame stores `inputs.train`, evaluate it on frames of `inputs.val`,
+    refuse a collapsed one; write `out.checkpoint`, `out.metrics`, `out.curve` and `out.recon`.
 
-    Returns (checkpoint dict for checkpoint.save, metrics dict, val frames uint8, reconstructions).
-    Raises PipelineError on collapse, after deleting the curve so no output is left behind.
+    Resumes from `resume` and deletes it when done. On collapse: one PipelineError line, after
+    deleting the curve so no output is left behind.
     """
-    stage = from_dict(TokenizerStage, cfg, "tokenizer")
-    val = sample_frames(list(val_paths), stage.val_frames)  # (N, 3, H, W) uint8
+    train_paths, val_paths = list(inputs.train), list(inputs.val)
+    val = sample_frames(val_paths, stage.val_frames)  # (N, 3, H, W) uint8
     torch.manual_seed(stage.train.seed)  # the initial weights are part of the run's determinism
     model = Tokenizer(stage.model)
     shape = model.latent_shape(val.shape[2], val.shape[3])
@@ -233,24 +240,22 @@ def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callabl
 
     n_params = sum(p.numel() for p in model.parameters())
     log(f"[tokenizer] {n_params / 1e6:.2f}M parameters; frames {tuple(val.shape[1:])} -> latents {shape}")
-    batches = FrameBatches(list(train_paths), stage.train.batch_size, stage.train.seed)
     t0 = time.perf_counter()
     state = train(
         model,
-        lambda m, b: m(b),
-        batches,
+        FrameBatches(train_paths, stage.train.batch_size, stage.train.seed),
         stage.train,
         name="tokenizer",
         model_config=to_dict(stage.model),
-        resume_path=resume_path,
-        curve_path=curve_path,
-        fingerprint=fingerprint(cfg, input_identity([*train_paths, *val_paths])),
+        resume_path=resume,
+        curve_path=out.curve,
+        fingerprint=fingerprint(to_dict(stage), input_identity([*train_paths, *val_paths])),
         log=log,
         probe=probe,
     )
     wall = time.perf_counter() - t0
     if not distributed.context().main:
-        return None  # rank 0 evaluates and writes the outputs
+        return  # rank 0 evaluates and writes the outputs
     result, recon = evaluate(model, val)
     log(f"[tokenizer] val psnr {result['psnr']:.2f} dB ssim {result['ssim']:.4f} collapse ratio {result['collapse_ratio']:.3f}")
     if result["psnr"] <= result["baseline_mean_frame_psnr"]:
@@ -258,15 +263,14 @@ def fit(train_paths, val_paths, cfg: dict, resume_path, curve_path, log: Callabl
     try:
         check_collapse(result["collapse_ratio"], stage.collapse_threshold)
     except PipelineError:
-        Path(curve_path).unlink(missing_ok=True)
+        Path(out.curve).unlink(missing_ok=True)
         raise
-    result.update(
-        steps=state["step"],
-        wall_time_s=wall,
-        parameters=n_params,
-        latent_shape=shape,
-        val_frames=len(val),
-        val_videos=[Path(p).name.removesuffix(".zarr") for p in val_paths],
-        health=state.pop("health"),
-    )
-    return state, result, val, recon
+    result.update(steps=state["step"], wall_time_s=wall, parameters=n_params, latent_shape=shape, val_frames=len(val),
+                  val_videos=[Path(p).name.removesuffix(".zarr") for p in val_paths], health=state.pop("health"))
+    checkpoint.save(out.checkpoint, state)
+    atomic.write(out.metrics, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+    from . import plots  # matplotlib: only for the job that draws
+
+    plots.reconstructions(out.recon, val, to_uint8(recon))
+    Path(resume).unlink(missing_ok=True)
+    log(f"[tokenizer] wrote {out.checkpoint}")

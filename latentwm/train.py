@@ -4,9 +4,11 @@ Contracts:
 - `batches[i]` returns batch i, deterministic in i (a Dataset of whole batches). The sampler
   state is therefore just the step: resuming at step s replays exactly batches s, s+1, ...
   and DataLoader workers can prefetch without owning any state.
-- `objective(model, batch) -> (loss, logs)`: `loss` a scalar tensor; `logs` floats, 0-d tensors
-  or 1-d tensors (e.g. per-timestep loss, written to the CSV as name_0, name_1, ...).
-- `probe(model) -> dict` (optional): a collapse check run at every log step; it returns at least
+- `loss, logs = model(batch)`: `loss` a scalar tensor; `logs` floats, 0-d tensors or 1-d tensors
+  (e.g. per-timestep loss, written to the CSV as name_0, name_1, ...); `batch` is anything with
+  `.to(device)` (a tensor) or a tuple/dict of them. `model.network` is the module the checkpoint
+  holds (the tokenizer itself; the dynamics network inside a WithLoss).
+- `probe(network) -> dict` (optional): a collapse check run at every log step; it returns at least
   {"collapsed": bool} and whatever figures it measured. It goes to the health file.
 
 Data parallel (distributed.py): under torchrun or `distributed.launch`, every rank runs this
@@ -23,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -78,6 +79,19 @@ def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
+class WithLoss(torch.nn.Module):
+    """A network and its loss function as the loop's trainable: `loss, logs = m(batch)` is
+    `loss_fn(network, batch)`; `m.network` is what the checkpoint holds (the dynamics network
+    with diffusion.FlowObjective; any network with a test's own loss)."""
+
+    def __init__(self, network: torch.nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.network, self.loss_fn = network, loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.network, batch)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device):
     """AdamW (no weight decay on biases and norms) and its warmup-cosine schedule."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -124,15 +138,7 @@ class Health:
     def save(self, then: str) -> None:
         if not self.write:
             return
-        tmp = atomic.temp_path(self.path)
-        try:
-            tmp.write_text(json.dumps(self.data, indent=2))
-            os.replace(tmp, self.path)
-        except OSError as e:
-            atomic.remove(tmp)
-            if atomic.is_write_failure(e):
-                raise atomic.write_failure(self.path, e, then) from None
-            raise
+        atomic.write(self.path, lambda tmp: tmp.write_text(json.dumps(self.data, indent=2)), then)
 
     def check_finite(self, value: torch.Tensor, what: str, step: int, name: str, kept: Path, then: str) -> None:
         """Stop at once on a NaN/Inf loss or gradient norm, naming the step and the likely causes."""
@@ -162,8 +168,8 @@ def loader(batches, cfg: TrainConfig, step: int, device: torch.device):
 
 def wrap(model: torch.nn.Module, cfg: TrainConfig, ctx, device: torch.device):
     """The module the loop calls (gradient checkpointing set): DistributedDataParallel across ranks, torch.compile'd if asked."""
-    if cfg.grad_checkpointing and hasattr(model, "set_grad_checkpointing"):
-        model.set_grad_checkpointing(True)
+    if cfg.grad_checkpointing and hasattr(model.network, "set_grad_checkpointing"):
+        model.network.set_grad_checkpointing(True)
     wrapped = model
     if ctx.world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -182,7 +188,7 @@ def run_probe(probe: Callable | None, model: torch.nn.Module, autocast) -> dict 
 
 
 def train(
-    model: torch.nn.Module, objective: Callable, batches, cfg: TrainConfig, *, name: str, model_config: dict,
+    model: torch.nn.Module, batches, cfg: TrainConfig, *, name: str, model_config: dict,
     resume_path: str | Path, curve_path: str | Path, fingerprint: str, log: Callable[[str], None] = print,
     probe: Callable | None = None, health_path: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -205,7 +211,7 @@ def train(
     health = Health(name, Path(health_path) if health_path else None, ctx.main)
     if ctx.main:  # temp files of a killed earlier run of this job
         atomic.sweep(resume_path, curve_path, *([health.path] if health.path else []), log=log)
-    step, rows = restore(resume_path, fingerprint, model, opt, sched, cfg, ctx, name, log)
+    step, rows = restore(resume_path, fingerprint, model.network, opt, sched, cfg, ctx, name, log)
     saved = step  # the step resume.pt holds: where a rerun starts if a later write fails
 
     def resumes() -> str:
@@ -213,7 +219,7 @@ def train(
 
     def snapshot(at_step: int) -> dict[str, Any]:
         rng = distributed.gather_objects(torch.get_rng_state(), ctx) if ctx.world > 1 else torch.get_rng_state()
-        return checkpoint.model_state(name, model, model_config, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+        return checkpoint.model_state(name, model.network, model_config, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                       step=at_step, rows=curve.rows, rng=rng, fingerprint=fingerprint)
 
     fwd = wrap(model, cfg, ctx, device)
@@ -224,7 +230,7 @@ def train(
     try:
         for batch in loader(batches, cfg, step, device):
             with autocast:
-                loss, logs = objective(fwd, to_device(batch, device))
+                loss, logs = fwd(to_device(batch, device))
             loss_mean = distributed.mean(loss.detach(), ctx)  # every rank sees a NaN on any rank
             health.check_finite(loss_mean, "loss", step, name, resume_path, resumes())
             opt.zero_grad(set_to_none=True)
@@ -236,7 +242,7 @@ def train(
             step += 1
             curve.add({"loss": loss_mean, "grad_norm": gnorm, **logs})  # other logs: rank 0's slice
             if curve.due(step):
-                result = run_probe(probe, model, autocast) if ctx.main else None
+                result = run_probe(probe, model.network, autocast) if ctx.main else None
                 health.data["collapse"] = result if result is not None else health.data["collapse"]
                 curve.row(step, sched.get_last_lr()[0], device, result, resumes())
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:

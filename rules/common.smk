@@ -94,30 +94,6 @@ def all_frames(wildcards):
     return frames(all_videos())
 
 
-EVAL_PLOTS = [
-    "summary.html",
-    "by_step",  # one figure per metric of latentwm.metrics.METRICS
-    "paired_differences.png",
-    "speed_quality.png",
-    "samples.html",
-]
-TRAINING_PLOTS = [
-    "tokenizer_curves.png",
-    "dynamics_curves.png",
-    "dynamics_loss_per_timestep.png",
-]
-
-
-def evaluation_targets(wildcards):
-    """Outputs of every named evaluation (config `evaluations`) and of the plots."""
-    names = list(config["evaluations"])
-    return [
-        *expand("results/eval/{e}/{f}", e=names, f=["metrics.csv", "summary.json"]),
-        *expand("results/plots/{e}/{f}", e=names, f=EVAL_PLOTS),
-        *expand("results/plots/training/{f}", f=TRAINING_PLOTS),
-    ]
-
-
 def latents(videos):
     return expand("results/latents/{video}.zarr", video=videos)
 
@@ -134,31 +110,17 @@ def train_latents(wildcards):
     return latents(split_videos("train"))
 
 
-TOKENIZER_OUTPUTS = [
-    "results/tokenizer/tokenizer.pt",
-    "results/tokenizer/metrics.json",
-    "results/tokenizer/train_curve.csv",
-    "results/tokenizer/reconstructions.png",
-]
-
-
-def latent_targets(wildcards):
-    """The tokenizer, every video's latents (train, val and test) and the train stats."""
-    return [*TOKENIZER_OUTPUTS, *latents(all_videos()), "results/latents/stats.json"]
-
-
-DYNAMICS_OUTPUTS = [
-    "results/dynamics/dynamics.pt",
-    "results/dynamics/train_curve.csv",
-    "results/dynamics/health.json",
-]
-
-
 def all_targets(wildcards):
+    """Every final product; each rule names its own outputs (rules.NAME.output), listed nowhere else."""
+    evaluations = list(config["evaluations"])
     return [
         *all_frames(wildcards),
-        "results/splits.json",
-        *latent_targets(wildcards),
-        *DYNAMICS_OUTPUTS,
-        *evaluation_targets(wildcards),
+        *rules.splits.output,
+        *rules.train_tokenizer.output,
+        *latents(all_videos()),
+        *rules.latent_stats.output,
+        *rules.train_dynamics.output,
+        *expand(rules.evaluate_rollouts.output, evaluation=evaluations),
+        *expand(rules.plot_evaluation.output, evaluation=evaluations),
+        *rules.plot_training.output,
     ]

@@ -7,7 +7,7 @@ rule train_tokenizer:
         val=val_frames,
         splits="results/splits.json",
     output:
-        ckpt="results/tokenizer/tokenizer.pt",
+        checkpoint="results/tokenizer/tokenizer.pt",
         metrics="results/tokenizer/metrics.json",
         curve="results/tokenizer/train_curve.csv",
         recon=report(

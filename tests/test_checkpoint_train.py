@@ -12,7 +12,7 @@ from latentwm.data import FrameBatches
 from latentwm.errors import PipelineError
 from latentwm.store import StoreWriter
 from latentwm.tokenizer import Tokenizer, TokenizerConfig
-from latentwm.train import TrainConfig, train
+from latentwm.train import TrainConfig, WithLoss, train
 
 MODEL = TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, mask_ratio=0.3, mask_patch=4)
 CFG = TrainConfig(steps=6, lr=3e-3, warmup=2, batch_size=4, log_every=3, checkpoint_every=3, seed=0)
@@ -35,7 +35,7 @@ def run(tmp_path, batches, objective=lambda m, b: m(b), fingerprint="f", cfg=CFG
     torch.manual_seed(0)  # the caller seeds the initial weights
     model = Tokenizer(MODEL)
     return train(
-        model, objective, batches, cfg, name="tokenizer", model_config=to_dict(MODEL),
+        WithLoss(model, objective), batches, cfg, name="tokenizer", model_config=to_dict(MODEL),
         resume_path=tmp_path / "resume.pt", curve_path=tmp_path / "curve.csv", fingerprint=fingerprint,
         log=lambda m: None,
     )  # fmt: skip

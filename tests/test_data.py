@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm.settings import AlternatingConfig, DataConfig
-
 from latentwm.data import FrameBatches, LatentWindows
 from latentwm.errors import PipelineError
+from latentwm.settings import AlternatingConfig, DataConfig
 from latentwm.store import StoreWriter
 
 C, H, W = 2, 4, 4

@@ -13,15 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm.settings import DataConfig
-
 from latentwm import checkpoint
 from latentwm.data import LatentWindows
 from latentwm.distributed import Context, shard
 from latentwm.dynamics import Dynamics, DynamicsConfig
 from latentwm.errors import PipelineError
+from latentwm.settings import DataConfig
 from latentwm.store import StoreWriter
-from latentwm.train import TrainConfig, train
+from latentwm.train import TrainConfig, WithLoss, train
 
 C, H, W = 4, 8, 8
 GLOBAL_BATCH, STEPS = 4, 3
@@ -59,7 +58,7 @@ def run(root: str, tag: str) -> None:
     cfg = TrainConfig(steps=STEPS, lr=3e-3, warmup=1, batch_size=GLOBAL_BATCH, log_every=1, checkpoint_every=2, device="cpu")
     m = model()
     final = train(
-        m, objective, LatentWindows(sorted(str(p) for p in Path(root).glob("*.zarr")), DataConfig(window=4, batch_size=GLOBAL_BATCH), seed=1),
+        WithLoss(m, objective), LatentWindows(sorted(str(p) for p in Path(root).glob("*.zarr")), DataConfig(window=4, batch_size=GLOBAL_BATCH), seed=1),
         cfg, name=tag, model_config={}, resume_path=f"{root}/{tag}_resume.pt",
         curve_path=f"{root}/{tag}_curve.csv", fingerprint="f",
     )  # fmt: skip

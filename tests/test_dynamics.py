@@ -222,7 +222,7 @@ def test_dry_run_after_dynamics_change(tiny_run, run_snakemake):
 
 
 def train_parts(tmp_path, steps=6, lr=1e-3, checkpoint_every=3):
-    """Model, objective, batches, TrainConfig as train_dynamics builds them, on tiny stores."""
+    """Trainable, batches, TrainConfig as train_dynamics builds them, on tiny stores."""
     stores, stats = write_latents(tmp_path, n=2, frames=12, C=4)
     cfg = {
         "model": {"size": "tiny", "dim": 32, "depth": 2, "heads": 2, "temporal_every": 1, "k_max": 8},
@@ -238,9 +238,10 @@ def train_parts(tmp_path, steps=6, lr=1e-3, checkpoint_every=3):
 def run_train(tmp_path, parts, name="a", batches=None):
     from latentwm.train import train
 
-    model, objective, data, tcfg = parts
+    flow, data, tcfg = parts
+    model = flow.network
     return train(
-        model, objective, batches or data, tcfg, name="dynamics", model_config=to_dict(model.cfg),
+        flow, batches or data, tcfg, name="dynamics", model_config=to_dict(model.cfg),
         resume_path=tmp_path / f"{name}_resume.pt", curve_path=tmp_path / f"{name}.csv", fingerprint="fp",
         log=lambda m: None, probe=collapse_probe(model.cfg), health_path=tmp_path / f"{name}_health.json",
     )  # fmt: skip
@@ -271,7 +272,7 @@ def test_resume_equals_uninterrupted(tmp_path):
     straight = run_train(tmp_path, train_parts(tmp_path), "a")
     parts = train_parts(tmp_path)
     with pytest.raises(Interrupt):
-        run_train(tmp_path, parts, "b", StopAt(parts[2], at=4))
+        run_train(tmp_path, parts, "b", StopAt(parts[1], at=4))
     assert (tmp_path / "b_resume.pt").exists()  # written at step 3
     resumed = run_train(tmp_path, train_parts(tmp_path), "b")
     assert resumed["step"] == straight["step"] == 6
@@ -283,7 +284,7 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_nan_stop_names_step_and_keeps_checkpoint(tmp_path):
     parts = train_parts(tmp_path, steps=8, checkpoint_every=2)
     with pytest.raises(PipelineError, match=r"step 5: loss is (nan|inf).*learning rate.*last good checkpoint kept"):
-        run_train(tmp_path, parts, "c", StopAt(parts[2], at=5, inf=True))
+        run_train(tmp_path, parts, "c", StopAt(parts[1], at=5, inf=True))
     assert checkpoint.load(tmp_path / "c_resume.pt")["step"] == 4
     health = json.loads((tmp_path / "c_health.json").read_text())
     assert health["nan_stop"]["step"] == 5

@@ -360,7 +360,7 @@ CONFIG_ERRORS = {
     "shortcut steps": (lambda c: c["evaluations"]["default"]["samplers"].append({"name": "sc3", "kind": "shortcut", "steps": 3}),
                        r"config key evaluations\.default\.samplers\[2\] \(sc3\): shortcut sampling with 3 steps needs a power of two <= k_max 8"),
     "frame size vs patch": (lambda c: c["frames"].update(height=36),
-                            r"config key frames\.height/width is 36x32: .* 9x8 latent grid that dynamics\.model\.patch 2 cannot tile; expected .* multiples of 8"),
+                            r"config key frames\.height/width is 36x32: .* 9x8 latent grid that dynamics\.model\.patch 4 cannot tile; expected .* multiples of 16"),
 }  # fmt: skip
 
 

@@ -2,12 +2,11 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-
-from latentwm.settings import DataConfig
 import zarr
 
 from latentwm import checkpoint
@@ -15,8 +14,9 @@ from latentwm.config import from_dict
 from latentwm.data import LatentWindows
 from latentwm.errors import PipelineError
 from latentwm.latents import encode_store, latent_stats
+from latentwm.settings import DataConfig, TokenizerConfig, TokenizerStage
 from latentwm.store import StoreWriter, open_store
-from latentwm.tokenizer import Tokenizer, TokenizerConfig, check_collapse, evaluate, fit, to_float, to_uint8
+from latentwm.tokenizer import Tokenizer, check_collapse, evaluate, fit, to_float, to_uint8
 
 from conftest import snakemake
 
@@ -119,12 +119,21 @@ def test_fit_refuses_a_collapsed_run_and_leaves_no_curve(tmp_path):
         "val_frames": 6,
         "collapse_threshold": 0.0,  # 3 steps on noise: judged by the second call only
     }
-    state, result, val_frames, recon = fit(train, val, cfg, tmp_path / "r.pt", tmp_path / "c.csv", log=lambda s: None)
-    assert state["step"] == 3 and val_frames.shape == (6, 3, 16, 16) and math.isfinite(result["psnr"])
-    assert (tmp_path / "c.csv").exists() and result["latent_shape"] == [3, 4, 4]
+    def outputs(d):
+        d.mkdir()
+        return SimpleNamespace(checkpoint=d / "tokenizer.pt", metrics=d / "metrics.json", curve=d / "c.csv", recon=d / "r.png")
+
+    inputs, quiet = SimpleNamespace(train=train, val=val), lambda s: None
+    ok = outputs(tmp_path / "ok")
+    fit(from_dict(TokenizerStage, cfg, "tokenizer"), inputs, ok, tmp_path / "r.pt", log=quiet)
+    result = json.loads(ok.metrics.read_text())
+    assert result["steps"] == 3 and result["val_frames"] == 6 and math.isfinite(result["psnr"])
+    assert result["latent_shape"] == [3, 4, 4] and ok.curve.exists() and ok.recon.exists()
+    assert checkpoint.load(ok.checkpoint)["step"] == 3
+    bad = outputs(tmp_path / "bad")
     with pytest.raises(PipelineError, match="tokenizer collapsed"):  # no real tokenizer varies 10x its input
-        fit(train, val, {**cfg, "collapse_threshold": 10.0}, tmp_path / "r2.pt", tmp_path / "c2.csv", log=lambda s: None)
-    assert not (tmp_path / "c2.csv").exists()
+        fit(from_dict(TokenizerStage, {**cfg, "collapse_threshold": 10.0}, "tokenizer"), inputs, bad, tmp_path / "r2.pt", log=quiet)
+    assert not list((tmp_path / "bad").iterdir())  # not even the curve
 
 
 # The stage in the real DAG (tests/tiny_config.yaml, run once per session by the tiny_run fixture).

@@ -37,25 +37,25 @@ if "snakemake" in globals():
         {"metrics": sm.output.metrics, "summary": sm.output.summary, "samples": sm.output.samples},
         sm.params.cfg, sm.wildcards.evaluation, sm.log[0], sm.threads,
     )
-else:  # by hand: python workflow_scripts/evaluate_rollouts.py --video VID ... [--config config.yaml --name default --out DIR]
+else:  # by hand: explicit paths, e.g. the rule's inputs; the evaluation's settings from a config file
     import argparse
 
     import yaml
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--video", nargs="+", required=True, help="test video ids (results/frames/ID.zarr, results/latents/ID.zarr)")
-    p.add_argument("--config", default="config.yaml"), p.add_argument("--name", default="default")
-    p.add_argument("--results", default="results"), p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", help="output directory (default RESULTS/eval/NAME)")
+    p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)
+    p.add_argument("--stats", required=True, help="the latents' stats.json")
+    p.add_argument("--frames", nargs="+", required=True, help="frame stores of the test videos (VIDEO.zarr)")
+    p.add_argument("--latents", nargs="+", required=True, help="their latent stores, in the same order")
+    p.add_argument("--config", help="a config file whose evaluations.NAME is used (none: the defaults)")
+    p.add_argument("--name", default="default"), p.add_argument("--out", required=True), p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    r = Path(a.results)
-    cfg = (yaml.safe_load(Path(a.config).read_text()).get("evaluations") or {}).get(a.name, {})
-    d = Path(a.out) if a.out else r / "eval" / a.name
+    cfg = ((yaml.safe_load(Path(a.config).read_text()) or {}).get("evaluations") or {}).get(a.name, {}) if a.config else {}
+    d = Path(a.out)
     d.mkdir(parents=True, exist_ok=True)
     main(
-        {"dynamics": r / "dynamics/dynamics.pt", "tokenizer": r / "tokenizer/tokenizer.pt", "stats": r / "latents/stats.json",
-         "frames": [r / f"frames/{v}.zarr" for v in a.video], "latents": [r / f"latents/{v}.zarr" for v in a.video],
-         "videos": a.video},
+        {"dynamics": a.dynamics, "tokenizer": a.tokenizer, "stats": a.stats, "frames": a.frames, "latents": a.latents,
+         "videos": [Path(f).stem for f in a.frames]},
         {"metrics": d / "metrics.csv", "summary": d / "summary.json", "samples": d / "samples"},
         cfg, a.name, None, a.threads,
     )

@@ -1,62 +1,41 @@
-"""Rule train_tokenizer: frames of the train videos -> tokenizer.pt, metrics, curve, reconstructions.
+"""train_tokenizer: frames of the train videos -> tokenizer.pt, metrics.json, train_curve.csv,
+reconstructions.png.
 
-Resumes from params.resume after a kill (same config and inputs only) and deletes it on success.
-Fails with one line, writing no output, when the tokenizer collapsed on the val frames.
+Thin: the stage is latentwm.tokenizer.fit, built from the `tokenizer` section. It resumes from
+the resume file after a kill (same config and inputs only) and fails with one line, writing no
+output, when the tokenizer collapsed on the val frames.
 """
 
-import json
 from pathlib import Path
+from types import SimpleNamespace
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
-from latentwm import checkpoint
-from latentwm.distributed import processes, relaunch
-from latentwm.errors import one_line_errors
-from latentwm.logs import logger, set_threads
-from latentwm.tokenizer import fit, to_uint8
+from latentwm.distributed import run_stage
+from latentwm.settings import TokenizerStage
+from latentwm.tokenizer import fit
 
 
-def save_reconstructions(path, frames, recon, n: int = 8) -> None:
-    """Originals (row 1) above their reconstructions (row 2): uint8 (N, 3, H, W) and float."""
-    n = min(n, len(frames))
-    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.6), squeeze=False)
-    for i in range(n):
-        for row, img in enumerate((frames[i], to_uint8(recon[i]))):
-            ax = axes[row, i]
-            ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-        axes[0, 0].set_ylabel("original")
-        axes[1, 0].set_ylabel("reconstruction")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def main(cfg: dict, inputs, out, resume, log_path=None, threads=2, gpus=0) -> None:
+    run_stage(__file__, fit, TokenizerStage, "tokenizer", cfg, inputs, out, resume, log_path, threads, gpus)
 
 
-def main(sm) -> None:
-    log = logger(sm.log[0])
-    set_threads(sm.threads)
-    result = fit(
-        sm.input.train,
-        sm.input.val,
-        sm.params.cfg,
-        resume_path=sm.params.resume,
-        curve_path=sm.output.curve,
-        log=log,
-    )
-    if result is None:  # a data-parallel rank other than 0
-        return
-    state, metrics, val, recon = result
-    checkpoint.save(sm.output.ckpt, state)
-    Path(sm.output.metrics).write_text(json.dumps(metrics, indent=2) + "\n")
-    save_reconstructions(sm.output.recon, val, recon)
-    Path(sm.params.resume).unlink(missing_ok=True)
-    log(f"[tokenizer] wrote {sm.output.ckpt}")
+if "snakemake" in globals():
+    sm = snakemake  # noqa: F821
+    main(sm.params.cfg, sm.input, sm.output, sm.params.resume, sm.log[0], sm.threads, sm.resources.get("gpu", 0))
+elif __name__ == "__main__":
+    # by hand: python workflow_scripts/train_tokenizer.py CONFIG --train FRAMES.zarr... --val FRAMES.zarr... --out DIR
+    import argparse
 
+    import yaml
 
-with one_line_errors(snakemake.log[0]):
-    # more than one GPU given: this script again under torchrun, one rank per GPU
-    if not relaunch(__file__, processes(snakemake.resources.get("gpu", 0))):
-        main(snakemake)
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("config", help="a config file; its `tokenizer` section is used (unset keys: the defaults)")
+    p.add_argument("--train", nargs="+", required=True), p.add_argument("--val", nargs="+", required=True)
+    p.add_argument("--out", required=True, help="folder for tokenizer.pt, metrics.json, train_curve.csv, reconstructions.png")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    d = Path(a.out)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = (yaml.safe_load(Path(a.config).read_text()) or {}).get("tokenizer", {})
+    out = SimpleNamespace(checkpoint=d / "tokenizer.pt", metrics=d / "metrics.json", curve=d / "train_curve.csv",
+                          recon=d / "reconstructions.png")
+    main(cfg, SimpleNamespace(train=a.train, val=a.val), out, d / "resume.pt", None, a.threads)
