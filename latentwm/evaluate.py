@@ -7,7 +7,7 @@ real frames and the `horizon` frames that follow. Conditions, all decoded by the
 and scored in pixel space against the real frames (baselines: latentwm.summary.BASELINES):
 
     model           autoregressive rollout from the real context, once per configured sampler
-    model_mean      mean in latent space of `mean_samples` rollouts of the LAST sampler (the first
+    model_mean      mean in latent space of `mean_samples` rollouts of the first sampler (the first
                     is the model rollout itself): an estimate of the conditional mean, expected to
                     score higher PSNR and lower sharpness than one rollout (a diagnostic of blur)
     teacher_forced  the real previous frames at every step (first sampler): the one-step skill
@@ -19,7 +19,8 @@ and scored in pixel space against the real frames (baselines: latentwm.summary.B
 
 Metrics per window and horizon step (step 1 = first predicted frame): every entry of
 latentwm.metrics.METRICS. Cost: windows x horizon x (2 x the first sampler's steps + the other
-samplers' steps + (mean_samples - 1) x the last sampler's steps) network calls per frame.
+samplers' steps + (mean_samples - 1) x the first sampler's steps) network calls per frame. The
+first sampler is the model's own (shortcut, 4 steps: DreamerV4's), the others are comparisons.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
     steps=, tau_ctx=)` are latentwm.sampler's, passed in so tests can use stand-ins.
     """
     C, H = cfg.context, cfg.horizon
-    first, last = cfg.samplers[0], cfg.samplers[-1]
+    first = cfg.samplers[0]  # the main sampler: also teacher-forced and the mean
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}
@@ -131,11 +132,11 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
                 tf = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0), teacher=truth_z.to(device))
                 preds[label("teacher_forced", s.name)] = tf.float().cpu()
         if cfg.mean_samples:
-            sampler = sampler_config(kind=last.kind, steps=last.steps, tau_ctx=cfg.tau_ctx)
-            draws = [preds[label("model", last.name)]] + [
+            sampler = sampler_config(kind=first.kind, steps=first.steps, tau_ctx=cfg.tau_ctx)
+            draws = [preds[label("model", first.name)]] + [
                 rollout(model, ctx, H, sampler, generator=_seed(cfg, b0, r)).float().cpu() for r in range(1, cfg.mean_samples)
             ]
-            preds[label("model_mean", last.name)] = torch.stack(draws).mean(0)
+            preds[label("model_mean", first.name)] = torch.stack(draws).mean(0)
         preds["copy_last"] = lat[:, C - 1 : C].expand(-1, H, -1, -1, -1)  # (B, H, C, h, w)
         preds["copy_previous"] = lat[:, C - 1 : C + H - 1]  # the real frame before each target
         preds["ceiling"] = codec.encode(truth_px)

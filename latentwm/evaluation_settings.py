@@ -50,7 +50,7 @@ class SamplerConfig:
 
 
 def _default_samplers() -> list[SamplerSpec]:
-    return [SamplerSpec("euler64", "euler", 64), SamplerSpec("shortcut4", "shortcut", 4)]
+    return [SamplerSpec("shortcut4", "shortcut", 4), SamplerSpec("euler64", "euler", 64)]
 
 
 @dataclass
@@ -63,10 +63,10 @@ class EvalConfig:
                               "horizon, windows do not overlap.", minimum=1)
     max_windows: int = setting(16, "Windows per test video at most; when more fit, an evenly spaced subset (first and last "
                                    "kept). Deterministic. Evaluation cost grows linearly with the number of windows.", minimum=1)
-    samplers: list[SamplerSpec] = setting(_default_samplers, "Samplers to compare; the first one also runs the "
-                                                             "teacher-forced condition.", minItems=1)
+    samplers: list[SamplerSpec] = setting(_default_samplers, "Samplers to compare; the first is the model's own "
+                                                             "and also runs teacher-forced and the mean (model_mean).", minItems=1)
     tau_ctx: float = setting(0.1, "Noise level of the context frames, as in training.", minimum=0, maximum=1)
-    mean_samples: int = setting(4, "Rollouts of the LAST sampler averaged in latent space into the model_mean condition (an "
+    mean_samples: int = setting(4, "Rollouts of the first sampler averaged in latent space into the model_mean condition (an "
                                    "estimate of the conditional mean, reported beside the single rollout); 0 disables it, "
                                    "1 is not allowed.", minimum=0)
     samples: int = setting(2, "The first N windows get a sample GIF and filmstrip.", minimum=0)

@@ -139,13 +139,13 @@ def test_long_csv_schema_and_summary():
     df, fps, _ = evaluate(StepModel(0.05, noise=0.2), win, cfg)
     assert list(df.columns) == CSV_COLUMNS
     labels = set(map(tuple, df[["condition", "sampler"]].drop_duplicates().to_numpy()))
-    assert labels == {("model", "a"), ("model", "b"), ("model_mean", "b"), ("teacher_forced", "a"), ("copy_last", "none"),
+    assert labels == {("model", "a"), ("model", "b"), ("model_mean", "a"), ("teacher_forced", "a"), ("copy_last", "none"),
                       ("copy_previous", "none"), ("ceiling", "none")}
     assert set(df.metric) == {m.name for m in METRICS}  # the registry, nothing else
     assert sorted(set(df.step)) == list(range(1, cfg.horizon + 1))
     assert len(df) == 3 * len(labels) * cfg.horizon * len(METRICS)
     summary = summarise(df, fps)
-    assert set(summary) == {"model:a", "model:b", "model_mean:b", "teacher_forced:a", "copy_last", "copy_previous",
+    assert set(summary) == {"model:a", "model:b", "model_mean:a", "teacher_forced:a", "copy_last", "copy_previous",
                             "ceiling"}
     for entry in summary.values():
         assert len(entry["per_step"]["psnr"]) == cfg.horizon and entry["windows"] == 3
@@ -206,7 +206,7 @@ def test_samples_are_written(tmp_path):
     assert len(listed) == 2
     for s in listed:
         assert (tmp_path / "samples" / s["gif"]).stat().st_size > 0 and (tmp_path / "samples" / s["png"]).stat().st_size > 0
-        assert s["panels"] == ["truth", "model:a", "model:b", "model_mean:b", "copy_last", "ceiling"]
+        assert s["panels"] == ["truth", "model:a", "model:b", "model_mean:a", "copy_last", "ceiling"]
     assert json.loads((tmp_path / "samples" / "index.json").read_text()) == listed
 
 
@@ -471,12 +471,12 @@ def test_static_psnr_catches_a_model_that_destroys_the_overlay():
     assert s["conditions"]["model:a"]["verdict"]["beats_steps"]["static_psnr"] == 0
 
 
-def test_model_mean_averages_rollouts_of_the_last_sampler():
+def test_model_mean_averages_rollouts_of_the_first_sampler():
     df, s = world_eval(WorldModel("jitter"), samplers=[{"name": "a", "kind": "euler", "steps": 1},
                                                              {"name": "b", "kind": "shortcut", "steps": 1}],
                        mean_samples=4)
-    assert "model_mean:b" in s["conditions"] and "model_mean:a" not in s["conditions"]
-    mm, one = s["conditions"]["model_mean:b"], s["conditions"]["model:b"]
+    assert "model_mean:a" in s["conditions"] and "model_mean:b" not in s["conditions"]
+    mm, one = s["conditions"]["model_mean:a"], s["conditions"]["model:a"]
     assert mm["baseline"] == "copy_last"
     assert mm["per_step"]["psnr"][-1] > one["per_step"]["psnr"][-1]  # the mean of noisy rollouts wins PSNR ...
     assert mm["per_step"]["sharpness"][-1] < one["per_step"]["sharpness"][-1]  # ... by being smoother
