@@ -18,7 +18,8 @@ from .config import to_dict
 from .data import LatentWindows
 from .diffusion import FlowObjective
 from .dynamics import Dynamics, collapse_probe
-from .settings import DynamicsStage
+from .errors import PipelineError
+from .settings import DataConfig, DynamicsStage
 from .train import WithLoss, fingerprint, train
 
 
@@ -36,9 +37,46 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log) -> tu
     return WithLoss(Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max)), batches
 
 
+def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, log):
+    """probe(network) -> next-frame loss on fixed windows of the val videos, or None without any.
+
+    Each window's last frame is predicted from pure noise (tau 1, the finest step size) with the
+    frames before it at the context level tau_ctx, as the first denoising step of a rollout sees
+    them; the loss is the MSE of that prediction (the model's conditional mean) to the true latent,
+    next to copying the previous latent. Fixed windows and noise: the value moves only with the
+    weights, so the lowest one picks the weights that generalise best ("select").
+    """
+    if not stage.val_windows or not val_paths:
+        return None
+    try:
+        data = LatentWindows(list(val_paths), DataConfig(window=stage.data.window, batch_size=stage.val_windows),
+                             seed=stage.train.seed, stats=stats, log=log,
+                             expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]})
+    except PipelineError as e:
+        log(f"WARNING: no val windows, so no held-out loss and the last weights are kept: {e}")
+        return None
+    z0 = data[0]  # (N, T, C, h, w) normalised
+    N, T = z0.shape[:2]
+    eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(stage.train.seed))
+    tau = torch.full((N, T), stage.objective.tau_ctx)
+    tau[:, -1] = 1.0
+    z = (1 - tau.view(N, T, 1, 1, 1)) * z0 + tau.view(N, T, 1, 1, 1) * eps
+    d = torch.full((N, T), 1.0 / k_max)
+    copy = float(((z0[:, -2] - z0[:, -1]) ** 2).mean())
+
+    def probe(network) -> dict:
+        dev = next(network.parameters()).device
+        x = network(z.to(dev), tau.to(dev), d.to(dev))[:, -1].float().cpu()
+        loss = float(((x - z0[:, -1]) ** 2).mean())
+        return {"val_next_loss": loss, "val_copy_loss": copy, **({"select": loss} if stage.keep_best else {})}
+
+    return probe
+
+
 def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
-    """Train on the latent stores `inputs.latents` (normalised by `inputs.stats`); write
-    `out.checkpoint`, `out.curve` and `out.health`. Resumes from `resume` and deletes it when done."""
+    """Train on the latent stores `inputs.latents` (normalised by `inputs.stats`), score the val
+    stores `inputs.val` at every log step; write `out.checkpoint`, `out.curve` and `out.health`.
+    Resumes from `resume` and deletes it when done."""
     stats_text = Path(inputs.stats).read_text()
     stats = json.loads(stats_text)
     torch.manual_seed(stage.train.seed)  # the model's initial weights
@@ -57,7 +95,8 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         # the resolved model config joins in: a preset changed in the code since starts fresh
         fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text),
         log=log,
-        probe=collapse_probe(net.cfg, seed=stage.train.seed),
+        probe=probes(collapse_probe(net.cfg, seed=stage.train.seed),
+                     val_probe(stage, net.cfg.k_max, list(getattr(inputs, "val", [])), stats, log)),
         health_path=out.health,
     )
     if not distributed.context().main:
@@ -67,3 +106,9 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
     checkpoint.save(out.checkpoint, final, then=f"the last checkpoint, {resume}, is kept: a rerun resumes from it")
     Path(resume).unlink(missing_ok=True)  # the run is complete; the output supersedes it
     log(f"[dynamics] wrote {out.checkpoint}")
+
+
+def probes(*fns):
+    """One probe running each given probe (None skipped), their figures merged."""
+    fns = [f for f in fns if f is not None]
+    return lambda network: {k: v for f in fns for k, v in f(network).items()}

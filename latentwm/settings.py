@@ -292,6 +292,11 @@ class DynamicsStage:
         lambda: TrainConfig(steps=1200, warmup=50, log_every=25),
         "The shared training loop; its batch_size is unused here (data.batch_size is the batch).",
     )
+    val_windows: int = setting(32, "Windows of the val videos scored at every log step: the next-frame loss from a clean "
+                                    "context (curve column probe_val_next_loss, beside probe_val_copy_loss); 0: off.", minimum=0)
+    keep_best: bool = setting(False, "Return the weights of the log step with the lowest val next-frame loss, not the last "
+                                     "ones (health.json `selected`): a guard for long runs on few videos. Off: on the real set "
+                                     "at 1200 steps it picked step 1025 and changed nothing beyond noise (docs/EXPERIMENTS.md).")
 
     def __post_init__(self):
         self.train.batch_size = self.data.batch_size  # one batch size: the loader's

@@ -9,7 +9,9 @@ Contracts:
   `.to(device)` (a tensor) or a tuple/dict of them. `model.network` is the module the checkpoint
   holds (the tokenizer itself; the dynamics network inside a WithLoss).
 - `probe(network) -> dict` (optional): a collapse check run at every log step; it returns at least
-  {"collapsed": bool} and whatever figures it measured. It goes to the health file.
+  {"collapsed": bool} and whatever figures it measured. It goes to the health file. With a
+  "select" figure (a held-out loss, lower is better) the run returns the weights of the log step
+  where it was lowest instead of the last ones (`Best`; kept across a resume).
 
 Data parallel (distributed.py): under torchrun or `distributed.launch`, every rank runs this
 loop on its slice of each global batch inside DistributedDataParallel; rank 0 alone writes the
@@ -105,15 +107,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
 
 
-def restore(path: Path, fingerprint: str, model, opt, sched, cfg: TrainConfig, ctx, name: str, log) -> tuple[int, list]:
+def restore(path: Path, fingerprint: str, model, opt, sched, cfg: TrainConfig, ctx, name: str, log) -> tuple[int, list, dict | None]:
     """Load a resume checkpoint written for this fingerprint into model, optimizer, schedule and
-    RNG; (step, curve rows) to go on from, (0, []) when there is none or it is another run's."""
+    RNG; (step, curve rows, best so far) to go on from, (0, [], None) when there is none or it is
+    another run's."""
     if not path.exists():
-        return 0, []
+        return 0, [], None
     state = checkpoint.load(path)
     if state.get("fingerprint") != fingerprint:
         log(f"[{name}] ignoring {path}: written for another config or input; starting fresh")
-        return 0, []
+        return 0, [], None
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -125,7 +128,35 @@ def restore(path: Path, fingerprint: str, model, opt, sched, cfg: TrainConfig, c
     else:  # another process count: fresh but distinct streams
         torch.manual_seed(cfg.seed + ctx.rank + 1000 * step)
     log(f"[{name}] resumed from {path} at step {step}/{cfg.steps}")
-    return step, list(state.get("rows", []))
+    return step, list(state.get("rows", [])), state.get("best")
+
+
+class Best:
+    """The weights of the log step whose probe reported the lowest "select" value."""
+
+    def __init__(self, saved: dict | None = None):
+        saved = saved or {}
+        self.value, self.step, self.model = saved.get("value", math.inf), saved.get("step"), saved.get("model")
+        self.last = saved.get("last")
+
+    def offer(self, result: dict | None, step: int, network: torch.nn.Module) -> None:
+        if not result or "select" not in result:
+            return
+        self.last = float(result["select"])
+        if self.last < self.value:  # a copy on the CPU: the training goes on changing the weights
+            self.value, self.step = self.last, step
+            self.model = {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
+
+    def apply(self, final: dict, health: dict, step: int, log) -> None:
+        """Put the selected weights into the final checkpoint `final` and say so in `health`."""
+        if final.pop("best", None) is None:
+            return
+        final["model"] = self.model
+        health["selected"] = {"step": self.step, "select": self.value, "last_step": step, "last_select": self.last}
+        log(f"kept the weights of step {self.step} (held-out loss {self.value:.4g}; at step {step}: {self.last:.4g})")
+
+    def state(self) -> dict | None:
+        return None if self.model is None else {"value": self.value, "step": self.step, "model": self.model, "last": self.last}
 
 
 class Health:
@@ -211,7 +242,8 @@ def train(
     health = Health(name, Path(health_path) if health_path else None, ctx.main)
     if ctx.main:  # temp files of a killed earlier run of this job
         atomic.sweep(resume_path, curve_path, *([health.path] if health.path else []), log=log)
-    step, rows = restore(resume_path, fingerprint, model.network, opt, sched, cfg, ctx, name, log)
+    step, rows, best = restore(resume_path, fingerprint, model.network, opt, sched, cfg, ctx, name, log)
+    best = Best(best)
     saved = step  # the step resume.pt holds: where a rerun starts if a later write fails
 
     def resumes() -> str:
@@ -220,7 +252,7 @@ def train(
     def snapshot(at_step: int) -> dict[str, Any]:
         rng = distributed.gather_objects(torch.get_rng_state(), ctx) if ctx.world > 1 else torch.get_rng_state()
         return checkpoint.model_state(name, model.network, model_config, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                      step=at_step, rows=curve.rows, rng=rng, fingerprint=fingerprint)
+                                      step=at_step, rows=curve.rows, rng=rng, fingerprint=fingerprint, best=best.state())
 
     fwd = wrap(model, cfg, ctx, device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
@@ -244,6 +276,7 @@ def train(
             if curve.due(step):
                 result = run_probe(probe, model.network, autocast) if ctx.main else None
                 health.data["collapse"] = result if result is not None else health.data["collapse"]
+                best.offer(result, step, model.network)
                 curve.row(step, sched.get_last_lr()[0], device, result, resumes())
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
                 state = snapshot(step)  # on every rank: it gathers their RNG states
@@ -251,10 +284,11 @@ def train(
                     checkpoint.save(resume_path, state, then=resumes())
                     saved = step
         curve.finish(step, resumes())
-        health.data.update(plateau=plateau_check(curve.rows), steps=step)
-        health.save(resumes())
         final = snapshot(step)
         final.pop("fingerprint")
+        best.apply(final, health.data, step, lambda m: log(f"[{name}] {m}"))
+        health.data.update(plateau=plateau_check(curve.rows), steps=step)
+        health.save(resumes())
         final["health"] = health.data
         clean = True
     finally:

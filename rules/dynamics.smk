@@ -1,9 +1,10 @@
-# Latents of the train videos -> results/dynamics/dynamics.pt: the latent dynamics model.
+# Latents of the train videos (val: the held-out loss that picks the weights) -> results/dynamics/dynamics.pt.
 
 
 rule train_dynamics:
     input:
         latents=lambda w: latents(split_videos("train")),
+        val=lambda w: latents(split_videos("val")),
         stats="results/latents/stats.json",
     output:
         checkpoint="results/dynamics/dynamics.pt",

@@ -1,6 +1,7 @@
 """The shared loop and checkpoint module: resume after a kill is bit-identical to a straight run."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -31,13 +32,13 @@ def batches(tmp_path):
     return FrameBatches([tmp_path / "f.zarr"], CFG.batch_size, seed=0)
 
 
-def run(tmp_path, batches, objective=lambda m, b: m(b), fingerprint="f", cfg=CFG):
+def run(tmp_path, batches, objective=lambda m, b: m(b), fingerprint="f", cfg=CFG, probe=None):
     torch.manual_seed(0)  # the caller seeds the initial weights
     model = Tokenizer(MODEL)
     return train(
         WithLoss(model, objective), batches, cfg, name="tokenizer", model_config=to_dict(MODEL),
         resume_path=tmp_path / "resume.pt", curve_path=tmp_path / "curve.csv", fingerprint=fingerprint,
-        log=lambda m: None,
+        log=lambda m: None, probe=probe, health_path=tmp_path / "health.json",
     )  # fmt: skip
 
 
@@ -99,3 +100,39 @@ def test_nan_loss_stops_with_a_pipeline_error(tmp_path, batches):
 
     with pytest.raises(PipelineError, match="step 0: loss is nan"):
         run(tmp_path, batches, objective=nan_objective)
+
+
+class Selecting:
+    """A probe whose held-out loss ("select") is lowest at one log step; it keeps the weights it saw."""
+
+    def __init__(self, values: dict[int, float]):
+        self.values, self.seen, self.calls = values, {}, 0
+
+    def __call__(self, network):
+        self.calls += 1
+        step = self.calls * CFG.log_every + self.offset
+        self.seen[step] = {k: v.clone() for k, v in network.state_dict().items()}
+        return {"collapsed": False, "select": self.values[step]}
+
+    offset = 0
+
+
+def test_the_weights_of_the_lowest_held_out_loss_are_returned(tmp_path, batches):
+    cfg = dataclasses.replace(CFG, steps=9, checkpoint_every=3)
+    probe = Selecting({3: 2.0, 6: 0.5, 9: 1.0})  # best at step 6, not the last step 9
+    final = run(tmp_path / "a", batches, cfg=cfg, probe=probe)
+    assert final["step"] == 9
+    assert all(torch.equal(final["model"][k], v) for k, v in probe.seen[6].items())
+    assert not all(torch.equal(final["model"][k], v) for k, v in probe.seen[9].items())
+    health = json.loads((tmp_path / "a" / "health.json").read_text())
+    assert health["selected"] == {"step": 6, "select": 0.5, "last_step": 9, "last_select": 1.0}
+    # killed after the best step, the resumed run still returns the best weights
+    with pytest.raises(Killed):
+        run(tmp_path / "b", batches, objective=killed_after(7), cfg=cfg, probe=Selecting({3: 2.0, 6: 0.5, 9: 1.0}))
+    late = Selecting({3: 2.0, 6: 0.5, 9: 1.0})
+    late.offset = 6  # the resumed run probes at step 9 only
+    resumed = run(tmp_path / "b", batches, cfg=cfg, probe=late)
+    assert all(torch.equal(resumed["model"][k], v) for k, v in final["model"].items())
+    # without a "select" figure the last weights are kept
+    plain = run(tmp_path / "c", batches, cfg=cfg)
+    assert not all(torch.equal(plain["model"][k], v) for k, v in final["model"].items())
