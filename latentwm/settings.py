@@ -97,7 +97,8 @@ class TokenizerConfig:
     mask_ratio: float = setting(0.0, "MAE-style: fraction of mask_patch input patches hidden from the encoder in training (0: off).",
                                 minimum=0, exclusiveMaximum=1)
     mask_patch: int = setting(8, "Side in pixels of a masked patch.", minimum=1)
-    ssim_weight: float = setting(0.0, "loss = mse + ssim_weight * (1 - SSIM).", minimum=0)
+    ssim_weight: float = setting(0.2, "loss = mse + ssim_weight * (1 - SSIM): keeps edges that MSE blurs (real footage: "
+                                      "reconstruction sharpness 0.65 -> 0.85 of the truth; docs/EXPERIMENTS.md).", minimum=0)
     augment: bool = setting(True, "Training only: random flips and RGB channel order per frame (val PSNR 29.4 -> 30.3 dB on "
                                   "the synthetic default: more palettes and layouts than a few videos hold).")
 
@@ -132,7 +133,8 @@ class TokenizerStage:
     videos. Changing any key reruns the tokenizer and everything after it."""
 
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = setting(lambda: TrainConfig(steps=2000), "The shared training loop; batch_size is frames per step "
+                                 "(2000 steps: +1.0 dB on real footage, +0.7 on the synthetic default over 1000).")
     collapse_threshold: float = setting(0.5, "The job fails when the reconstructions of the val frames vary less than this "
                                              "fraction of the frames themselves (near 1 faithful, near 0 collapsed).", minimum=0)
     val_frames: int = setting(64, "Val frames (evenly spread over the val videos) for metrics.json and the reconstructions.",
