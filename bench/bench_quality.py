@@ -77,7 +77,7 @@ def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path,
     d.mkdir(parents=True)
     t0 = time.perf_counter()
     out = SimpleNamespace(checkpoint=d / "dynamics.pt", curve=d / "train_curve.csv", health=d / "health.json")
-    fit(from_dict(DynamicsStage, cfg, "dynamics"), SimpleNamespace(latents=latents, stats=stats_path), out, d / "resume.pt", log)
+    fit(from_dict(DynamicsStage, cfg, "dynamics"), SimpleNamespace(latents=latents, stats=stats_path, val=[]), out, d / "resume.pt", log)
     seconds = time.perf_counter() - t0
     curve = pd.read_csv(d / "train_curve.csv")
     # the matmul peak right after training, under the same machine load as the steps/s it is compared with

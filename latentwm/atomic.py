@@ -38,11 +38,12 @@ def temp_path(path: str | Path, keep_suffix: bool = False) -> Path:
 
 def write(path: str | Path, fill: Callable[[Path], object], then: str = "", keep_suffix: bool = False) -> None:
     """Write `path` whole or not at all: `fill(temp)` writes the temp name, which then replaces
-    `path`. On any failure the temp is removed and the old `path` kept; a failed write (disk
+    `path` (its folder made first). On any failure the temp is removed and the old `path` kept; a failed write (disk
     full, read-only, permission) becomes one PipelineError line naming `path`, `then` appended."""
     path = Path(path)
     tmp = temp_path(path, keep_suffix)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fill(tmp)
         os.replace(tmp, path)
     except BaseException as e:

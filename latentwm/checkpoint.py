@@ -19,7 +19,6 @@ from typing import Any
 import torch
 
 from . import atomic
-from .atomic import is_write_failure, write_failure
 from .errors import PipelineError
 
 # kind -> (module, class); the class takes its module's Config and has `config_class`.
@@ -42,14 +41,6 @@ def save(path: str | Path, state: dict[str, Any], then: str = "") -> None:
     A failed write (disk full, read-only, permission) removes its temp file, keeps the old file
     and raises one line naming `path`, with `then` (e.g. where training resumes) appended.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        if is_write_failure(e):
-            raise write_failure(path, e, then) from None
-        raise
-
     def fill(tmp: Path) -> None:
         # through a Python file: a failed write is an OSError with its errno, where torch.save(path)
         # gives only "unexpected pos" from its C++ writer

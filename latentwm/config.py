@@ -170,6 +170,7 @@ def _field_schema(f, hint, defaults) -> dict:
 def schema() -> dict:
     """The JSON schema of config.yaml."""
     from .settings import SAFE_NAME, SECTIONS, EvalConfig, GeneratorConfig
+    from .sources import KINDS
 
     sources = {
         "description": "Videos to learn from. Each entry has an id and exactly one of generator, path, url.",
@@ -188,7 +189,7 @@ def schema() -> dict:
                          "type": "string", "minLength": 1},
                 "generator": section_schema(GeneratorConfig, fill=False),  # never filled in: one of three
             },
-            "oneOf": [{"required": ["url"]}, {"required": ["path"]}, {"required": ["generator"]}],
+            "oneOf": [{"required": [kind]} for kind in KINDS],
         },
     }
     evaluations = {

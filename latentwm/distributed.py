@@ -25,7 +25,9 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from .errors import PipelineError
+from .config import from_dict
+from .errors import PipelineError, one_line_errors
+from .logs import logger, set_threads
 
 
 @dataclass(frozen=True)
@@ -132,10 +134,6 @@ def run_stage(script: str, fit, stage_class, section: str, cfg: dict, inputs, ou
     """The body of every training rule's script: with more than one GPU the script again under
     torchrun (one rank per GPU), else `fit(stage, inputs, out, resume, log)` of the stage built
     from its config section; any PipelineError as one line in the log."""
-    from .config import from_dict
-    from .errors import one_line_errors
-    from .logs import logger, set_threads
-
     with one_line_errors(log_path):
         if relaunch(script, processes(gpus)):
             return

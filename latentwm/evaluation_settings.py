@@ -10,13 +10,14 @@ from .errors import PipelineError
 
 DEVICES = ["auto", "cpu", "cuda"]
 SAFE_NAME = "^[A-Za-z0-9][A-Za-z0-9_]*$"
+SAMPLER_KINDS = ["euler", "shortcut"]  # latentwm.sampler
 
 
 @dataclass
 class SamplerSpec:
     name: str = setting(MISSING, "Label in the CSV and plots.", pattern=SAFE_NAME)
     kind: str = setting(MISSING, "euler: K steps at the finest step size; shortcut: K steps of size 1/K (K a power of 2).",
-                        enum=["euler", "shortcut"])
+                        enum=SAMPLER_KINDS)
     steps: int = setting(MISSING, "Denoising steps per frame.", minimum=1)
 
 
@@ -29,8 +30,8 @@ class SamplerConfig:
     tau_ctx: float = 0.1
 
     def __post_init__(self):
-        if self.kind not in ("euler", "shortcut"):
-            raise PipelineError(f"sampler kind {self.kind!r} is unknown; expected one of ('euler', 'shortcut')")
+        if self.kind not in SAMPLER_KINDS:
+            raise PipelineError(f"sampler kind {self.kind!r} is unknown; expected one of {tuple(SAMPLER_KINDS)}")
         if self.steps < 1:
             raise PipelineError(f"sampler steps {self.steps} must be at least 1")
 
@@ -75,7 +76,6 @@ class EvalConfig:
     device: str = setting("auto", enum=DEVICES)
 
     def __post_init__(self):
-        self.samplers = [s if isinstance(s, SamplerSpec) else SamplerSpec(**s) for s in self.samplers]
         names = [s.name for s in self.samplers]
         if not names or len(set(names)) != len(names):
             raise PipelineError(f"evaluation samplers {names} must be a non-empty list of distinct names")

@@ -96,7 +96,7 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text),
         log=log,
         probe=probes(collapse_probe(net.cfg, seed=stage.train.seed),
-                     val_probe(stage, net.cfg.k_max, list(getattr(inputs, "val", [])), stats, log)),
+                     val_probe(stage, net.cfg.k_max, list(inputs.val), stats, log)),
         health_path=out.health,
     )
     if not distributed.context().main:

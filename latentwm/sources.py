@@ -18,9 +18,9 @@ import re
 
 from .config import from_dict, to_dict
 from .errors import PipelineError
-from .settings import GeneratorConfig
+from .settings import SAFE_NAME, GeneratorConfig
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+SAFE_ID = re.compile(SAFE_NAME)
 KINDS = ("generator", "path", "url")
 
 
