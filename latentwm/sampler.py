@@ -8,7 +8,7 @@ i.e. the noise is re-used as the model implies it, never drawn afresh: given the
 is a deterministic function of the context. The last step (tau_next = 0) returns x_hat.
 Levels are uniform: tau_i = 1 - i / K, i = 0..K.
 
-  "euler"     K steps (e.g. 64) with the finest step size d = 1 / k_max: the plain flow model.
+  "euler"     K <= k_max steps with the finest step size d = 1 / k_max: the plain flow model.
   "shortcut"  K steps (a power of two <= k_max, e.g. 4) passing d = 1 / K: the shortcut model
               takes each large step at once (DreamerV4 shortcut forcing).
 

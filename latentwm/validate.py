@@ -10,7 +10,7 @@ schema cannot say because it spans stages:
 - train, val and test each get a video, where the videos are known before any job
   (generator and path sources; URL sources are counted by the splits job);
 - the sources as a whole: each id and each local file once (sources.sources_problems);
-- every shortcut sampler of every evaluation fits the dynamics model's k_max, so a bad sampler
+- every sampler of every evaluation fits the dynamics model's k_max, so a bad sampler
   fails now and not in evaluation, after all the training.
 """
 

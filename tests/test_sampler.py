@@ -49,7 +49,9 @@ def test_euler_update_by_hand():
 
 
 def test_sampler_config_checks():
-    assert SamplerConfig("euler", 64).step_size(8) == 1 / 8  # Euler runs the finest step
+    assert SamplerConfig("euler", 8).step_size(8) == 1 / 8  # Euler runs the finest step
+    with pytest.raises(PipelineError, match="euler sampling with 64 steps .* k_max 8; use at most 8 steps"):
+        SamplerConfig("euler", 64).step_size(8)  # levels between the training grid
     assert SamplerConfig("shortcut", 4).step_size(8) == 0.25
     with pytest.raises(PipelineError, match="power of two"):
         SamplerConfig("shortcut", 3).step_size(8)
