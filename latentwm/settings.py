@@ -28,6 +28,9 @@ class GeneratorConfig:
     fps: float = setting(15, exclusiveMinimum=0)
     size: int = setting(64, "Rendered width and height in pixels (even, for H.264).", minimum=16, multipleOf=2)
     seed: int = 0
+    player: bool = setting(True, "One more sprite, driven by actions (noop + 4 directions, each held 2-8 frames), whose "
+                                 "per-frame actions are written next to the clip (the truth latent actions are checked "
+                                 "against); false: the same clips without it.")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 import json
 import os
 
+from latentwm.actions import sidecar_path
 from latentwm.sources import all_video_specs, source_kind, static_videos
 from latentwm.splits import assign_splits
 
@@ -43,13 +44,14 @@ def split_videos(split):
 
 
 def video_source_files(wildcards):
-    """Inputs of download: the local file, or the resolved list of a URL source."""
+    """Inputs of download: the local file (and its actions sidecar), or the resolved list of a URL source."""
     spec = static_spec(wildcards.video)
     if spec is None:
         return {"resolved": resolved_file(wildcards.video)}
     if spec["kind"] == "path" and os.path.exists(spec["path"]):
         # a missing file is not an input (that would stop the whole DAG); its job fails alone
-        return {"local": spec["path"]}
+        sidecar = sidecar_path(spec["path"])
+        return {"local": spec["path"], **({"sidecar": str(sidecar)} if sidecar.exists() else {})}
     return {}
 
 
