@@ -175,3 +175,29 @@ def nmi(a: np.ndarray, b: np.ndarray) -> float:
     mi = float((p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum())
     ha, hb = -float((pa * np.log(pa)).sum()), -float((pb * np.log(pb)).sum())
     return 0.0 if ha <= 0 or hb <= 0 else mi / math.sqrt(ha * hb)
+
+
+def conditioning(kind: str, paths: list, lam_path=None) -> dict:
+    """What a stage conditioned on `kind` actions reads from `paths` (one store per video):
+    {"kind", "n" (action ids), "expect" (the attrs every store must have), "lam_hash"}."""
+    if kind not in KINDS:
+        raise PipelineError(f"dynamics.actions is {kind!r}; expected none or one of {', '.join(KINDS)}")
+    if not paths:
+        raise PipelineError(f"dynamics.actions is {kind} but no action stores were given; check the rule's inputs")
+    if kind == "latent":
+        from .checkpoint import file_hash
+
+        if lam_path is None:
+            raise PipelineError("dynamics.actions is latent but no latent action model (lam.pt) was given")
+        lam_hash = file_hash(lam_path)
+        expect = {"lam_hash": lam_hash}
+        n = int(open_store(paths[0], expect, scan=False).attrs["n_actions"])
+        return {"kind": kind, "n": n, "expect": expect, "lam_hash": lam_hash}
+    n = 0
+    for p in paths:
+        attrs = dict(open_store(p, scan=False).attrs)
+        if not attrs.get("given"):
+            raise PipelineError(f"video {attrs.get('video')} has no actions of its own (no {SIDECAR_SUFFIX} sidecar, or "
+                                "a URL source) but dynamics.actions is given; add its sidecar or use dynamics.actions: latent")
+        n = max(n, int(attrs["n_actions"]))
+    return {"kind": kind, "n": n, "expect": {"given": True}, "lam_hash": None}
