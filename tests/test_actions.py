@@ -86,3 +86,33 @@ def test_nmi():
     assert nmi(a, np.zeros_like(a)) == 0.0
     rng = np.random.default_rng(0)
     assert nmi(rng.integers(0, 5, 5000), rng.integers(0, 8, 5000)) < 0.01
+
+
+def _player_moves(frames: np.ndarray, hud: int) -> np.ndarray:
+    """(T-1,) the direction id (ACTIONS) of the white player's move into each frame, from its pixels:
+    the centroid of the near-white pixels below the HUD strip, frames uint8 (T, 3, H, W)."""
+    white = (frames[:, :, hud:] > 200).all(1)  # (T, H', W)
+    ys, xs = np.indices(white.shape[1:])
+    c = np.stack([[(xs * w).sum() / max(w.sum(), 1), (ys * w).sum() / max(w.sum(), 1)] for w in white])  # (T, 2)
+    d = np.diff(c, axis=0)  # (T-1, 2): (dx, dy)
+    still = np.abs(d).max(1) < 1.0
+    return np.where(still, 0, np.where(np.abs(d[:, 0]) > np.abs(d[:, 1]), np.where(d[:, 0] < 0, 3, 4),
+                                       np.where(d[:, 1] < 0, 1, 2)))
+
+
+def test_stored_actions_are_the_moves_seen_in_the_extracted_frames(tmp_path):
+    """End to end (render, encode, extract, store): the action stored at frame t is the move seen
+    between frames t-1 and t; the same actions shifted by one frame agree clearly less."""
+    video, record = tmp_path / "v.mp4", tmp_path / "v.actions.json"
+    fetch({"video": "v", "source": "s", "kind": "generator", "index": 4,
+           "generator": {"frames": 80, "fps": 15, "size": 64, "seed": 0}}, video, {}, lambda m: None, record)
+    extract(video, tmp_path / "f.zarr", {**FRAMES, "height": 64, "width": 64}, "s", lambda m: None)
+    write_given(record, tmp_path / "f.zarr", tmp_path / "a.zarr", lambda m: None)
+    from latentwm.store import open_store
+
+    seen = _player_moves(np.asarray(open_store(tmp_path / "f.zarr")[:]), hud=8)
+    acts = read_store(tmp_path / "a.zarr")
+    aligned = (acts[1:] == seen).mean()
+    shifted = (acts[:-1][1:] == seen[1:]).mean()  # the action of frame t-1 stored at t
+    assert aligned > 0.9, f"only {aligned:.0%} of the stored actions match the player's moves"
+    assert aligned > shifted + 0.1, f"shifting by one frame should cost agreement: {aligned:.0%} vs {shifted:.0%}"
