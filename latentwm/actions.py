@@ -33,11 +33,11 @@ import numpy as np
 
 from . import atomic
 from .errors import PipelineError
+from .settings import ACTION_KINDS
 from .store import StoreWriter, open_store
 
 NO_ACTION = -1
 SIDECAR_SUFFIX = ".actions.txt"
-KINDS = ("given", "latent")  # dynamics.actions other than none: which action stores a stage reads
 
 
 def sidecar_path(video_path) -> Path:
@@ -180,8 +180,8 @@ def nmi(a: np.ndarray, b: np.ndarray) -> float:
 def conditioning(kind: str, paths: list, lam_path=None) -> dict:
     """What a stage conditioned on `kind` actions reads from `paths` (one store per video):
     {"kind", "n" (action ids), "expect" (the attrs every store must have), "lam_hash"}."""
-    if kind not in KINDS:
-        raise PipelineError(f"dynamics.actions is {kind!r}; expected none or one of {', '.join(KINDS)}")
+    if kind not in ACTION_KINDS:
+        raise PipelineError(f"dynamics.actions is {kind!r}; expected none or one of {', '.join(ACTION_KINDS)}")
     if not paths:
         raise PipelineError(f"dynamics.actions is {kind} but no action stores were given; check the rule's inputs")
     if kind == "latent":

@@ -163,6 +163,14 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
                     # rows of the filmstrip: each sampler's rollout, the mean, copy_last, the tokenizer ceiling
                     "predictions": {n: to_uint8(pixels[n][i]) for n in shown + ["copy_last", "ceiling"]},
                 })
+        if act and b0 == 0 and samples:  # the action sweep of the first sample: each action held for the horizon
+            n = model.cfg.actions
+            held = act["actions"][:1].repeat(n, 1)  # (n, S): the context's own actions, then action a throughout
+            held[:, C:] = torch.arange(n, device=device)[:, None]
+            sampler = sampler_config(kind=first.kind, steps=first.steps, tau_ctx=cfg.tau_ctx)
+            sweep = rollout(model, ctx[:1].expand(n, -1, -1, -1, -1), H, sampler, generator=_seed(cfg, 0), actions=held)
+            px = codec.decode(sweep.float().cpu())  # (n, H, 3, H, W)
+            samples[0]["sweep"] = {f"action {a}": to_uint8(px[a]) for a in range(n)}
         done = b0 + len(keys)
         elapsed = time.perf_counter() - t_start
         log(f"[evaluate] windows {done}/{len(win.keys)} done, {elapsed:.0f} s, "

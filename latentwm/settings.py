@@ -320,6 +320,9 @@ class DataConfig:
         return max(self.windows().values())
 
 
+ACTION_KINDS = ["latent", "given"]  # what dynamics.actions may condition on besides none (latentwm.actions)
+
+
 @dataclass
 class DynamicsStage:
     """The latent dynamics model (train_dynamics), trained on the train videos' latents."""
@@ -333,7 +336,7 @@ class DynamicsStage:
     )
     actions: str = setting("none", "none: a video predictor (no actions); latent: conditioned on the latent action "
                                    "model's actions (train_lam, encode_actions); given: on the videos' own actions "
-                                   "(generator player or sidecar files).", enum=["none", "latent", "given"])
+                                   "(generator player or sidecar files).", enum=["none", *ACTION_KINDS])
     action_dropout: float = setting(0.1, "Probability that a training window's actions are all replaced by the learned "
                                          "'no action' (so the model also predicts without them).", minimum=0, maximum=1)
     val_windows: int = setting(32, "Windows of the val videos scored at every log step: the next-frame loss from a clean "

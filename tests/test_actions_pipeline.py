@@ -43,6 +43,28 @@ def test_latent_actions_flow_through_the_dag(latent_run):
     ctrl = summary["actions"]["controllability_psnr"]
     assert len(ctrl["diff"]) == 4 and all(lo <= d <= hi for d, lo, hi in zip(ctrl["diff"], ctrl["ci_low"], ctrl["ci_high"]))
     assert 0 <= summary["actions"]["nmi_latent_true"] <= 1
+    assert list((r / "eval/default/samples").glob("*_action_sweep.png")), "the action sweep picture is in the report"
+
+
+def test_steering_command_writes_a_gif(latent_run, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from latentwm.samples import gif_frames
+
+    r = latent_run / "results"
+    video = sorted(p.stem for p in (r / "latents").glob("*.zarr"))[0]
+    cmd = [sys.executable, str(ROOT / "workflow_scripts/steer.py"), "--dynamics", str(r / "dynamics/dynamics.pt"),
+           "--tokenizer", str(r / "tokenizer/tokenizer.pt"), "--results", str(r), "--video", video, "--start", "2",
+           "--context", "3", "--actions", "1,1,2,3", "--out", str(tmp_path / "s.gif"), "--sweep", str(tmp_path / "s.png"),
+           "--threads", "1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert gif_frames(tmp_path / "s.gif") == 3 + 4 and (tmp_path / "s.png").exists()
+    bad = subprocess.run([*cmd[:-8], "--actions", "1,9", "--out", str(tmp_path / "t.gif")], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("ERROR: actions must be ids in 0..3")
 
 
 def test_changing_the_lam_reruns_actions_dynamics_and_evaluation_not_the_tokenizer(latent_run):
