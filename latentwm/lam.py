@@ -58,13 +58,15 @@ class Res(nn.Module):
 class Lam(nn.Module):
     config_class = LamConfig
 
-    def __init__(self, cfg: LamConfig, commitment: float = 0.25, null_action: float = 0.1, dead_code_every: int = 50):
+    def __init__(self, cfg: LamConfig, commitment: float = 0.25, null_action: float = 0.1, dead_code_every: int = 50,
+                 diversity: float = 0.0):
         super().__init__()
         if cfg.latent_channels is None:
             raise PipelineError("lam.model.latent_channels is unset; the stage sets it from the latents")
         self.cfg = cfg
         C, W, K = cfg.latent_channels, cfg.width, cfg.codes
         self.commitment, self.null_action, self.dead_code_every = commitment, null_action, dead_code_every
+        self.diversity = diversity
         # inverse: (B, 2C, h, w) -> two stride-2 convs -> mean and max pool -> (B, code_dim)
         self.inv_in = nn.Conv2d(2 * C, W, 3, padding=1)
         self.inv_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
@@ -131,6 +133,12 @@ class Lam(nn.Module):
         code = torch.where(drop, self.null.expand(B, -1), q_st)
         err = ((self.predict(z_prev, z_t, code) - z_next) ** 2).mean((1, 2, 3))  # (B,)
         loss = err.mean() + vq
+        if self.diversity:  # soft assignments (B, K): confident per sample, spread over the batch
+            p = (e @ F.normalize(self.codebook, dim=1).t() / 0.1).softmax(1)
+            avg = p.mean(0)
+            spread = (avg * avg.clamp_min(1e-9).log()).sum()  # -H(batch's code use): lowest when uniform
+            sharp = -(p * p.clamp_min(1e-9).log()).sum(1).mean()  # H per sample: lowest when one code
+            loss = loss + self.diversity * (spread + sharp)
         counts = torch.bincount(ids, minlength=K).float()
         with torch.no_grad():
             without = ((self.predict(z_prev, z_t, self.null.expand(B, -1)) - z_next) ** 2).mean()
@@ -168,7 +176,7 @@ def build(stage: LamStage, latent_shape) -> Lam:
     if cfg.latent_channels not in (None, C):
         raise PipelineError(f"lam.model.latent_channels is {cfg.latent_channels} but the latents have {C}; set it to {C} or null")
     cfg = LamConfig(**{**to_dict(cfg), "latent_channels": C})
-    return Lam(cfg, stage.commitment, stage.null_action, stage.dead_code_every)
+    return Lam(cfg, stage.commitment, stage.null_action, stage.dead_code_every, stage.diversity)
 
 
 def from_checkpoint(ckpt: dict, device="cpu") -> Lam:

@@ -179,6 +179,8 @@ class LamStage:
                                  minimum=0, exclusiveMaximum=1)
     dead_code_every: int = setting(50, "Steps between dead-code resets: a code used by less than 1/(10 codes) of the "
                                        "samples lately is moved onto a random encoder output of the batch.", minimum=1)
+    diversity: float = setting(0.0, "Weight of the code-use term: soft assignments confident per transition and spread "
+                                    "over the batch (against a codebook collapsed onto one code); 0: off.", minimum=0)
     min_perplexity: float = setting(2.0, "The job fails (collapsed codebook) when the codes' perplexity on the val "
                                          "transitions ends below this.", minimum=1)
     val_windows: int = setting(256, "Val transitions scored at every log step (usage, perplexity, forward loss with "
