@@ -59,14 +59,14 @@ class Lam(nn.Module):
     config_class = LamConfig
 
     def __init__(self, cfg: LamConfig, commitment: float = 0.25, null_action: float = 0.1, dead_code_every: int = 50,
-                 diversity: float = 0.0):
+                 diversity: float = 0.0, continuous_steps: int = 0):
         super().__init__()
         if cfg.latent_channels is None:
             raise PipelineError("lam.model.latent_channels is unset; the stage sets it from the latents")
         self.cfg = cfg
         C, W, K = cfg.latent_channels, cfg.width, cfg.codes
         self.commitment, self.null_action, self.dead_code_every = commitment, null_action, dead_code_every
-        self.diversity = diversity
+        self.diversity, self.continuous_steps = diversity, continuous_steps
         # inverse: (B, 2C, h, w) -> two stride-2 convs -> mean and max pool -> (B, code_dim)
         self.inv_in = nn.Conv2d(2 * C, W, 3, padding=1)
         self.inv_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
@@ -125,8 +125,15 @@ class Lam(nn.Module):
         z_prev, z_t, z_next = z[:, 0], z[:, 1], z[:, 2]
         B, K = z.shape[0], self.cfg.codes
         e = self.embed(z_t, z_next)
+        if self.training and int(self.steps) == self.continuous_steps > 0:  # end of the warmup: codes onto its outputs
+            with torch.no_grad():
+                self.codebook.data[:] = e[torch.randperm(B, device=e.device)[:K]] if B >= K else self.codebook.data
         ids, q_st, q = self.quantize(e)
         vq = ((q - e.detach()) ** 2).sum(1).mean() + self.commitment * ((e - q.detach()) ** 2).sum(1).mean()
+        if self.training and int(self.steps) < self.continuous_steps:
+            # warmup: the forward model gets the encoder output itself, so the pair first finds what the
+            # past cannot predict; quantizing from the start often settles on one code before that
+            q_st, vq = e, vq * 0
         drop = torch.zeros(B, 1, dtype=torch.bool, device=z.device)  # (B, 1): samples given "no action"
         if self.training:
             drop = (torch.rand(B, device=z.device) < self.null_action)[:, None]
@@ -176,7 +183,7 @@ def build(stage: LamStage, latent_shape) -> Lam:
     if cfg.latent_channels not in (None, C):
         raise PipelineError(f"lam.model.latent_channels is {cfg.latent_channels} but the latents have {C}; set it to {C} or null")
     cfg = LamConfig(**{**to_dict(cfg), "latent_channels": C})
-    return Lam(cfg, stage.commitment, stage.null_action, stage.dead_code_every, stage.diversity)
+    return Lam(cfg, stage.commitment, stage.null_action, stage.dead_code_every, stage.diversity, stage.continuous_steps)
 
 
 def from_checkpoint(ckpt: dict, device="cpu") -> Lam:

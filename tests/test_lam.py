@@ -122,3 +122,16 @@ def test_collapsed_codebook_fails_with_one_line_and_no_checkpoint(tmp_path):
         fit(_stage(min_perplexity=4.0), SimpleNamespace(latents=paths[:2], val=paths[2:], stats=stats), out,
             tmp_path / "resume.pt", lambda m: None)
     assert not out.checkpoint.exists() and not out.curve.exists()
+
+
+def test_continuous_warmup_then_codes_start_on_encoder_outputs():
+    torch.manual_seed(0)
+    model = Lam(LamConfig(codes=4, code_dim=4, width=8, depth=1, latent_channels=2), continuous_steps=3).train()
+    z, _ = planted(16, 3)
+    for _ in range(3):
+        _, logs = model(z)
+        assert float(logs["vq_loss"]) == 0.0, "no codebook during the warmup"
+    _, logs = model(z)  # step 3: the codes start on 4 of this batch's encoder outputs
+    e = model.embed(z[:, 1], z[:, 2]).detach()
+    sims = model.codebook.detach() @ e.t()  # (4, 16): each code is one of the outputs (unit vectors)
+    assert torch.allclose(sims.max(1).values, torch.ones(4), atol=1e-5)
