@@ -112,7 +112,8 @@ class Lam(nn.Module):
 
     def predict(self, z_prev, z_t, code):
         """z_t+1 (B, C, h, w) from z_t-1, z_t and code vectors (B, code_dim)."""
-        grid = code[:, :, None, None].expand(-1, -1, *z_t.shape[2:])  # (B, code_dim, h, w)
+        # unit code vectors (components ~ 1/sqrt(code_dim)) scaled to the unit scale of the latents
+        grid = (code * code.shape[1] ** 0.5)[:, :, None, None].expand(-1, -1, *z_t.shape[2:])  # (B, code_dim, h, w)
         h = self.fwd_in(torch.cat([z_prev, z_t, grid], 1))
         films = self.fwd_film(code).chunk(len(self.fwd_blocks), 1)  # each (B, 2W)
         for blk, film in zip(self.fwd_blocks, films):
