@@ -1,7 +1,7 @@
 """The one place that saves, loads and rebuilds models.
 
 A checkpoint is a plain dict loadable with `torch.load(weights_only=True)`:
-    kind          "tokenizer" | "dynamics": which module builds the model
+    kind          "tokenizer" | "dynamics" | "lam": which module builds the model
     model_config  plain dict of that module's Config dataclass
     model         state_dict
     optimizer, scheduler, step, sampler, rng   (training state, for resuming)
@@ -25,6 +25,7 @@ from .errors import PipelineError
 MODELS = {
     "tokenizer": ("latentwm.tokenizer", "Tokenizer"),
     "dynamics": ("latentwm.dynamics", "Dynamics"),
+    "lam": ("latentwm.lam", "Lam"),
 }
 
 

@@ -166,7 +166,9 @@ class FrameBatches(Sharded, torch.utils.data.Dataset):
 
 
 class LatentWindows(Sharded, torch.utils.data.Dataset):
-    """[i] -> float32 (B, T, C, h, w): B windows of T consecutive latent frames, starts % stride == 0.
+    """[i] -> float32 (B, T, C, h, w): B windows of T consecutive latent frames, starts % stride == 0;
+    with `action_paths` (one action store per latent store, latentwm.actions) the pair (latents,
+    int64 (B, T) actions of the same frames).
 
     Windows, batch size and stride are the `dynamics.data` section (settings.DataConfig). Every
     window start of every usable store is equally likely. With `data.alternating.enabled`
@@ -183,6 +185,8 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
         expect: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
         cache_mb: float = 1024,
+        action_paths=None,
+        action_expect: dict[str, Any] | None = None,
     ):
         self.window, self.batch_size, self.seed, self.stride = data.window, data.batch_size, int(seed), data.stride
         self.alternating = data.alternating if data.alternating.enabled else None
@@ -191,13 +195,19 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
             raise PipelineError(f"window {self.window} and stride {self.stride} must be at least 1")
         if not store_paths:
             raise PipelineError("no latent stores to train on; check the splits (train needs at least one video)")
-        usable, lengths, best = [], [], (0, None)
-        for p in store_paths:
+        if action_paths is not None and len(action_paths) != len(store_paths):
+            raise PipelineError(f"{len(action_paths)} action stores for {len(store_paths)} latent stores; give one per video")
+        usable, lengths, best, acts = [], [], (0, None), []
+        for j, p in enumerate(store_paths):
             n = open_store(p, expect).shape[0]  # validates attrs; the handle is dropped here
             best = max(best, (n, str(p)), key=lambda t: t[0])
             if n < longest:
                 log(f"WARNING: skipping {p}: {n} frames, shorter than the window of {longest}")
                 continue
+            if action_paths is not None:
+                from .actions import read_store
+
+                acts.append(read_store(action_paths[j], action_expect, frames=n))  # (T,) int64, small: kept
             usable.append(str(p))
             lengths.append(n)
         if not usable:
@@ -209,6 +219,7 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
         self.reader = StoreReader(usable, cache_mb)
         self.paths = usable
         self.norm = Normalisation.of(stats) if stats is not None else None
+        self.actions = acts if action_paths is not None else None
 
     def __len__(self) -> int:
         return LARGE
@@ -234,10 +245,14 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
         k = np.searchsorted(offsets, g, side="right") - 1
         return [(int(a), int(s) * self.stride, t) for a, s in zip(k, g - offsets[k])]
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        wins = [self.reader.read(k, s, s + t) for k, s, t in self.own(self.locate(i), i)]
+    def __getitem__(self, i: int):
+        own = self.own(self.locate(i), i)
+        wins = [self.reader.read(k, s, s + t) for k, s, t in own]
         z = np.stack(wins).astype(np.float32)  # (B, T, C, h, w)
         if self.norm is not None:
             z = self.norm.apply(z)
-        return torch.from_numpy(z)
+        if self.actions is None:
+            return torch.from_numpy(z)
+        a = np.stack([self.actions[k][s : s + t] for k, s, t in own])  # (B, T): the action that produced each frame
+        return torch.from_numpy(z), torch.from_numpy(a)
 

@@ -77,12 +77,13 @@ def euler_step(z, x_hat, tau, d):
 class FlowObjective:
     """`objective(model, batch) -> (loss, logs)`, the shared training loop's contract.
 
-    batch: float32 (B, T, C, h, w) of normalised clean latents.
+    batch: float32 (B, T, C, h, w) of normalised clean latents, or (those, int64 (B, T) actions).
     """
 
-    def __init__(self, cfg: ObjectiveConfig, k_max: int, generator: torch.Generator | None = None):
+    def __init__(self, cfg: ObjectiveConfig, k_max: int, generator: torch.Generator | None = None, action_dropout: float = 0.0):
         self.cfg, self.k_max = cfg, k_max  # finest step 1 / k_max: the model's
         self.generator = generator  # None: the global RNG (seeded and saved by the loop)
+        self.action_dropout = action_dropout  # P(a window's actions all become "no action")
 
     def weight(self, tau):
         return 0.9 * (1 - tau) + 0.1 if self.cfg.ramp_weight else torch.ones_like(tau)
@@ -93,7 +94,7 @@ class FlowObjective:
         return (err * m).sum() / mask.sum().clamp_min(1)
 
     @torch.no_grad()
-    def bootstrap_target(self, model, z, tau, d, target):
+    def bootstrap_target(self, model, z, tau, d, target, **kw):
         """x0 target of one step of size d, from two half-steps of the model (no gradient).
 
         Derivation (x-prediction, tau = 0 clean). One step of size s from level t with prediction x:
@@ -112,14 +113,21 @@ class FlowObjective:
         t, h = tau.view(shape), (d / 2).view(-1, 1, 1, 1, 1).expand(shape)
         step = torch.where(target.view(shape), h, torch.zeros_like(h))  # 0 for context frames
         dh = (d / 2)[:, None].expand_as(tau)
-        x1 = model(z, tau, dh).float()
+        x1 = model(z, tau, dh, **kw).float()
         z_mid = euler_step(z, x1, t, step)
         tau_mid = torch.where(target, tau - dh, tau)
-        x2 = model(z_mid, tau_mid, dh).float()
+        x2 = model(z_mid, tau_mid, dh, **kw).float()
         z_end = euler_step(z_mid, x2, tau_mid.view(shape), step)
         return z - t * (z - z_end) / (2 * step).clamp_min(1e-12)
 
+    def drop_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """(B, T) actions with each window's replaced by -1 ("no action") with probability action_dropout."""
+        g = self.generator
+        keep = torch.rand(actions.shape[0], generator=g).to(actions.device) >= self.action_dropout  # (B,)
+        return torch.where(keep[:, None], actions, torch.full_like(actions, -1))
+
     def __call__(self, model, batch):
+        batch, actions = batch if isinstance(batch, (tuple, list)) else (batch, None)
         z0 = batch.float()  # (B, T, C, h, w)
         B, T = z0.shape[:2]
         g, cfg = self.generator, self.cfg
@@ -130,13 +138,16 @@ class FlowObjective:
         t = tau.view(B, T, 1, 1, 1)
         z = (1 - t) * z0 + t * eps
         d_bt = d[:, None].expand(B, T)
-        x_hat = model(z, tau, d_bt).float()  # (B, T, C, h, w)
+        # drawn after every other draw: without actions the random stream is today's
+        kw = {} if actions is None else {"actions": self.drop_actions(actions)}
+        x_hat = model(z, tau, d_bt, **kw).float()  # (B, T, C, h, w)
 
         fine = d <= 1.0 / self.k_max + 1e-9  # (B,) samples trained on the data
         x_star = z0.clone()
         boot = ~fine
         if boot.any():
-            x_star[boot] = self.bootstrap_target(model, z[boot], tau[boot], d[boot], target[boot])
+            x_star[boot] = self.bootstrap_target(model, z[boot], tau[boot], d[boot], target[boot],
+                                                 **{k: v[boot] for k, v in kw.items()})
         w = self.weight(tau)
         err = ((x_hat - x_star) ** 2).mean((2, 3, 4))  # (B, T)
         loss = self.weighted_mean(err, w, target)

@@ -21,8 +21,9 @@ from . import atomic
 from .config import from_dict
 from .errors import PipelineError
 from .settings import DownloadConfig, GeneratorConfig
-from .synthetic import write_clip
-from .video import ffmpeg_exe
+from .actions import given_for_file, sidecar_path, write_record
+from .synthetic import ACTIONS, clip_actions, write_clip
+from .video import ffmpeg_exe, probe
 
 
 class _Log:
@@ -93,22 +94,34 @@ def spec_from_resolved(resolved_json, video: str) -> dict:
     raise PipelineError(f"video {video} is not listed in {resolved_json}; rerun resolve_source (delete that file)")
 
 
-def fetch(spec: dict, out_path, cfg: dict, log: Callable[[str], None] = print) -> None:
-    """Produce `out_path` (an mp4) for one video spec, atomically."""
+def fetch(spec: dict, out_path, cfg: dict, log: Callable[[str], None] = print, actions_path=None) -> None:
+    """Produce `out_path` (an mp4) for one video spec, atomically; and `actions_path`, the video's
+    own per-frame actions record (latentwm.actions): the generator's player, a local file's sidecar,
+    none for a URL."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     kind = spec["kind"]
+    record = {"actions": None, "fps": None, "names": None}
     if kind == "generator":
         g = from_dict(GeneratorConfig, spec["generator"], f"sources.{spec['source']}.generator")
         log(f"rendering clip {spec['index']} of source {spec['source']}: {g.frames} frames, {g.size}px, seed {g.seed}")
-        write_clip(out_path, spec["index"], g.frames, g.fps, g.size, g.seed)
+        write_clip(out_path, spec["index"], g.frames, g.fps, g.size, g.seed, g.player)
         log(f"wrote {out_path} ({out_path.stat().st_size} bytes)")
+        if g.player:
+            record = {"actions": clip_actions(spec["index"], g.frames, g.size, g.seed).tolist(), "fps": g.fps,
+                      "names": list(ACTIONS)}
     elif kind == "path":
+        sidecar = sidecar_path(spec["path"])
+        if actions_path is not None and sidecar.exists():  # checked before linking: a bad file makes no video
+            record = given_for_file(spec["path"], sidecar, probe(spec["path"])["fps"])
+            log(f"{sidecar}: {len(record['actions'])} actions, one per frame")
         link_local(spec["path"], out_path, spec["source"], log)
     elif kind == "url":
         download_url(spec["url"], out_path, from_dict(DownloadConfig, cfg, "download"), spec["video"], log)
     else:
         raise PipelineError(f"video {spec['video']}: unknown source kind {kind!r}; use generator, path or url")
+    if actions_path is not None:
+        write_record(actions_path, record)
 
 
 def link_local(path, out_path: Path, source: str, log: Callable[[str], None]) -> None:

@@ -186,6 +186,9 @@ class Dynamics(nn.Module):
         self.tau_mlp = nn.Sequential(nn.Linear(n_levels * D, D), nn.SiLU(), nn.Linear(D, D))
         self.n_steps = int(math.log2(cfg.k_max)) + 1  # d in {1, 1/2, ..., 1/k_max}
         self.d_embed = nn.Embedding(self.n_steps, D)
+        # Actions (cfg.actions ids): each frame's action joins its conditioning c; the last row is the
+        # learned "no action" (frame 0, action dropout, rollouts without actions). None: today's model.
+        self.action_embed = nn.Embedding(cfg.actions + 1, D) if cfg.actions else None
         self.blocks = nn.ModuleList(
             Block(cfg, temporal=(i + 1) % cfg.temporal_every == 0) for i in range(cfg.depth)
         )
@@ -237,8 +240,19 @@ class Dynamics(nn.Module):
         kpos = torch.arange(start - past, start + T, device=device)[None, :]
         return (kpos <= qpos) & (qpos - kpos < W)
 
-    def forward(self, z, tau, d=None, cache: KVCache | None = None, commit: int = 0):
-        """z (B, T, C, h, w), tau (B, T), d (B, T) or None -> x0_hat (B, T, C, h, w).
+    def action_index(self, actions: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+        """Actions (B, T) (-1: none) or None -> embedding rows (B, T); "no action" is row cfg.actions."""
+        n = self.cfg.actions
+        if actions is None:
+            return torch.full(like.shape, n, dtype=torch.long, device=like.device)
+        if actions.shape != like.shape:
+            raise PipelineError(f"dynamics model: actions of shape {tuple(actions.shape)} for frames {tuple(like.shape)}")
+        if int(actions.max()) >= n:
+            raise PipelineError(f"dynamics model knows {n} actions but got id {int(actions.max())}; retrain it on these actions")
+        return torch.where(actions < 0, torch.full_like(actions, n), actions).long()
+
+    def forward(self, z, tau, d=None, cache: KVCache | None = None, commit: int = 0, actions=None):
+        """z (B, T, C, h, w), tau (B, T), d (B, T) or None, actions (B, T) long or None -> x0_hat (B, T, C, h, w).
 
         With `cache`, z holds the frames that follow the cached ones; afterwards the first
         `commit` frames of z are in the cache (their keys/values, positions advanced). Frames
@@ -278,6 +292,10 @@ class Dynamics(nn.Module):
             if cache is not None and commit:
                 cache.last, cache.last_tau = patches[:, commit - 1 : commit], tau[:, commit - 1 : commit]
         c = self.tau_mlp(feats.to(z.dtype)) + self.d_embed(self.step_index(d, tau))  # (B, T, D)
+        if self.action_embed is not None:  # the action that produced each frame (B, T) -> (B, T, D)
+            c = c + self.action_embed(self.action_index(actions, tau))
+        elif actions is not None:
+            raise PipelineError("this dynamics model has no action conditioning (dynamics.actions: none); pass no actions")
         c = F.silu(c)
         for i, blk in enumerate(self.blocks):
             ctx = {**tctx, "layer": i}

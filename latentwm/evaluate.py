@@ -65,6 +65,7 @@ class Windows:
     keys: list[tuple[str, int, int]]  # (video, window index, start frame) per window
     frames: torch.Tensor  # uint8 (N, S, 3, H, W), S = context + horizon
     latents: torch.Tensor  # float32 (N, S, C, h, w), normalised: (z - mean) / std
+    actions: torch.Tensor | None = None  # int64 (N, S): the action that produced each frame (action models)
 
 
 class Codec:
@@ -102,7 +103,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
     steps=, tau_ctx=)` are latentwm.sampler's, passed in so tests can use stand-ins.
     """
     C, H = cfg.context, cfg.horizon
-    first = cfg.samplers[0]  # the main sampler: also teacher-forced and the mean
+    first = cfg.samplers[0]  # the main sampler: also teacher-forced, the mean and the action conditions
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}
@@ -117,24 +118,31 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         lat = win.latents[b0 : b0 + len(keys)]  # (B, S, C, h, w) normalised
         ctx, truth_z = lat[:, :C].to(device), lat[:, C:]  # (B, C, ...), (B, H, ...)
         window_px = to_float(win.frames[b0 : b0 + len(keys)])  # (B, S, 3, H, W): context and future
+        # an action model's rollouts get the actions of the window (inferred from the true future, or
+        # the given ones); the action conditions replace the future's with random ones or none
+        act = {} if win.actions is None else {"actions": win.actions[b0 : b0 + len(keys)].to(device)}  # (B, S)
         truth_px = window_px[:, C:]  # (B, H, 3, H, W)
         preds: dict[str, torch.Tensor] = {}  # label -> normalised latents (B, H, C, h, w)
         for s in cfg.samplers:
             sampler = sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx)
             _sync(device)
             t0 = time.perf_counter()
-            out = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0))
+            out = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0), **act)
             _sync(device)
             seconds[s.name] += time.perf_counter() - t0
             frames_done[s.name] += out.shape[0] * out.shape[1]
             preds[label("model", s.name)] = out.float().cpu()
             if s is first:
-                tf = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0), teacher=truth_z.to(device))
+                tf = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0), teacher=truth_z.to(device), **act)
                 preds[label("teacher_forced", s.name)] = tf.float().cpu()
+                for cond, future in action_conditions(act, C, model.cfg.actions if act else 0, cfg.seed + b0).items():
+                    preds[label(cond, s.name)] = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0),
+                                                         actions=future).float().cpu()
         if cfg.mean_samples:
             sampler = sampler_config(kind=first.kind, steps=first.steps, tau_ctx=cfg.tau_ctx)
             draws = [preds[label("model", first.name)]] + [
-                rollout(model, ctx, H, sampler, generator=_seed(cfg, b0, r)).float().cpu() for r in range(1, cfg.mean_samples)
+                rollout(model, ctx, H, sampler, generator=_seed(cfg, b0, r), **act).float().cpu()
+                for r in range(1, cfg.mean_samples)
             ]
             preds[label("model_mean", first.name)] = torch.stack(draws).mean(0)
         preds["copy_last"] = lat[:, C - 1 : C].expand(-1, H, -1, -1, -1)  # (B, H, C, h, w)
@@ -155,12 +163,33 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
                     # rows of the filmstrip: each sampler's rollout, the mean, copy_last, the tokenizer ceiling
                     "predictions": {n: to_uint8(pixels[n][i]) for n in shown + ["copy_last", "ceiling"]},
                 })
+        if act and b0 == 0 and samples:  # the action sweep of the first sample: each action held for the horizon
+            n = model.cfg.actions
+            held = act["actions"][:1].repeat(n, 1)  # (n, S): the context's own actions, then action a throughout
+            held[:, C:] = torch.arange(n, device=device)[:, None]
+            sampler = sampler_config(kind=first.kind, steps=first.steps, tau_ctx=cfg.tau_ctx)
+            sweep = rollout(model, ctx[:1].expand(n, -1, -1, -1, -1), H, sampler, generator=_seed(cfg, 0), actions=held)
+            px = codec.decode(sweep.float().cpu())  # (n, H, 3, H, W)
+            samples[0]["sweep"] = {f"action {a}": to_uint8(px[a]) for a in range(n)}
         done = b0 + len(keys)
         elapsed = time.perf_counter() - t_start
         log(f"[evaluate] windows {done}/{len(win.keys)} done, {elapsed:.0f} s, "
             f"ETA {elapsed / done * (len(win.keys) - done):.0f} s")
     fps = {n: frames_done[n] / max(seconds[n], 1e-9) for n in frames_done}
     return pd.concat(rows, ignore_index=True)[CSV_COLUMNS], fps, samples
+
+
+def action_conditions(act: dict, context: int, n_actions: int, seed: int) -> dict[str, torch.Tensor]:
+    """The action conditions of a batch: condition -> actions (B, S) whose horizon part is replaced,
+    random_actions by ids drawn uniformly (seeded), no_action by -1; {} for a model without actions."""
+    if not act:
+        return {}
+    a = act["actions"]
+    g = torch.Generator().manual_seed(seed)
+    rand, none = a.clone(), a.clone()
+    rand[:, context:] = torch.randint(0, n_actions, rand[:, context:].shape, generator=g).to(a.device)
+    none[:, context:] = -1
+    return {"random_actions": rand, "no_action": none}
 
 
 def _sync(device) -> None:
@@ -181,11 +210,15 @@ def _long(keys, condition, sampler, metric, values: torch.Tensor) -> pd.DataFram
     })
 
 
-def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_hash: str, mean, std, name: str, log):
-    """Read the windows of every test video; refuse mismatched stores, skip too-short videos."""
-    keys, frames, latents, short, shape = [], [], [], [], None
+def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_hash: str, mean, std, name: str, log,
+                 action_paths=None, action_expect=None):
+    """Read the windows of every test video (and their actions, given `action_paths`); refuse
+    mismatched stores, skip too-short videos."""
+    from .actions import read_store
+
+    keys, frames, latents, short, shape, acts = [], [], [], [], None, []
     norm = Normalisation(mean, std)
-    for video, fpath, lpath in zip(videos, frame_paths, latent_paths):
+    for j, (video, fpath, lpath) in enumerate(zip(videos, frame_paths, latent_paths)):
         lat = open_store(lpath, expect={"tokenizer_hash": tokenizer_hash})
         fr = open_store(fpath)
         attr_shape = list(lat.attrs.get("latent_shape", lat.shape[1:]))
@@ -201,8 +234,11 @@ def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_h
         starts = window_starts(fr.shape[0], cfg)
         if not starts:
             short.append(f"{video} ({fr.shape[0]} frames)")
+        a = read_store(action_paths[j], action_expect, frames=lat.shape[0]) if action_paths else None
         for w, s in enumerate(starts):
             keys.append((video, w, s))
+            if a is not None:
+                acts.append(torch.from_numpy(a[s : s + cfg.span]))
             frames.append(torch.from_numpy(np.asarray(fr[s : s + cfg.span])))
             z = torch.from_numpy(np.asarray(lat[s : s + cfg.span]).astype(np.float32))
             latents.append(norm.apply(z))
@@ -212,7 +248,7 @@ def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_h
         raise PipelineError(f"evaluation {name}: every test video is shorter than one window: {', '.join(short)}; {fix}")
     if short:
         log(f"WARNING: evaluation {name} skips test videos shorter than {cfg.span} frames: {', '.join(short)}; {fix}")
-    return Windows(keys, torch.stack(frames), torch.stack(latents)), short
+    return Windows(keys, torch.stack(frames), torch.stack(latents), torch.stack(acts) if acts else None), short
 
 
 def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
@@ -234,12 +270,21 @@ def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
                                     and np.allclose(trained["std"], stats["std"], atol=1e-6)):
         raise PipelineError(f"{stats_path} differs from the latent stats {dynamics_path} was trained with; rerun train_dynamics")
     model = checkpoint.build_model(ckpt, kind="dynamics")
+    actions = ckpt.get("actions")
+    if actions is None and kwargs.get("action_paths"):
+        raise PipelineError(f"{dynamics_path} has no action conditioning but action stores were given; rerun train_dynamics")
+    if actions is not None:
+        if not kwargs.get("action_paths"):
+            raise PipelineError(f"{dynamics_path} is conditioned on {actions['kind']} actions but none were given to evaluate "
+                                "it with; rerun with the same dynamics.actions")
+        kwargs["action_expect"] = {"lam_hash": actions["lam_hash"]} if actions["kind"] == "latent" else {"given": True}
     return evaluate(model, tokenizer_path=tokenizer_path, stats_path=stats_path, **kwargs)
 
 
 def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_paths, cfg: EvalConfig,
              metrics_csv, summary_json, name: str = "default", log: Callable[[str], None] = print,
-             rollout: Callable | None = None, sampler_config: Callable | None = None):
+             rollout: Callable | None = None, sampler_config: Callable | None = None, action_paths=None,
+             action_expect=None, truth_paths=None):
     """Evaluate an already-built model (whatever `rollout` takes) on the test videos; write the CSV
     and summary. `run` is this for a dynamics checkpoint; a benchmark passes its own model and rollout.
 
@@ -254,7 +299,8 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
     with open(stats_path) as f:
         stats = json.load(f)
     mean, std = torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
-    win, skipped = load_windows(videos, frame_paths, latent_paths, cfg, tok_hash, mean, std, name, log)
+    win, skipped = load_windows(videos, frame_paths, latent_paths, cfg, tok_hash, mean, std, name, log,
+                                action_paths, action_expect)
     log(f"[evaluate] {name}: {len(win.keys)} windows from {len(videos) - len(skipped)} test videos on {device}")
     codec = Codec(checkpoint.build_model(tokenizer_path, device, kind="tokenizer"), mean, std, device)
     model = model.to(device).eval()
@@ -270,6 +316,11 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
         "psnr_cap_db": PSNR_CAP_DB,
         **S.build(df, fps, cfg.horizon),
     }
+    if win.actions is not None:
+        summary["actions"] = action_summary(summary["conditions"], cfg.samplers[0].name, action_paths, truth_paths,
+                                            action_expect)
+        for line in summary["actions"]["lines"]:
+            log(f"[actions] {line}")
     for flag in summary["checks"]["identical_conditions"]:
         log(f"WARNING: {flag} in PSNR at every step: either the evaluation is broken or the model "
             "ignores what it is given (e.g. model == teacher_forced: the context does not matter)")
@@ -283,3 +334,29 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
     for line in summary["verdict"]:
         log(f"[verdict] {line}")
     return summary, samples
+
+
+def action_summary(conditions: dict, sampler: str, action_paths, truth_paths, expect) -> dict[str, Any]:
+    """Controllability (PSNR of rollouts with the window's actions minus with random actions, per
+    step, paired by window, bootstrap interval) and, with the videos' true actions, the normalised
+    mutual information between the model's actions and the true ones over every test frame."""
+    from .actions import nmi, read_store
+
+    ctrl = conditions[label("model", sampler)].get("vs_actions", {}).get("random_actions", {}).get("psnr")
+    out: dict[str, Any] = {"controllability_psnr": ctrl, "lines": []}
+    if ctrl:
+        k = min(4, len(ctrl["diff"])) - 1
+        out["lines"].append(f"controllability: PSNR with the inferred actions minus with random actions at step {k + 1}: "
+                            f"{ctrl['diff'][k]:+.2f} dB, 95% CI [{ctrl['ci_low'][k]:+.2f}, {ctrl['ci_high'][k]:+.2f}]")
+    if truth_paths:
+        ours, truth = [], []
+        for a, t in zip(action_paths, truth_paths):
+            tt = read_store(t)
+            if len(tt) and tt.max() >= 0:  # videos with actions of their own
+                ours.append(read_store(a, expect, frames=len(tt)))
+                truth.append(tt)
+        if truth:
+            out["nmi_latent_true"] = nmi(np.concatenate(ours), np.concatenate(truth))
+            out["nmi_frames"] = int(sum(len(t) - 1 for t in truth))
+            out["lines"].append(f"NMI(latent actions, true actions) on {len(truth)} test videos: {out['nmi_latent_true']:.3f}")
+    return out

@@ -8,12 +8,14 @@ evaluation can refuse latents from another tokenizer.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
 from . import checkpoint, distributed
+from .actions import conditioning
 from .config import to_dict
 from .data import LatentWindows
 from .diffusion import FlowObjective
@@ -23,9 +25,13 @@ from .settings import DataConfig, DynamicsStage
 from .train import WithLoss, fingerprint, train
 
 
-def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log) -> tuple[WithLoss, LatentWindows]:
-    """(the network with its flow objective, its batches) of the dynamics stage, for latents described by `stats`."""
+def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actions: dict | None = None,
+          action_paths=None) -> tuple[WithLoss, LatentWindows]:
+    """(the network with its flow objective, its batches) of the dynamics stage, for latents described by `stats`;
+    with `actions` (latentwm.actions.conditioning) and their stores, action-conditioned."""
     model_cfg = stage.model_config(stats["latent_shape"])
+    if actions is not None:
+        model_cfg = dataclasses.replace(model_cfg, actions=actions["n"])
     batches = LatentWindows(
         latent_paths,
         stage.data,
@@ -33,11 +39,14 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log) -> tu
         stats=stats,
         expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]},
         log=log,
+        **({} if actions is None else {"action_paths": list(action_paths), "action_expect": actions["expect"]}),
     )
-    return WithLoss(Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max)), batches
+    dropout = stage.action_dropout if actions is not None else 0.0
+    return WithLoss(Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout)), batches
 
 
-def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, log):
+def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, log, actions: dict | None = None,
+              action_paths=None):
     """probe(network) -> next-frame loss on fixed windows of the val videos, or None without any.
 
     Each window's last frame is predicted from pure noise (tau 1, the finest step size) with the
@@ -51,11 +60,16 @@ def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, lo
     try:
         data = LatentWindows(list(val_paths), DataConfig(window=stage.data.window, batch_size=stage.val_windows),
                              seed=stage.train.seed, stats=stats, log=log,
-                             expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]})
+                             expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]},
+                             **({} if actions is None else {"action_paths": list(action_paths),
+                                                            "action_expect": actions["expect"]}))
     except PipelineError as e:
         log(f"WARNING: no val windows, so no held-out loss and the last weights are kept: {e}")
         return None
-    z0 = data[0]  # (N, T, C, h, w) normalised
+    z0, kw = data[0], {}  # (N, T, C, h, w) normalised
+    if actions is not None:
+        z0, a = z0
+        kw = {"actions": a}  # (N, T): the true (or inferred) actions, never dropped
     N, T = z0.shape[:2]
     eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(stage.train.seed))
     tau = torch.full((N, T), stage.objective.tau_ctx)
@@ -66,7 +80,7 @@ def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, lo
 
     def probe(network) -> dict:
         dev = next(network.parameters()).device
-        x = network(z.to(dev), tau.to(dev), d.to(dev))[:, -1].float().cpu()
+        x = network(z.to(dev), tau.to(dev), d.to(dev), **{k: v.to(dev) for k, v in kw.items()})[:, -1].float().cpu()
         loss = float(((x - z0[:, -1]) ** 2).mean())
         return {"val_next_loss": loss, "val_copy_loss": copy, **({"select": loss} if stage.keep_best else {})}
 
@@ -79,8 +93,12 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
     Resumes from `resume` and deletes it when done."""
     stats_text = Path(inputs.stats).read_text()
     stats = json.loads(stats_text)
+    actions = None
+    if stage.actions != "none":  # the stores of the train videos tell the number of actions and their provenance
+        actions = conditioning(stage.actions, list(inputs.train_actions), getattr(inputs, "lam", None))
+        log(f"[dynamics] conditioned on {stage.actions} actions: {actions['n']} ids, dropout {stage.action_dropout}")
     torch.manual_seed(stage.train.seed)  # the model's initial weights
-    flow, batches = build(stage, stats, list(inputs.latents), log)
+    flow, batches = build(stage, stats, list(inputs.latents), log, actions, getattr(inputs, "train_actions", None))
     net = flow.network
     log(f"[dynamics] {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, {len(batches.paths)} videos, "
         f"config {to_dict(net.cfg)}")
@@ -93,16 +111,19 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         resume_path=resume,
         curve_path=out.curve,
         # the resolved model config joins in: a preset changed in the code since starts fresh
-        fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text),
+        fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text, *([actions["lam_hash"]] if actions else [])),
         log=log,
         probe=probes(collapse_probe(net.cfg, seed=stage.train.seed),
-                     val_probe(stage, net.cfg.k_max, list(inputs.val), stats, log)),
+                     val_probe(stage, net.cfg.k_max, list(inputs.val), stats, log, actions,
+                               getattr(inputs, "val_actions", None))),
         health_path=out.health,
     )
     if not distributed.context().main:
         return
     final["stats"] = {k: stats[k] for k in ("mean", "std", "latent_shape", "tokenizer_hash")}
     final["tokenizer_hash"] = stats["tokenizer_hash"]
+    if actions is not None:  # evaluation refuses action stores of another kind or another LAM
+        final["actions"] = {k: actions[k] for k in ("kind", "n", "lam_hash")}
     checkpoint.save(out.checkpoint, final, then=f"the last checkpoint, {resume}, is kept: a rerun resumes from it")
     Path(resume).unlink(missing_ok=True)  # the run is complete; the output supersedes it
     log(f"[dynamics] wrote {out.checkpoint}")

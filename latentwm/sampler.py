@@ -31,23 +31,27 @@ def _noise(shape, generator, device):
     return torch.randn(shape, generator=generator, device=gdev).to(device)
 
 
-def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float, cache=None):
+def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float, cache=None, prefix_actions=None,
+                  action=None):
     """Denoise one frame z (B, 1, C, h, w) from tau = 1 to 0, given `prefix` (B, P, C, h, w) at
     levels prefix_tau (B, P) that precede it (P may be 0).
 
     Without a cache, `prefix` is the whole history and is recomputed at every step. With a
     cache, `prefix` holds only the frames not yet cached: they are committed in the first step
-    and later steps run the one new frame against the cache.
+    and later steps run the one new frame against the cache. An action model also gets the actions
+    of the prefix frames (B, P) and of the new frame (B, 1); None: no action conditioning.
     """
     B = z.shape[0]
     levels = sampler.levels()
     for i in range(sampler.steps):
         tau, tau_next = levels[i], levels[i + 1]
-        inp, lv = z, torch.full((B, 1), tau, device=z.device)
+        inp, lv, acts = z, torch.full((B, 1), tau, device=z.device), action
         P = 0 if prefix is None else prefix.shape[1]
         if P:
             inp, lv = torch.cat([prefix, z], 1), torch.cat([prefix_tau, lv], 1)
-        x_hat = model(inp, lv, torch.full_like(lv, d), cache=cache, commit=P if cache is not None else 0)
+            acts = None if action is None else torch.cat([prefix_actions, action], 1)
+        kw = {} if action is None else {"actions": acts}
+        x_hat = model(inp, lv, torch.full_like(lv, d), cache=cache, commit=P if cache is not None else 0, **kw)
         x_hat = x_hat[:, -1:].float()  # (B, 1, C, h, w)
         z = x_hat if tau_next == 0 else euler_step(z, x_hat, tau, tau - tau_next)
         if cache is not None:
@@ -56,7 +60,8 @@ def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float
 
 
 @torch.no_grad()
-def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None, use_cache=True, teacher=None):
+def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None, use_cache=True, teacher=None,
+            actions=None):
     """Autoregressive rollout: context (B, C_ctx, C, h, w) normalised latents -> (B, horizon, C, h, w).
 
     Each new frame starts from seeded noise and is denoised with `sampler`; then it is corrupted
@@ -66,6 +71,8 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     frames (`Dynamics.new_cache`), so the cost per frame stays flat up to the model's max_frames
     window (a sliding window past it); without it the whole history is recomputed at every step
     (same result within float tolerance, cost growing with the horizon). Put the model in eval mode.
+    An action model takes `actions` (B, C_ctx + horizon) long: the action that produced each context
+    frame and each frame to predict (-1: none); None: no action conditioning.
     """
     if context.ndim != 5 or context.shape[1] < 1:
         raise PipelineError(f"rollout context must be (B, frames >= 1, C, h, w), got {tuple(context.shape)}")
@@ -79,16 +86,24 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     def corrupt(x):  # (B, n, C, h, w) -> noised to tau_ctx, float32
         return (1 - t_ctx) * x.float() + t_ctx * _noise(x.shape, generator, device)
 
+    n_ctx = context.shape[1]
+    if actions is not None and tuple(actions.shape) != (B, n_ctx + horizon):
+        raise PipelineError(f"rollout actions {tuple(actions.shape)} must be (B, context + horizon) = {(B, n_ctx + horizon)}")
     history = corrupt(context)  # frames not yet in the cache (all of them without a cache)
+    hist_actions = None if actions is None else actions[:, :n_ctx]  # (B, frames in history)
     cache = model.new_cache() if use_cache else None
     out = []
     for t in range(horizon):
         z = _noise((B, 1, C, h, w), generator, device)
+        action = None if actions is None else actions[:, n_ctx + t : n_ctx + t + 1]  # (B, 1)
         z = denoise_frame(
-            model, history, torch.full(history.shape[:2], t_ctx, device=device), z, sampler, d, cache=cache
+            model, history, torch.full(history.shape[:2], t_ctx, device=device), z, sampler, d, cache=cache,
+            prefix_actions=hist_actions, action=action,
         )
         out.append(z)
         fed = corrupt(teacher[:, t : t + 1] if teacher is not None else z)
         history = fed if use_cache else torch.cat([history, fed], 1)
+        if actions is not None:
+            hist_actions = action if use_cache else torch.cat([hist_actions, action], 1)
     return torch.cat(out, 1)
 

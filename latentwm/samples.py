@@ -98,6 +98,9 @@ def write_samples(samples: list[dict], context: int, out_dir: Path) -> list[dict
         title = f"{video}, frames {start}..{start + len(s['truth']) - 1} (context {context})"
         sample_gif(s["truth"], s["predictions"], context, out_dir / f"{stem}.gif")
         filmstrip(s["truth"], s["predictions"], context, out_dir / f"{stem}.png", title)
+        if "sweep" in s:  # an action model's: one row per action held for the whole horizon, same context
+            filmstrip(s["truth"], s["sweep"], context, out_dir / f"{stem}_action_sweep.png",
+                      f"{title}: each action held for the horizon")
         listed.append({"video": video, "window": window, "start": start, "gif": f"{stem}.gif", "png": f"{stem}.png",
                        "panels": ["truth", *s["predictions"]], "title": title})
     (out_dir / "index.json").write_text(json.dumps(listed, indent=1))

@@ -28,6 +28,9 @@ class GeneratorConfig:
     fps: float = setting(15, exclusiveMinimum=0)
     size: int = setting(64, "Rendered width and height in pixels (even, for H.264).", minimum=16, multipleOf=2)
     seed: int = 0
+    player: bool = setting(True, "One more sprite, driven by actions (noop + 4 directions, each held 2-8 frames), whose "
+                                 "per-frame actions are written next to the clip (the truth latent actions are checked "
+                                 "against); false: the same clips without it.")
 
 
 @dataclass
@@ -150,6 +153,43 @@ class LatentsConfig:
     device: str = setting("auto", enum=DEVICES)
 
 
+@dataclass
+class LamConfig:
+    """The latent action model's shape: an inverse model (z_t, z_t+1) -> one of `codes` discrete
+    actions, and a forward model (z_t-1, z_t, action) -> z_t+1; small convnets on the latent grid."""
+
+    codes: int = setting(8, "Discrete latent actions (the VQ codebook size).", minimum=2)
+    code_dim: int = setting(16, "Width of a code vector (codes are compared by cosine).", minimum=2)
+    width: int = setting(64, "Channels of the conv layers.", minimum=4)
+    depth: int = setting(2, "Residual conv blocks of the forward model (the inverse model has as many).", minimum=1)
+    latent_channels: int | None = setting(None, "C of the latents; null: from the latents.", minimum=1)
+
+
+@dataclass
+class LamStage:
+    """The latent action model (train_lam) on the train videos' latents: in the DAG only with
+    `dynamics.actions: latent`. Changing any key reruns it, encode_actions, dynamics and evaluation."""
+
+    model: LamConfig = field(default_factory=LamConfig)
+    train: TrainConfig = setting(lambda: TrainConfig(steps=1500, lr=0.001, warmup=50, batch_size=32, log_every=100),
+                                 "The shared training loop; batch_size is windows of 3 frames (t-1, t, t+1) per step.")
+    commitment: float = setting(0.25, "VQ commitment weight (encoder pulled toward its code).", minimum=0)
+    null_action: float = setting(0.1, "Fraction of training samples whose forward model gets the learned 'no action' "
+                                      "instead of the code: what the logged loss without the action uses.",
+                                 minimum=0, exclusiveMaximum=1)
+    dead_code_every: int = setting(50, "Steps between dead-code resets: a code used by less than 1/(10 codes) of the "
+                                       "samples lately is moved onto a random encoder output of the batch.", minimum=1)
+    diversity: float = setting(0.0, "Weight of the code-use term: soft assignments confident per transition and spread "
+                                    "over the batch (against a codebook collapsed onto one code); 0: off.", minimum=0)
+    continuous_steps: int = setting(0, "Warmup steps in which the forward model gets the inverse model's continuous "
+                                       "output instead of a code; then the codes start on its outputs. 0: codes from "
+                                       "the start.", minimum=0)
+    min_perplexity: float = setting(2.0, "The job fails (collapsed codebook) when the codes' perplexity on the val "
+                                         "transitions ends below this.", minimum=1)
+    val_windows: int = setting(256, "Val transitions scored at every log step (usage, perplexity, forward loss with "
+                                    "and without the action).", minimum=1)
+
+
 # Named sizes of the dynamics network. A preset fills every field the config leaves unset (None);
 # a field set in the config always wins. The merged values are what the checkpoint stores, so a
 # later change of a preset never changes how an existing checkpoint is rebuilt.
@@ -176,6 +216,8 @@ class DynamicsConfig:
     latent_channels: int | None = setting(None, "C of the latents; null: from the latents. Set, it must match.", minimum=1)
     latent_hw: tuple[int, int] | None = setting(None, "(h, w) of the latent grid; null: from the latents.",
                                                 items={"type": "integer", "minimum": 1}, minItems=2, maxItems=2)
+    actions: int = setting(0, "Action ids each frame's conditioning embeds (plus a learned 'no action'); 0: none. Set by "
+                              "the stage from dynamics.actions and the action stores; leave it 0 here.", minimum=0)
     patch: int | None = setting(None, "Spatial patch size on the latent grid (tokens per frame = h*w / patch^2); " + PRESET,
                                 minimum=1)
     dim: int | None = setting(None, "Transformer width; " + PRESET, minimum=8)
@@ -285,6 +327,9 @@ class DataConfig:
         return max(self.windows().values())
 
 
+ACTION_KINDS = ["latent", "given"]  # what dynamics.actions may condition on besides none (latentwm.actions)
+
+
 @dataclass
 class DynamicsStage:
     """The latent dynamics model (train_dynamics), trained on the train videos' latents."""
@@ -296,6 +341,11 @@ class DynamicsStage:
         lambda: TrainConfig(steps=1200, warmup=50, log_every=25),
         "The shared training loop; its batch_size is unused here (data.batch_size is the batch).",
     )
+    actions: str = setting("none", "none: a video predictor (no actions); latent: conditioned on the latent action "
+                                   "model's actions (train_lam, encode_actions); given: on the videos' own actions "
+                                   "(generator player or sidecar files).", enum=["none", *ACTION_KINDS])
+    action_dropout: float = setting(0.1, "Probability that a training window's actions are all replaced by the learned "
+                                         "'no action' (so the model also predicts without them).", minimum=0, maximum=1)
     val_windows: int = setting(32, "Windows of the val videos scored at every log step: the next-frame loss from a clean "
                                     "context (curve column probe_val_next_loss, beside probe_val_copy_loss); 0: off.", minimum=0)
     keep_best: bool = setting(False, "Return the weights of the log step with the lowest val next-frame loss, not the last "
@@ -317,5 +367,6 @@ SECTIONS = {
     "splits": SplitsConfig,
     "tokenizer": TokenizerStage,
     "latents": LatentsConfig,
+    "lam": LamStage,
     "dynamics": DynamicsStage,
 }

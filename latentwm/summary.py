@@ -27,8 +27,13 @@ import pandas as pd
 
 from . import metrics as M
 
-BASELINES = {"model": "copy_last", "model_mean": "copy_last", "teacher_forced": "copy_previous"}
-ORDER = ("model", "model_mean", "teacher_forced", "copy_last", "copy_previous", "ceiling")  # conditions, as shown
+BASELINES = {"model": "copy_last", "model_mean": "copy_last", "teacher_forced": "copy_previous",
+             "random_actions": "copy_last", "no_action": "copy_last"}
+ORDER = ("model", "model_mean", "teacher_forced", "random_actions", "no_action", "copy_last", "copy_previous",
+         "ceiling")  # conditions, as shown
+# an action model's rollout (with the window's actions) against the same sampler's rollouts with other
+# actions: model minus random_actions is the controllability
+ACTION_CONDITIONS = ("random_actions", "no_action")
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
@@ -142,6 +147,15 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
         e["verdict"] = {"baseline": base,
                         "beats_steps": {n: r["beats_steps"] for n, r in e["vs_baseline"].items() if "beats_steps" in r},
                         **_flags(e, reg), "text": _text(label(e["condition"], e["sampler"]), e, reg)}
+        if e["condition"] == "model":
+            for other in ACTION_CONDITIONS:
+                if (other, e["sampler"], reg[0].name) not in mats:
+                    continue
+                e.setdefault("vs_actions", {})[other] = {}
+                for m in reg:
+                    diff = mats[("model", e["sampler"], m.name)] - mats[(other, e["sampler"], m.name)]
+                    d, lo, hi = bootstrap(diff, idx)
+                    e["vs_actions"][other][m.name] = {"diff": _floats(d), "ci_low": _floats(lo), "ci_high": _floats(hi)}
         if "psnr" in e["per_step"] and "ceiling" in out:
             e["psnr_gap_to_ceiling_step1"] = out["ceiling"]["per_step"]["psnr"][0] - e["per_step"]["psnr"][0]
     return out

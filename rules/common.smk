@@ -2,6 +2,7 @@
 import json
 import os
 
+from latentwm.actions import sidecar_path
 from latentwm.sources import all_video_specs, source_kind, static_videos
 from latentwm.splits import assign_splits
 
@@ -43,13 +44,17 @@ def split_videos(split):
 
 
 def video_source_files(wildcards):
-    """Inputs of download: the local file, or the resolved list of a URL source."""
+    """Inputs of download: the local file (and its actions sidecar), or the resolved list of a URL source."""
     spec = static_spec(wildcards.video)
     if spec is None:
         return {"resolved": resolved_file(wildcards.video)}
     if spec["kind"] == "path" and os.path.exists(spec["path"]):
         # a missing file is not an input (that would stop the whole DAG); its job fails alone
-        return {"local": spec["path"]}
+        sidecar = sidecar_path(spec["path"])
+        return {
+            "local": spec["path"],
+            **({"sidecar": str(sidecar)} if sidecar.exists() else {}),
+        }
     return {}
 
 
@@ -110,6 +115,39 @@ def train_latents(wildcards):
     return latents(split_videos("train"))
 
 
+ACTIONS = config["dynamics"]["actions"]  # none | latent | given
+
+
+def action_stores(videos, kind=ACTIONS):
+    """The action stores of `videos` that dynamics and evaluation read; none without actions."""
+    if kind == "none":
+        return []
+    return expand("results/actions/{kind}/{video}.zarr", kind=kind, video=videos)
+
+
+def action_inputs(*splits):
+    """Input function: the action stores of the videos of `splits` (one named input per split),
+    and the latent action model whose ids they are (its hash is checked against theirs).
+    """
+
+    def inputs(wildcards):
+        if ACTIONS == "none":
+            return {}
+        out = {f"{s}_actions": action_stores(split_videos(s)) for s in splits}
+        if ACTIONS == "latent":
+            out["lam"] = "results/lam/lam.pt"
+        return out
+
+    return inputs
+
+
+def truth_actions(wildcards):
+    """The test videos' given actions, scored against the latent ones (latent actions only)."""
+    if ACTIONS != "latent":
+        return {}
+    return {"truth": action_stores(split_videos("test"), "given")}
+
+
 def all_targets(wildcards):
     """Every final product; each rule names its own outputs (rules.NAME.output), listed nowhere else."""
     evaluations = list(config["evaluations"])
@@ -119,6 +157,7 @@ def all_targets(wildcards):
         *rules.train_tokenizer.output,
         *latents(all_videos()),
         *rules.latent_stats.output,
+        *(rules.train_lam.output if ACTIONS == "latent" else []),
         *rules.train_dynamics.output,
         *expand(rules.evaluate_rollouts.output, evaluation=evaluations),
         *expand(rules.plot_evaluation.output, evaluation=evaluations),

@@ -1,4 +1,5 @@
-# Sources -> one encoded video file per video: results/videos/{video}.mp4
+# Sources -> one encoded video file per video, results/videos/{video}.mp4, and its own
+# per-frame actions (generator player, sidecar file, or none): {video}.actions.json
 
 
 checkpoint resolve_source:
@@ -20,7 +21,8 @@ rule download:
     input:
         unpack(video_source_files),
     output:
-        "results/videos/{video}.mp4",
+        video="results/videos/{video}.mp4",
+        actions="results/videos/{video}.actions.json",
     log:
         "logs/download/{video}.log",
     localrule: True

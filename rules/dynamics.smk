@@ -1,8 +1,10 @@
-# Latents of the train videos (val: the held-out loss that picks the weights) -> results/dynamics/dynamics.pt.
+# Latents of the train videos (val: the held-out loss that picks the weights), with their actions
+# when dynamics.actions is latent or given -> results/dynamics/dynamics.pt.
 
 
 rule train_dynamics:
     input:
+        unpack(action_inputs("train", "val")),
         latents=lambda w: latents(split_videos("train")),
         val=lambda w: latents(split_videos("val")),
         stats="results/latents/stats.json",

@@ -5,6 +5,8 @@
 
 rule evaluate_rollouts:
     input:
+        unpack(action_inputs("test")),
+        unpack(truth_actions),
         dynamics="results/dynamics/dynamics.pt",
         tokenizer="results/tokenizer/tokenizer.pt",
         stats="results/latents/stats.json",

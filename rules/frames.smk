@@ -1,4 +1,5 @@
-# Encoded video -> results/frames/{video}.zarr, uint8 (T, 3, H, W); and the split file.
+# Encoded video -> results/frames/{video}.zarr, uint8 (T, 3, H, W); its own actions on those
+# frames -> results/actions/given/{video}.zarr, int16 (T,); and the split file.
 
 
 rule extract_frames:
@@ -32,3 +33,18 @@ rule splits:
         cfg=config["splits"],
     script:
         "../workflow_scripts/splits.py"
+
+
+rule given_actions:
+    input:
+        record="results/videos/{video}.actions.json",
+        frames="results/frames/{video}.zarr",
+    output:
+        directory("results/actions/given/{video}.zarr"),
+    log:
+        "logs/given_actions/{video}.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow_scripts/given_actions.py"

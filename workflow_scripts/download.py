@@ -1,20 +1,22 @@
-"""download: one video spec -> results/videos/{video}.mp4 (rendered, linked or downloaded)."""
+"""download: one video spec -> results/videos/{video}.mp4 (rendered, linked or downloaded) and
+results/videos/{video}.actions.json (its own per-frame actions, or null)."""
 
 from latentwm.download import fetch, spec_from_resolved
 from latentwm.errors import one_line_errors
 from latentwm.logs import logger
 
 
-def main(spec: dict, resolved: str | None, cfg: dict, out: str, log: str | None) -> None:
+def main(spec: dict, resolved: str | None, cfg: dict, out: str, log: str | None, actions: str | None = None) -> None:
     with one_line_errors(log):
         if spec["kind"] == "url":  # the URL of this entry comes from its source's resolved list
             spec = spec_from_resolved(resolved, spec["video"])
-        fetch(spec, out, cfg, logger(log))
+        fetch(spec, out, cfg, logger(log), actions)
 
 
 if "snakemake" in globals():
     resolved = snakemake.input.get("resolved")
-    main(snakemake.params.spec, resolved, snakemake.params.cfg, snakemake.output[0], snakemake.log[0])
+    main(snakemake.params.spec, resolved, snakemake.params.cfg, snakemake.output.video, snakemake.log[0],
+         snakemake.output.actions)
 else:  # by hand: python workflow_scripts/download.py URL_OR_FILE OUT.mp4
     import argparse
 

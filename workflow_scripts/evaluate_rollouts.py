@@ -2,7 +2,7 @@
 
 Writes metrics.csv (long format: video, window, condition, sampler, step, metric, value),
 summary.json (verdict, per condition: per-step means with bootstrap intervals, paired differences
-to its baseline, frames/s; per-video means; checks) and samples/ (a GIF and a filmstrip PNG for each of the first `samples` windows).
+to its baseline, frames/s; per-video means; checks; for an action model the controllability and NMI) and samples/ (a GIF and a filmstrip PNG for each of the first `samples` windows).
 """
 
 from pathlib import Path
@@ -23,6 +23,7 @@ def main(inp, out, cfg: dict, name: str, log_path=None, threads: int = 2) -> Non
             dynamics_path=inp["dynamics"], tokenizer_path=inp["tokenizer"], stats_path=inp["stats"],
             videos=inp["videos"], frame_paths=inp["frames"], latent_paths=inp["latents"], cfg=ecfg,
             metrics_csv=out["metrics"], summary_json=out["summary"], name=name, log=log,
+            action_paths=inp.get("actions"), truth_paths=inp.get("truth"),
         )
         listed = write_samples(samples, ecfg.context, Path(out["samples"]))
         log(f"[evaluate] {name}: wrote {out['metrics']}, {out['summary']} and {len(listed)} samples")
@@ -33,7 +34,9 @@ if "snakemake" in globals():
     main(
         {"dynamics": sm.input.dynamics, "tokenizer": sm.input.tokenizer, "stats": sm.input.stats,
          "frames": list(sm.input.frames), "latents": list(sm.input.latents),
-         "videos": [Path(f).stem for f in sm.input.frames]},  # results/frames/{video}.zarr
+         "videos": [Path(f).stem for f in sm.input.frames],  # results/frames/{video}.zarr
+         # an action model's: the test videos' action stores (latent or given), and their true ones
+         "actions": list(sm.input.get("test_actions", [])) or None, "truth": list(sm.input.get("truth", [])) or None},
         {"metrics": sm.output.metrics, "summary": sm.output.summary, "samples": sm.output.samples},
         sm.params.cfg, sm.wildcards.evaluation, sm.log[0], sm.threads,
     )

@@ -1,0 +1,269 @@
+"""The latent action model (LAM): which of a few discrete actions turned latent frame t into t+1.
+
+    inverse  (z_t, z_t+1)              -> e (B, code_dim) -> nearest of `codes` unit code vectors (VQ)
+    forward  (z_t-1, z_t, code vector) -> z_t+1, predicted as z_t plus a change
+    __call__ (B, 3, C, h, w) normalised latents t-1, t, t+1 -> (loss, logs): the loop's contract
+
+The inverse model sees only the transition itself, so its code can only say what happened between
+t and t+1; the forward model must predict t+1 from the past and that code alone, so the code has
+to carry what the past does not: the change nobody could foresee (the player's action). The
+forward model sees two past frames, so steady motion (camera pan, momentum) is predictable without
+the code and does not compete for its few values.
+
+Codebook: cosine VQ with a straight-through gradient, codebook + commitment losses, and dead-code
+reset (a code that the recent batches hardly use is moved onto a random encoder output), the
+usual cure of the usual failure, a collapsed codebook. Logged: usage (fraction of codes used in
+the batch), perplexity (exp of the entropy of the batch's code histogram; `codes` at best, 1
+collapsed), the forward loss with the code and with the learned "no action" instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import actions as A
+from . import atomic, checkpoint, distributed
+from .config import to_dict
+from .data import LatentWindows, Normalisation
+from .errors import PipelineError
+from .settings import DataConfig, LamConfig, LamStage
+from .store import open_store
+from .train import fingerprint, train
+
+
+class Res(nn.Module):
+    """Conv residual block, FiLM-conditioned when given a (B, 2W) scale/shift."""
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.norm = nn.GroupNorm(8 if w % 8 == 0 else 1, w)
+        self.conv1, self.conv2 = nn.Conv2d(w, w, 3, padding=1), nn.Conv2d(w, w, 3, padding=1)
+
+    def forward(self, x, film=None):  # x (B, W, h, w); film (B, 2W) or None
+        h = self.norm(x)
+        if film is not None:
+            scale, shift = film[:, :, None, None].chunk(2, 1)
+            h = h * (1 + scale) + shift
+        return x + self.conv2(F.silu(self.conv1(F.silu(h))))
+
+
+class Lam(nn.Module):
+    config_class = LamConfig
+
+    def __init__(self, cfg: LamConfig, commitment: float = 0.25, null_action: float = 0.1, dead_code_every: int = 50,
+                 diversity: float = 0.0, continuous_steps: int = 0):
+        super().__init__()
+        if cfg.latent_channels is None:
+            raise PipelineError("lam.model.latent_channels is unset; the stage sets it from the latents")
+        self.cfg = cfg
+        C, W, K = cfg.latent_channels, cfg.width, cfg.codes
+        self.commitment, self.null_action, self.dead_code_every = commitment, null_action, dead_code_every
+        self.diversity, self.continuous_steps = diversity, continuous_steps
+        # inverse: (B, 2C, h, w) -> two stride-2 convs -> mean and max pool -> (B, code_dim)
+        self.inv_in = nn.Conv2d(2 * C, W, 3, padding=1)
+        self.inv_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
+        self.inv_down = nn.Sequential(nn.SiLU(), nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
+                                      nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU())
+        self.inv_out = nn.Linear(2 * W, cfg.code_dim)
+        self.codebook = nn.Parameter(F.normalize(torch.randn(K, cfg.code_dim), dim=1))  # (K, code_dim)
+        self.null = nn.Parameter(torch.zeros(cfg.code_dim))  # the "no action" vector
+        # forward: (B, 2C, h, w) + FiLM of the code vector in every block -> change of z_t
+        self.fwd_in = nn.Conv2d(2 * C + cfg.code_dim, W, 3, padding=1)  # frames + the code on every cell
+        self.fwd_film = nn.Linear(cfg.code_dim, 2 * W * cfg.depth)
+        self.fwd_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
+        self.fwd_out = nn.Conv2d(W, C, 3, padding=1)
+        nn.init.zeros_(self.fwd_out.weight)  # untrained: predicts "copy z_t"
+        nn.init.zeros_(self.fwd_out.bias)
+        self.register_buffer("usage", torch.full((K,), 1.0 / K))  # recent share of samples per code
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @property
+    def network(self) -> Lam:
+        """What the checkpoint holds (the loop's contract): the model itself."""
+        return self
+
+    def embed(self, z_t, z_next):
+        """(B, C, h, w) x 2 -> unit encoder outputs e (B, code_dim)."""
+        h = self.inv_in(torch.cat([z_t, z_next], 1))
+        for blk in self.inv_blocks:
+            h = blk(h)
+        h = self.inv_down(h)  # (B, W, h/4, w/4)
+        return F.normalize(self.inv_out(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)), dim=1)
+
+    def quantize(self, e):
+        """e (B, code_dim) -> ids (B,), code vectors (B, code_dim) with the straight-through gradient."""
+        book = F.normalize(self.codebook, dim=1)
+        ids = (e @ book.t()).argmax(1)  # nearest by cosine
+        q = book[ids]
+        return ids, e + (q - e).detach(), q
+
+    @torch.no_grad()
+    def infer(self, z_t, z_next) -> torch.Tensor:
+        """The action id (B,) of each transition z_t -> z_next (normalised latents (B, C, h, w))."""
+        return self.quantize(self.embed(z_t, z_next))[0]
+
+    def predict(self, z_prev, z_t, code):
+        """z_t+1 (B, C, h, w) from z_t-1, z_t and code vectors (B, code_dim)."""
+        # unit code vectors (components ~ 1/sqrt(code_dim)) scaled to the unit scale of the latents
+        grid = (code * code.shape[1] ** 0.5)[:, :, None, None].expand(-1, -1, *z_t.shape[2:])  # (B, code_dim, h, w)
+        h = self.fwd_in(torch.cat([z_prev, z_t, grid], 1))
+        films = self.fwd_film(code).chunk(len(self.fwd_blocks), 1)  # each (B, 2W)
+        for blk, film in zip(self.fwd_blocks, films):
+            h = blk(h, film)
+        return z_t + self.fwd_out(F.silu(h))
+
+    def forward(self, batch):
+        """batch (B, 3, C, h, w): frames t-1, t, t+1 -> (loss, logs)."""
+        z = batch.float()
+        z_prev, z_t, z_next = z[:, 0], z[:, 1], z[:, 2]
+        B, K = z.shape[0], self.cfg.codes
+        e = self.embed(z_t, z_next)
+        if self.training and int(self.steps) == self.continuous_steps > 0:  # end of the warmup: codes onto its outputs
+            with torch.no_grad():
+                self.codebook.data[:] = e[torch.randperm(B, device=e.device)[:K]] if B >= K else self.codebook.data
+        ids, q_st, q = self.quantize(e)
+        vq = ((q - e.detach()) ** 2).sum(1).mean() + self.commitment * ((e - q.detach()) ** 2).sum(1).mean()
+        if self.training and int(self.steps) < self.continuous_steps:
+            # warmup: the forward model gets the encoder output itself, so the pair first finds what the
+            # past cannot predict; quantizing from the start often settles on one code before that
+            q_st, vq = e, vq * 0
+        drop = torch.zeros(B, 1, dtype=torch.bool, device=z.device)  # (B, 1): samples given "no action"
+        if self.training:
+            drop = (torch.rand(B, device=z.device) < self.null_action)[:, None]
+        code = torch.where(drop, self.null.expand(B, -1), q_st)
+        err = ((self.predict(z_prev, z_t, code) - z_next) ** 2).mean((1, 2, 3))  # (B,)
+        loss = err.mean() + vq
+        if self.diversity:  # soft assignments (B, K): confident per sample, spread over the batch
+            p = (e @ F.normalize(self.codebook, dim=1).t() / 0.1).softmax(1)
+            avg = p.mean(0)
+            spread = (avg * avg.clamp_min(1e-9).log()).sum()  # -H(batch's code use): lowest when uniform
+            sharp = -(p * p.clamp_min(1e-9).log()).sum(1).mean()  # H per sample: lowest when one code
+            loss = loss + self.diversity * (spread + sharp)
+        counts = torch.bincount(ids, minlength=K).float()
+        with torch.no_grad():
+            without = ((self.predict(z_prev, z_t, self.null.expand(B, -1)) - z_next) ** 2).mean()
+            with_action = err[~drop[:, 0]].mean() if (~drop).any() else err.mean()
+            if self.training:
+                self._dead_codes(e.detach(), counts / B)
+        logs = {"fwd_loss": with_action, "fwd_loss_without": without, "action_gain": without - with_action, "vq_loss": vq.detach(),
+                "usage": (counts > 0).float().mean(), "perplexity": perplexity(counts)}
+        return loss, logs
+
+    @torch.no_grad()
+    def _dead_codes(self, e, share):
+        """Track each code's recent share of samples; every dead_code_every steps move the codes that
+        fell below 1/(10 K) onto random encoder outputs of this batch."""
+        self.usage.mul_(0.95).add_(0.05 * share)
+        self.steps += 1
+        if int(self.steps) % self.dead_code_every:
+            return
+        dead = torch.nonzero(self.usage < 0.1 / self.cfg.codes).flatten()
+        if len(dead):
+            pick = torch.randint(0, len(e), (len(dead),), device=e.device)
+            self.codebook.data[dead] = e[pick] + 0.01 * torch.randn_like(e[pick])
+            self.usage[dead] = 1.0 / self.cfg.codes
+
+
+def perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of a histogram of codes (K,): K when all are used equally, 1 for one code."""
+    p = counts / counts.sum().clamp_min(1)
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
+
+
+def build(stage: LamStage, latent_shape) -> Lam:
+    cfg = stage.model
+    C = int(latent_shape[0])
+    if cfg.latent_channels not in (None, C):
+        raise PipelineError(f"lam.model.latent_channels is {cfg.latent_channels} but the latents have {C}; set it to {C} or null")
+    cfg = LamConfig(**{**to_dict(cfg), "latent_channels": C})
+    return Lam(cfg, stage.commitment, stage.null_action, stage.dead_code_every, stage.diversity, stage.continuous_steps)
+
+
+def from_checkpoint(ckpt: dict, device="cpu") -> Lam:
+    """The trained LAM of a checkpoint (through checkpoint.build_model: one way to rebuild models)."""
+    return checkpoint.build_model(ckpt, device, kind="lam")
+
+
+def val_probe(stage: LamStage, val_paths: list, stats: dict, log):
+    """probe(model) -> usage, perplexity and forward losses with/without the action on fixed val
+    transitions; collapsed when the perplexity is below lam.min_perplexity."""
+    if not val_paths:
+        return None
+    data = LatentWindows(list(val_paths), DataConfig(window=3, batch_size=stage.val_windows), seed=stage.train.seed,
+                         stats=stats, log=log, expect={"tokenizer_hash": stats["tokenizer_hash"]})
+    z = data[0]  # (N, 3, C, h, w)
+
+    def probe(model) -> dict:
+        _, logs = model(z.to(next(model.parameters()).device))
+        out = {f"val_{k}": float(v) for k, v in logs.items() if k != "vq_loss"}
+        return {"collapsed": out["val_perplexity"] < stage.min_perplexity, **out}
+
+    return probe
+
+
+def fit(stage: LamStage, inputs, out, resume, log: Callable[[str], None] = print) -> None:
+    """Train on windows of 3 frames of the latent stores `inputs.latents` (normalised by
+    `inputs.stats`), probe the val stores `inputs.val`; write `out.checkpoint`, `out.curve` and
+    `out.metrics`. Refuses (one line, no checkpoint) a codebook that collapsed on the val transitions."""
+    stats_text = Path(inputs.stats).read_text()
+    stats = json.loads(stats_text)
+    expect = {"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]}
+    batches = LatentWindows(list(inputs.latents), DataConfig(window=3, batch_size=stage.train.batch_size),
+                            seed=stage.train.seed, stats=stats, expect=expect, log=log)
+    torch.manual_seed(stage.train.seed)  # the initial weights
+    model = build(stage, stats["latent_shape"])
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"[lam] {n_params / 1e6:.2f}M parameters, {model.cfg.codes} codes, {len(batches.paths)} videos")
+    probe = val_probe(stage, list(inputs.val), stats, log)
+    t0 = time.perf_counter()
+    state = train(model, batches, stage.train, name="lam", model_config=to_dict(model.cfg), resume_path=resume,
+                  curve_path=out.curve, fingerprint=fingerprint(to_dict(stage), stats_text), log=log, probe=probe)
+    if not distributed.context().main:
+        return
+    health = state.pop("health")
+    final = health.get("collapse") or {}
+    result = {**{k: v for k, v in final.items() if k != "collapsed"}, "codes": model.cfg.codes, "steps": state["step"],
+              "wall_time_s": time.perf_counter() - t0, "parameters": n_params, "health": health}
+    ppl = final.get("val_perplexity")
+    if ppl is not None and ppl < stage.min_perplexity:
+        Path(out.curve).unlink(missing_ok=True)
+        raise PipelineError(
+            f"latent action model collapsed: its {model.cfg.codes} codes have perplexity {ppl:.2f} on the val transitions "
+            f"(lam.min_perplexity {stage.min_perplexity}); likely causes: too few steps (lam.train.steps), a learning "
+            "rate too high, or videos whose frames barely change; fix the config and rerun")
+    state["stats"] = {k: stats[k] for k in ("mean", "std", "latent_shape", "tokenizer_hash")}
+    state["tokenizer_hash"] = stats["tokenizer_hash"]
+    checkpoint.save(out.checkpoint, state, then=f"the last checkpoint, {resume}, is kept: a rerun resumes from it")
+    atomic.write(out.metrics, lambda tmp: tmp.write_text(json.dumps(result, indent=2) + "\n"))
+    Path(resume).unlink(missing_ok=True)
+    log(f"[lam] val perplexity {ppl} of {model.cfg.codes}, action gain {final.get('val_action_gain')}; wrote {out.checkpoint}")
+
+
+@torch.no_grad()
+def encode_store(model: Lam, ckpt: dict, latents_path, out_path, lam_hash: str, batch_size: int = 256,
+                 log: Callable[[str], None] = print) -> int:
+    """Latent store -> action store int16 (T,): ids[t] = the code of z_t-1 -> z_t, ids[0] = NO_ACTION."""
+    stats = ckpt["stats"]
+    lat = open_store(latents_path, {"tokenizer_hash": ckpt["tokenizer_hash"], "latent_shape": stats["latent_shape"]})
+    norm, n = Normalisation.of(stats), lat.shape[0]
+    device = next(model.parameters()).device
+    ids = [np.full(1, A.NO_ACTION, np.int64)]
+    for s in range(0, n - 1, batch_size):
+        z = torch.from_numpy(norm.apply(np.asarray(lat[s : min(s + batch_size + 1, n)], np.float32))).to(device)  # (b+1, C, h, w)
+        ids.append(model.infer(z[:-1], z[1:]).cpu().numpy())
+    actions = np.concatenate(ids)
+    attrs = {"lam_hash": lam_hash, "tokenizer_hash": ckpt["tokenizer_hash"], "n_actions": model.cfg.codes,
+             "latents_store": str(latents_path), "video": Path(out_path).name.removesuffix(".zarr")}
+    A.write_store(out_path, actions, attrs)
+    used = np.bincount(actions[1:], minlength=model.cfg.codes)
+    log(f"[actions] wrote {out_path}: {n} frames, codes used {used.tolist()}")
+    return n
+

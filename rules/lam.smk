@@ -1,0 +1,39 @@
+# Latent action model (only with dynamics.actions: latent): latents of the train videos ->
+# results/lam/lam.pt; then every video's latents -> results/actions/latent/{video}.zarr.
+
+
+rule train_lam:
+    input:
+        latents=lambda w: latents(split_videos("train")),
+        val=lambda w: latents(split_videos("val")),
+        stats="results/latents/stats.json",
+    output:
+        checkpoint="results/lam/lam.pt",
+        curve="results/lam/train_curve.csv",
+        metrics="results/lam/metrics.json",
+    log:
+        "logs/train_lam.log",
+    conda:
+        "../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        cfg=config["lam"],
+        resume="results/lam/resume.pt",
+    script:
+        "../workflow_scripts/train_lam.py"
+
+
+rule encode_actions:
+    input:
+        lam="results/lam/lam.pt",
+        latents="results/latents/{video}.zarr",
+    output:
+        directory("results/actions/latent/{video}.zarr"),
+    log:
+        "logs/encode_actions/{video}.log",
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow_scripts/encode_actions.py"

@@ -1,0 +1,46 @@
+"""Steer an action-conditioned dynamics model by hand: context + action sequence -> GIF.
+
+    python workflow_scripts/steer.py --dynamics results/dynamics/dynamics.pt \
+        --tokenizer results/tokenizer/tokenizer.pt --video arena_003 --start 20 --context 8 \
+        --actions 1,1,1,1,4,4,4,4 --out steer.gif [--sweep sweep.png]
+
+--video names the stores results/latents/VIDEO.zarr and results/frames/VIDEO.zarr (and, for the
+context frames' own actions, results/actions/KIND/VIDEO.zarr of the model's kind, when present).
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from latentwm import checkpoint
+from latentwm.errors import PipelineError, one_line_errors
+from latentwm.logs import logger, set_threads
+from latentwm.steer import context_of, load, steer, sweep
+from latentwm.store import open_store
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)
+p.add_argument("--video", required=True), p.add_argument("--results", default="results")
+p.add_argument("--start", type=int, default=0), p.add_argument("--context", type=int, default=8)
+p.add_argument("--actions", required=True, help="comma-separated action ids, one per frame to imagine")
+p.add_argument("--out", required=True, help="the GIF"), p.add_argument("--sweep", help="also the action sweep PNG")
+p.add_argument("--threads", type=int, default=2), p.add_argument("--seed", type=int, default=0)
+a = p.parse_args()
+with one_line_errors():
+    set_threads(a.threads)
+    r = Path(a.results)
+    try:
+        actions = [int(x) for x in a.actions.split(",") if x.strip()]
+    except ValueError:
+        raise PipelineError(f"--actions {a.actions!r}: give comma-separated integer ids, e.g. 1,1,2,2") from None
+    kind = (checkpoint.load(a.dynamics).get("actions") or {}).get("kind", "none")  # the model's kind of actions
+    own = r / "actions" / kind / f"{a.video}.zarr"
+    own = own if own.exists() else None
+    lat, fr = r / "latents" / f"{a.video}.zarr", r / "frames" / f"{a.video}.zarr"
+    steer(a.dynamics, a.tokenizer, lat, fr, a.start, a.context, actions, a.out, own, seed=a.seed, log=logger())
+    if a.sweep:
+        model, codec, ckpt = load(a.dynamics, a.tokenizer)
+        ctx, ctx_actions = context_of(ckpt, lat, a.start, a.context, own)
+        truth = np.asarray(open_store(fr)[a.start : a.start + a.context + len(actions)])
+        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, seed=a.seed)
