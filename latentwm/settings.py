@@ -181,9 +181,9 @@ class LamStage:
                                        "samples lately is moved onto a random encoder output of the batch.", minimum=1)
     diversity: float = setting(0.0, "Weight of the code-use term: soft assignments confident per transition and spread "
                                     "over the batch (against a codebook collapsed onto one code); 0: off.", minimum=0)
-    continuous_steps: int = setting(0, "Warmup steps in which the forward model gets the inverse model's continuous "
-                                       "output instead of a code; then the codes start on its outputs. 0: codes from "
-                                       "the start.", minimum=0)
+    continuous_steps: int = setting(750, "Warmup steps in which the forward model gets the inverse model's continuous "
+                                         "output instead of a code; then the codes start on its outputs. 0: codes from "
+                                         "the start (on the generator's clips they collapsed onto one code).", minimum=0)
     min_perplexity: float = setting(2.0, "The job fails (collapsed codebook) when the codes' perplexity on the val "
                                          "transitions ends below this.", minimum=1)
     val_windows: int = setting(256, "Val transitions scored at every log step (usage, perplexity, forward loss with "
