@@ -359,6 +359,8 @@ CONFIG_ERRORS = {
                           r"config key sources\[1\]\.path: .*tests is a directory; expected a video file"),
     "shortcut steps": (lambda c: c["evaluations"]["default"]["samplers"].append({"name": "sc3", "kind": "shortcut", "steps": 3}),
                        r"config key evaluations\.default\.samplers\[2\] \(sc3\): shortcut sampling with 3 steps needs a power of two <= k_max 8"),
+    "euler steps": (lambda c: c["evaluations"]["default"]["samplers"].append({"name": "e64", "kind": "euler", "steps": 64}),
+                    r"config key evaluations\.default\.samplers\[2\] \(e64\): euler sampling with 64 steps .* k_max 8; use at most 8 steps"),
     "frame size vs patch": (lambda c: c["frames"].update(height=36),
                             r"config key frames\.height/width is 36x32: .* 9x8 latent grid that dynamics\.model\.patch 4 cannot tile; expected .* multiples of 16"),
 }  # fmt: skip
@@ -370,7 +372,8 @@ def test_config_errors_are_rejected_before_any_job(tmp_path, case):
     the tokenizer, a context window or training window longer than any kept video, an empty test
     split, too few videos, an unsafe source id, the same id twice, one id on two kinds of source,
     one file under two ids (realpath: a symlink or another spelling), a directory as `path`, a
-    shortcut sampler whose steps do not fit k_max, a frame size the patch grid cannot tile
+    sampler whose steps do not fit k_max (shortcut: a power of two up to k_max; euler: at most
+    k_max), a frame size the patch grid cannot tile
     Snakemake exits before any job runs, with one `config error:` line naming the key and the
     expected value; nothing is written under results/."""
     change, pattern = CONFIG_ERRORS[case]
