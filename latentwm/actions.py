@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +33,7 @@ from . import atomic
 from .errors import PipelineError
 from .settings import ACTION_KINDS
 from .store import StoreWriter, open_store
+from .video import probe
 
 NO_ACTION = -1
 SIDECAR_SUFFIX = ".actions.txt"
@@ -66,24 +65,15 @@ def read_sidecar(path) -> np.ndarray:
     return np.array(out, np.int64)
 
 
-def count_frames(video_path) -> int:
-    """Frames of the first video stream, by decoding it (exact, whatever the container says)."""
-    from .video import ffmpeg_exe
-
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(video_path), "-map", "0:v:0", "-f", "null", "-"]
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
-    frames = [int(x) for x in re.findall(r"frame=\s*(\d+)", p.stderr)]
-    if p.returncode != 0 or not frames:
-        raise PipelineError(f"video {video_path} cannot be decoded to count its frames; check the file")
-    return frames[-1]
-
-
-def given_for_file(video_path, sidecar, fps: float | None) -> dict:
+def given_for_file(video_path, sidecar) -> dict:
     """The actions record of a local video: its sidecar's actions, checked against its frame count."""
     if sidecar is None or not Path(sidecar).exists():
-        return {"actions": None, "fps": fps, "names": None}
+        return {"actions": None, "fps": None, "names": None}
     actions = read_sidecar(sidecar)
-    n = count_frames(video_path)
+    info = probe(video_path, count_frames=True)
+    n, fps = info.get("frames"), info["fps"]
+    if n is None:
+        raise PipelineError(f"video {video_path} cannot be decoded to count its frames; check the file")
     if len(actions) != n:
         raise PipelineError(f"actions file {sidecar} has {len(actions)} actions but video {video_path} has {n} frames; "
                             "give exactly one action per frame (line t: the action that produced frame t)")

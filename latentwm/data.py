@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import zarr
 
+from .actions import read_store
 from .errors import PipelineError
 from .settings import DataConfig
 from .store import open_store
@@ -205,8 +206,6 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
                 log(f"WARNING: skipping {p}: {n} frames, shorter than the window of {longest}")
                 continue
             if action_paths is not None:
-                from .actions import read_store
-
                 acts.append(read_store(action_paths[j], action_expect, frames=n))  # (T,) int64, small: kept
             usable.append(str(p))
             lengths.append(n)

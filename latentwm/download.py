@@ -23,7 +23,7 @@ from .errors import PipelineError
 from .settings import DownloadConfig, GeneratorConfig
 from .actions import given_for_file, sidecar_path, write_record
 from .synthetic import ACTIONS, clip_actions, write_clip
-from .video import ffmpeg_exe, probe
+from .video import ffmpeg_exe
 
 
 class _Log:
@@ -113,7 +113,7 @@ def fetch(spec: dict, out_path, cfg: dict, log: Callable[[str], None] = print, a
     elif kind == "path":
         sidecar = sidecar_path(spec["path"])
         if actions_path is not None and sidecar.exists():  # checked before linking: a bad file makes no video
-            record = given_for_file(spec["path"], sidecar, probe(spec["path"])["fps"])
+            record = given_for_file(spec["path"], sidecar)
             log(f"{sidecar}: {len(record['actions'])} actions, one per frame")
         link_local(spec["path"], out_path, spec["source"], log)
     elif kind == "url":

@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from . import checkpoint, metrics, summary as S
+from .actions import nmi, read_store
 from .config import to_dict
 from .errors import PipelineError
 from .data import Normalisation
@@ -214,8 +215,6 @@ def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_h
                  action_paths=None, action_expect=None):
     """Read the windows of every test video (and their actions, given `action_paths`); refuse
     mismatched stores, skip too-short videos."""
-    from .actions import read_store
-
     keys, frames, latents, short, shape, acts = [], [], [], [], None, []
     norm = Normalisation(mean, std)
     for j, (video, fpath, lpath) in enumerate(zip(videos, frame_paths, latent_paths)):
@@ -340,8 +339,6 @@ def action_summary(conditions: dict, sampler: str, action_paths, truth_paths, ex
     """Controllability (PSNR of rollouts with the window's actions minus with random actions, per
     step, paired by window, bootstrap interval) and, with the videos' true actions, the normalised
     mutual information between the model's actions and the true ones over every test frame."""
-    from .actions import nmi, read_store
-
     ctrl = conditions[label("model", sampler)].get("vs_actions", {}).get("random_actions", {}).get("psnr")
     out: dict[str, Any] = {"controllability_psnr": ctrl, "lines": []}
     if ctrl:

@@ -25,6 +25,12 @@ from .settings import DataConfig, DynamicsStage
 from .train import WithLoss, fingerprint, train
 
 
+def action_stores(actions: dict | None, paths) -> dict:
+    """LatentWindows' keyword arguments for the action stores `paths` described by `actions`
+    (latentwm.actions.conditioning); {} without actions."""
+    return {} if actions is None else {"action_paths": list(paths), "action_expect": actions["expect"]}
+
+
 def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actions: dict | None = None,
           action_paths=None) -> tuple[WithLoss, LatentWindows]:
     """(the network with its flow objective, its batches) of the dynamics stage, for latents described by `stats`;
@@ -39,7 +45,7 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
         stats=stats,
         expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]},
         log=log,
-        **({} if actions is None else {"action_paths": list(action_paths), "action_expect": actions["expect"]}),
+        **action_stores(actions, action_paths),
     )
     dropout = stage.action_dropout if actions is not None else 0.0
     return WithLoss(Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout)), batches
@@ -61,8 +67,7 @@ def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, lo
         data = LatentWindows(list(val_paths), DataConfig(window=stage.data.window, batch_size=stage.val_windows),
                              seed=stage.train.seed, stats=stats, log=log,
                              expect={"tokenizer_hash": stats["tokenizer_hash"], "latent_shape": stats["latent_shape"]},
-                             **({} if actions is None else {"action_paths": list(action_paths),
-                                                            "action_expect": actions["expect"]}))
+                             **action_stores(actions, action_paths))
     except PipelineError as e:
         log(f"WARNING: no val windows, so no held-out loss and the last weights are kept: {e}")
         return None

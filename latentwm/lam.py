@@ -187,11 +187,6 @@ def build(stage: LamStage, latent_shape) -> Lam:
     return Lam(cfg, stage.commitment, stage.null_action, stage.dead_code_every, stage.diversity, stage.continuous_steps)
 
 
-def from_checkpoint(ckpt: dict, device="cpu") -> Lam:
-    """The trained LAM of a checkpoint (through checkpoint.build_model: one way to rebuild models)."""
-    return checkpoint.build_model(ckpt, device, kind="lam")
-
-
 def val_probe(stage: LamStage, val_paths: list, stats: dict, log):
     """probe(model) -> usage, perplexity and forward losses with/without the action on fixed val
     transitions; collapsed when the perplexity is below lam.min_perplexity."""

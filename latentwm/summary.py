@@ -112,6 +112,13 @@ def _matrices(df: pd.DataFrame) -> tuple[list[tuple[str, int]], dict[tuple[str, 
     return keys, out
 
 
+def paired(mats, a: tuple[str, str], b: tuple[str, str], metric: str, idx) -> dict[str, list[float]]:
+    """Condition a minus condition b ((condition, sampler) each) in `metric`, paired by window:
+    per-step mean difference with its bootstrap interval."""
+    d, lo, hi = bootstrap(mats[(*a, metric)] - mats[(*b, metric)], idx)
+    return {"diff": _floats(d), "ci_low": _floats(lo), "ci_high": _floats(hi)}
+
+
 def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
     """Per condition: per-step means with intervals, paired differences to its baseline, verdict."""
     keys, mats = _matrices(df)
@@ -137,9 +144,8 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
             continue
         e["vs_baseline"] = {}
         for m in reg:
-            diff = mats[(e["condition"], e["sampler"], m.name)] - mats[(base, NO_SAMPLER, m.name)]  # paired by window
-            d, lo, hi = bootstrap(diff, idx)
-            row = {"diff": _floats(d), "ci_low": _floats(lo), "ci_high": _floats(hi)}
+            row = paired(mats, (e["condition"], e["sampler"]), (base, NO_SAMPLER), m.name, idx)
+            lo, hi = np.asarray(row["ci_low"]), np.asarray(row["ci_high"])
             if m.higher_is_better is not None:
                 row["beats_steps"] = beats_steps(lo, hi, m.higher_is_better)
                 row["worse_steps"] = worse_steps(lo, hi, m.higher_is_better)
@@ -151,11 +157,8 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
             for other in ACTION_CONDITIONS:
                 if (other, e["sampler"], reg[0].name) not in mats:
                     continue
-                e.setdefault("vs_actions", {})[other] = {}
-                for m in reg:
-                    diff = mats[("model", e["sampler"], m.name)] - mats[(other, e["sampler"], m.name)]
-                    d, lo, hi = bootstrap(diff, idx)
-                    e["vs_actions"][other][m.name] = {"diff": _floats(d), "ci_low": _floats(lo), "ci_high": _floats(hi)}
+                e.setdefault("vs_actions", {})[other] = {
+                    m.name: paired(mats, ("model", e["sampler"]), (other, e["sampler"]), m.name, idx) for m in reg}
         if "psnr" in e["per_step"] and "ceiling" in out:
             e["psnr_gap_to_ceiling_step1"] = out["ceiling"]["per_step"]["psnr"][0] - e["per_step"]["psnr"][0]
     return out

@@ -43,8 +43,10 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def probe(path) -> dict:
-    """width, height, fps, duration (s, None if unknown) and has_video of a video file.
+def probe(path, count_frames: bool = False) -> dict:
+    """width, height, fps, duration (s, None if unknown) and has_video of a video file; with
+    `count_frames`, also "frames": the whole first video stream decoded and counted (exact, whatever
+    the container says).
 
     Parses the stream header that `ffmpeg -i` prints and decodes the first frame, so a file whose
     header looks fine but whose video cannot be decoded fails here, not half-way through a job.
@@ -62,8 +64,7 @@ def probe(path) -> dict:
         str(path),
         "-map",
         "0:v:0",
-        "-frames:v",
-        "1",
+        *([] if count_frames else ["-frames:v", "1"]),
         "-f",
         "null",
         "-",
@@ -83,7 +84,9 @@ def probe(path) -> dict:
     line = err[stream.start() : err.find("\n", stream.start())]
     fps = re.search(r"([\d.]+)(k?) fps", line) or re.search(r"([\d.]+)(k?) tbr", line)
     dur = re.search(r"Duration: (\d+):(\d+):([\d.]+)", err)
+    counted = {"frames": int(frames[-1])} if count_frames and frames else {}
     return {
+        **counted,
         "width": int(stream.group(1)),
         "height": int(stream.group(2)),
         "fps": float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else None,
