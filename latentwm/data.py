@@ -172,7 +172,8 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
     int64 (B, T) actions of the same frames).
 
     Windows, batch size and stride are the `dynamics.data` section (settings.DataConfig). Every
-    window start of every usable store is equally likely. With `data.alternating.enabled`
+    window start of every usable store is equally likely. With `data.shift` each window is rolled
+    over its latent grid by its own offset in [-shift, shift]^2, drawn from default_rng([seed, i, 1]). With `data.alternating.enabled`
     (DreamerV4 3.4), batch i is long (long_window x long_batch) when default_rng([seed,
     i]).random() < long_ratio, else short (short_window x short_batch).
     """
@@ -190,6 +191,7 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
         action_expect: dict[str, Any] | None = None,
     ):
         self.window, self.batch_size, self.seed, self.stride = data.window, data.batch_size, int(seed), data.stride
+        self.shift = data.shift
         self.alternating = data.alternating if data.alternating.enabled else None
         longest = data.longest()
         if self.stride < 1 or min(self.window, longest) < 1:
@@ -245,9 +247,13 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
         return [(int(a), int(s) * self.stride, t) for a, s in zip(k, g - offsets[k])]
 
     def __getitem__(self, i: int):
-        own = self.own(self.locate(i), i)
+        where = self.locate(i)
+        own = self.own(where, i)
         wins = [self.reader.read(k, s, s + t) for k, s, t in own]
         z = np.stack(wins).astype(np.float32)  # (B, T, C, h, w)
+        if self.shift:  # one offset per window, the same for its frames: the motion stays the motion
+            offsets = np.random.default_rng([self.seed, i, 1]).integers(-self.shift, self.shift + 1, (len(where), 2))
+            z = np.stack([np.roll(w, tuple(o), axis=(-2, -1)) for w, o in zip(z, self.own(list(offsets), i))])
         if self.norm is not None:
             z = self.norm.apply(z)
         if self.actions is None:

@@ -313,6 +313,10 @@ class DataConfig:
                              "short windows, many steps).", minimum=2)
     stride: int = setting(1, "Window starts are multiples of stride.", minimum=1)
     batch_size: int = setting(16, "Windows per batch.", minimum=1)
+    shift: int = setting(0, "Roll each training window by a random offset of up to this many latent cells in each "
+                            "direction (the same for all its frames), so the network cannot learn where things sit in "
+                            "its few training videos; 0: off (3 held a deterministic model's held-out loss flat, but "
+                            "did not help the default; docs/EXPERIMENTS.md).", minimum=0)
     alternating: AlternatingConfig = field(default_factory=AlternatingConfig)
 
     def windows(self) -> dict[str, int]:

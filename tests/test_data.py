@@ -64,6 +64,32 @@ def test_stride_and_chunk_boundaries(stores):
             assert torch.equal(win[:, 0, 0, 0], torch.arange(s, s + t, dtype=torch.float32) + 1000 * k)
 
 
+def test_shift_rolls_each_window_as_a_whole(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = [rng.standard_normal((n, C, H, W)).astype(np.float16) for n in (30, 20)]
+    paths = []
+    for j, z in enumerate(raw):
+        with StoreWriter(tmp_path / f"s{j}.zarr", (C, H, W), "float16", 8, ATTRS, compress=False) as w:
+            w.append(z)
+            w.commit()
+        paths.append(str(tmp_path / f"s{j}.zarr"))
+    lw = LatentWindows(paths, DataConfig(window=4, batch_size=8, shift=1), seed=2)
+    assert torch.equal(lw[3], LatentWindows(paths, DataConfig(window=4, batch_size=8, shift=1), seed=2)[3])  # resumable
+    offsets = set()
+    for i in range(4):
+        for (k, s, t), win in zip(lw.locate(i), lw[i].numpy()):
+            truth = raw[k][s : s + t].astype(np.float32)
+            found = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if np.array_equal(win, np.roll(truth, (dy, dx), (-2, -1)))]
+            assert len(found) == 1, "every frame of a window moved by one offset within the bound"
+            offsets.add(found[0])
+    assert len(offsets) > 4  # offsets drawn per window
+    halves = [lw.shard(r, 2)[5] for r in (0, 1)]  # two ranks see the one process's batch
+    assert torch.equal(torch.cat(halves), lw[5])
+    plain = LatentWindows(paths, DataConfig(window=4, batch_size=8, shift=0), seed=2)
+    for (k, s, t), win in zip(plain.locate(0), plain[0].numpy()):
+        assert np.array_equal(win, raw[k][s : s + t].astype(np.float32))
+
+
 def test_alternating_lengths_follow_the_documented_draw(stores):
     alt = AlternatingConfig(enabled=True, short_window=4, long_window=12, short_batch=6, long_batch=2, long_ratio=0.3)
     lw = LatentWindows(stores, DataConfig(window=99, batch_size=99, alternating=alt), seed=5)
