@@ -173,9 +173,10 @@ class LatentWindows(Sharded, torch.utils.data.Dataset):
 
     Windows, batch size and stride are the `dynamics.data` section (settings.DataConfig). Every
     window start of every usable store is equally likely. With `data.shift` each window is rolled
-    over its latent grid by its own offset in [-shift, shift]^2, drawn from default_rng([seed, i, 1]). With `data.alternating.enabled`
-    (DreamerV4 3.4), batch i is long (long_window x long_batch) when default_rng([seed,
-    i]).random() < long_ratio, else short (short_window x short_batch).
+    over its latent grid by its own offset in [-shift, shift]^2, drawn from default_rng([seed, i,
+    1]). With `data.alternating.enabled` (DreamerV4 3.4), batch i is long (long_window x
+    long_batch) when default_rng([seed, i]).random() < long_ratio, else short (short_window x
+    short_batch).
     """
 
     def __init__(

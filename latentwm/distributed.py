@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -139,3 +140,22 @@ def run_stage(script: str, fit, stage_class, section: str, cfg: dict, inputs, ou
             return
         set_threads(threads)
         fit(from_dict(stage_class, cfg, section), inputs, out, resume, logger(log_path))
+
+
+def run_rule(script: str, fit, stage_class, section: str, sm) -> None:
+    """run_stage for a Snakemake job: `sm` is the script's `snakemake` object (params.cfg, params.resume)."""
+    run_stage(script, fit, stage_class, section, sm.params.cfg, sm.input, sm.output, sm.params.resume, sm.log[0],
+              sm.threads, sm.resources.get("gpu", 0))
+
+
+def run_by_hand(script: str, fit, stage_class, section: str, config_path, inputs, out_dir, outputs: dict[str, str],
+                threads: int = 2) -> None:
+    """run_stage for a script run by hand: the `section` of the config file at `config_path` (unset keys:
+    the defaults), every output file `outputs` names (key -> file name) and resume.pt in `out_dir`."""
+    import yaml
+
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = (yaml.safe_load(Path(config_path).read_text()) or {}).get(section, {})
+    out = SimpleNamespace(**{k: d / name for k, name in outputs.items()})
+    run_stage(script, fit, stage_class, section, cfg, inputs, out, d / "resume.pt", None, threads)

@@ -105,6 +105,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
     """
     C, H = cfg.context, cfg.horizon
     first = cfg.samplers[0]  # the main sampler: also teacher-forced, the mean and the action conditions
+    samplers = {s.name: sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx) for s in cfg.samplers}
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}
@@ -125,7 +126,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         truth_px = window_px[:, C:]  # (B, H, 3, H, W)
         preds: dict[str, torch.Tensor] = {}  # label -> normalised latents (B, H, C, h, w)
         for s in cfg.samplers:
-            sampler = sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx)
+            sampler = samplers[s.name]
             _sync(device)
             t0 = time.perf_counter()
             out = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0), **act)
@@ -140,7 +141,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
                     preds[label(cond, s.name)] = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0),
                                                          actions=future).float().cpu()
         if cfg.mean_samples:
-            sampler = sampler_config(kind=first.kind, steps=first.steps, tau_ctx=cfg.tau_ctx)
+            sampler = samplers[first.name]
             draws = [preds[label("model", first.name)]] + [
                 rollout(model, ctx, H, sampler, generator=_seed(cfg, b0, r), **act).float().cpu()
                 for r in range(1, cfg.mean_samples)
@@ -168,7 +169,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
             n = model.cfg.actions
             held = act["actions"][:1].repeat(n, 1)  # (n, S): the context's own actions, then action a throughout
             held[:, C:] = torch.arange(n, device=device)[:, None]
-            sampler = sampler_config(kind=first.kind, steps=first.steps, tau_ctx=cfg.tau_ctx)
+            sampler = samplers[first.name]
             sweep = rollout(model, ctx[:1].expand(n, -1, -1, -1, -1), H, sampler, generator=_seed(cfg, 0), actions=held)
             px = codec.decode(sweep.float().cpu())  # (n, H, 3, H, W)
             samples[0]["sweep"] = {f"action {a}": to_uint8(px[a]) for a in range(n)}

@@ -6,26 +6,18 @@ the resume file after a kill (same config and inputs only) and fails with one li
 output, when the tokenizer collapsed on the val frames.
 """
 
-from pathlib import Path
 from types import SimpleNamespace
 
-from latentwm.distributed import run_stage
+from latentwm.distributed import run_by_hand, run_rule
 from latentwm.settings import TokenizerStage
 from latentwm.tokenizer import fit
 
 
-def main(cfg: dict, inputs, out, resume, log_path=None, threads=2, gpus=0) -> None:
-    run_stage(__file__, fit, TokenizerStage, "tokenizer", cfg, inputs, out, resume, log_path, threads, gpus)
-
-
 if "snakemake" in globals():
-    sm = snakemake  # noqa: F821
-    main(sm.params.cfg, sm.input, sm.output, sm.params.resume, sm.log[0], sm.threads, sm.resources.get("gpu", 0))
+    run_rule(__file__, fit, TokenizerStage, "tokenizer", snakemake)  # noqa: F821
 elif __name__ == "__main__":
     # by hand: python workflow_scripts/train_tokenizer.py CONFIG --train FRAMES.zarr... --val FRAMES.zarr... --out DIR
     import argparse
-
-    import yaml
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("config", help="a config file; its `tokenizer` section is used (unset keys: the defaults)")
@@ -33,9 +25,6 @@ elif __name__ == "__main__":
     p.add_argument("--out", required=True, help="folder for tokenizer.pt, metrics.json, train_curve.csv, reconstructions.png")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    d = Path(a.out)
-    d.mkdir(parents=True, exist_ok=True)
-    cfg = (yaml.safe_load(Path(a.config).read_text()) or {}).get("tokenizer", {})
-    out = SimpleNamespace(checkpoint=d / "tokenizer.pt", metrics=d / "metrics.json", curve=d / "train_curve.csv",
-                          recon=d / "reconstructions.png")
-    main(cfg, SimpleNamespace(train=a.train, val=a.val), out, d / "resume.pt", None, a.threads)
+    run_by_hand(__file__, fit, TokenizerStage, "tokenizer", a.config, SimpleNamespace(train=a.train, val=a.val), a.out,
+                {"checkpoint": "tokenizer.pt", "metrics": "metrics.json", "curve": "train_curve.csv",
+                 "recon": "reconstructions.png"}, a.threads)
