@@ -75,7 +75,7 @@ def main():
     print(f"| window | tokens/frame | factorized steps/s | full steps/s | factorized tokens/s | full tokens/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for T in a.windows:
-        cfg = DynamicsConfig(size="tiny", latent_channels=8, latent_hw=(16, 16), patch=a.patch, max_frames=T)
+        cfg = DynamicsConfig(size="tiny", arch="transformer", latent_channels=8, latent_hw=(16, 16), patch=a.patch, max_frames=T)
         torch.manual_seed(0)
         fact = steps_per_s(Dynamics(cfg).train(), T, a.batch, a.steps, cfg)
         full = steps_per_s(full_attention(cfg).train(), T, a.batch, a.steps, cfg)

@@ -113,7 +113,7 @@ def main():
         from latentwm.dynamics import Dynamics
         from latentwm.settings import DynamicsConfig, ObjectiveConfig
 
-        cfg = DynamicsConfig(size="tiny", patch=4).resolved([8, 16, 16], max_frames=T)
+        cfg = DynamicsConfig(size="tiny", arch="transformer", patch=4).resolved([8, 16, 16], max_frames=T)
         net = Dynamics(cfg)
         flow = FlowObjective(ObjectiveConfig(), cfg.k_max)
         objective, which = flow, f"latentwm.dynamics tiny (patch 4), {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params"

@@ -60,7 +60,7 @@ def main():
         model, stats = checkpoint.build_model(ckpt, kind="dynamics"), ckpt["stats"]
     else:
         # k_max 64 (DreamerV4's) so that Euler-64 runs on its training grid
-        model, stats = Dynamics(DynamicsConfig(latent_channels=8, latent_hw=(16, 16), max_frames=12, k_max=64)).eval(), None
+        model, stats = Dynamics(DynamicsConfig(arch="transformer", latent_channels=8, latent_hw=(16, 16), max_frames=12, k_max=64)).eval(), None
     cfg = model.cfg
     print(f"model: {sum(q.numel() for q in model.parameters()) / 1e6:.2f}M params, {to_str(cfg)}, threads {a.threads}")
     shape = (a.batch, a.context, cfg.latent_channels, *cfg.latent_hw)

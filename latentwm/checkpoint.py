@@ -21,10 +21,10 @@ import torch
 from . import atomic
 from .errors import PipelineError
 
-# kind -> (module, class); the class takes its module's Config and has `config_class`.
+# kind -> (module, builder); the builder (a class, or dynamics.network) takes its module's Config, its `config_class`.
 MODELS = {
     "tokenizer": ("latentwm.tokenizer", "Tokenizer"),
-    "dynamics": ("latentwm.dynamics", "Dynamics"),
+    "dynamics": ("latentwm.dynamics", "network"),
     "lam": ("latentwm.lam", "Lam"),
 }
 

@@ -9,6 +9,7 @@ complete curve, never half a row.
 from __future__ import annotations
 
 import csv
+import math
 import resource
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ class Mean:
         for k, v in logs.items():
             if torch.is_tensor(v) and v.ndim == 1:
                 for i, x in enumerate(v.detach().float().cpu().tolist()):
+                    if math.isnan(x):  # no value at this position in this batch
+                        continue
                     key = f"{k}_{i}"
                     self.sums[key] = self.sums.get(key, 0.0) + x
                     self.counts[key] = self.counts.get(key, 0) + 1

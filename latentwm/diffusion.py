@@ -113,10 +113,10 @@ class FlowObjective:
         t, h = tau.view(shape), (d / 2).view(-1, 1, 1, 1, 1).expand(shape)
         step = torch.where(target.view(shape), h, torch.zeros_like(h))  # 0 for context frames
         dh = (d / 2)[:, None].expand_as(tau)
-        x1 = model(z, tau, dh, **kw).float()
+        x1 = model(z, tau, dh, predict=target, **kw).float()
         z_mid = euler_step(z, x1, t, step)
         tau_mid = torch.where(target, tau - dh, tau)
-        x2 = model(z_mid, tau_mid, dh, **kw).float()
+        x2 = model(z_mid, tau_mid, dh, predict=target, **kw).float()
         z_end = euler_step(z_mid, x2, tau_mid.view(shape), step)
         return z - t * (z - z_end) / (2 * step).clamp_min(1e-12)
 
@@ -140,7 +140,8 @@ class FlowObjective:
         d_bt = d[:, None].expand(B, T)
         # drawn after every other draw: without actions the random stream is today's
         kw = {} if actions is None else {"actions": self.drop_actions(actions)}
-        x_hat = model(z, tau, d_bt, **kw).float()  # (B, T, C, h, w)
+        # only the targets' predictions are used (a conv network computes only those)
+        x_hat = model(z, tau, d_bt, predict=target, **kw).float()  # (B, T, C, h, w)
 
         fine = d <= 1.0 / self.k_max + 1e-9  # (B,) samples trained on the data
         x_star = z0.clone()
@@ -171,12 +172,13 @@ class FlowObjective:
                 err_copy = ((z0[:, :-1] - z0[:, 1:]) ** 2).mean((2, 3, 4))  # (B, T-1)
                 logs["next_loss"] = self.weighted_mean(err_x[:, 1:], w[:, 1:], comparable)
                 logs["copy_last_loss"] = self.weighted_mean(err_copy, w[:, 1:], comparable)
-            # (T,) per-timestep x-loss against the data over every sample and frame (context frames:
-            # their denoising error at tau_ctx), so each position has a value in every batch
-            logs["loss_t"] = (err_x * w).mean(0)
-            tt = tau[target]
+            # (T,) per-timestep x-loss against the data over the targets at each position; NaN where
+            # this batch has none (the curve averages over the batches that do)
+            m = target.float()
+            logs["loss_t"] = (err_x * w * m).sum(0) / m.sum(0).where(m.sum(0) > 0, torch.nan)
+            tt, xt = tau[target], x_hat[target]  # (M,), (M, C, h, w): the predictions used
             logs["tau_min"], logs["tau_max"] = tt.min(), tt.max()
-            logs["pred_var"] = x_hat.var(0).mean() if B > 1 else x_hat.var()
-            logs["pred_min"], logs["pred_max"] = x_hat.min(), x_hat.max()
+            logs["pred_var"] = xt.var(0).mean() if len(xt) > 1 else xt.var()
+            logs["pred_min"], logs["pred_max"] = xt.min(), xt.max()
         return loss, logs
 

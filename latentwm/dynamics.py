@@ -156,7 +156,7 @@ def denoised(z: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     E[x | z] = (1 - tau) / ((1 - tau)^2 + tau^2) z for x ~ N(0, 1) (normalised latents): about z
     at the context level tau_ctx, 0 for pure noise, so a noisy previous frame adds no noise.
     """
-    t = tau.float()[..., None, None]  # (B, T, 1, 1) against z (B, T, N, D)
+    t = tau.float().view(*tau.shape, *[1] * (z.ndim - tau.ndim))  # (B, T, 1, ...) against z (B, T, ...)
     return z * ((1 - t) / ((1 - t) ** 2 + t**2)).to(z.dtype)
 
 
@@ -167,11 +167,57 @@ def tau_features(tau: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([ang.sin(), ang.cos()], -1)
 
 
+def check_latents(cfg: DynamicsConfig, z: torch.Tensor) -> None:
+    """One line when z (B, T, C, h, w) is not the latent shape the network was built for."""
+    C, h, w = z.shape[2:]
+    if (C, h, w) != (cfg.latent_channels, *cfg.latent_hw):
+        raise PipelineError(
+            f"dynamics model expects latents of {cfg.latent_channels}x{cfg.latent_hw[0]}x{cfg.latent_hw[1]}, "
+            f"got {C}x{h}x{w}; retrain the dynamics model on these latents"
+        )
+
+
+def step_index(cfg: DynamicsConfig, d: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Step size d (B, T) -> embedding index log2(1/d) in [0, log2 k_max]; None -> finest step."""
+    n_steps = int(cfg.k_max).bit_length()
+    if d is None:
+        return torch.full(like.shape, n_steps - 1, dtype=torch.long, device=like.device)
+    return torch.round(-torch.log2(d.float().clamp_min(1.0 / cfg.k_max))).long().clamp(0, n_steps - 1)
+
+
+def action_index(cfg: DynamicsConfig, actions: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """Actions (B, T) (-1: none) or None -> embedding rows (B, T); "no action" is row cfg.actions."""
+    n = cfg.actions
+    if actions is None:
+        return torch.full(like.shape, n, dtype=torch.long, device=like.device)
+    if not n:
+        raise PipelineError("this dynamics model has no action conditioning (dynamics.actions: none); pass no actions")
+    if actions.shape != like.shape:
+        raise PipelineError(f"dynamics model: actions of shape {tuple(actions.shape)} for frames {tuple(like.shape)}")
+    if int(actions.max()) >= n:
+        raise PipelineError(f"dynamics model knows {n} actions but got id {int(actions.max())}; retrain it on these actions")
+    return torch.where(actions < 0, torch.full_like(actions, n), actions).long()
+
+
+def network(cfg: DynamicsConfig) -> nn.Module:
+    """The dynamics network `cfg.arch` names: this module's transformer or the conv network."""
+    if cfg.arch == "conv":
+        from .conv_dynamics import ConvDynamics  # it imports this module's helpers
+
+        return ConvDynamics(cfg)
+    return Dynamics(cfg)
+
+
+network.config_class = DynamicsConfig  # what latentwm.checkpoint builds a "dynamics" model from
+
+
 class Dynamics(nn.Module):
     config_class = DynamicsConfig
 
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
+        if cfg.arch != "transformer":
+            raise PipelineError(f"dynamics: the transformer built for arch {cfg.arch!r}; build it with dynamics.network")
         self.cfg = cfg
         C, (h, w), p, D = cfg.latent_channels, cfg.latent_hw, cfg.patch, cfg.dim
         self.n_tokens = (h // p) * (w // p)
@@ -184,7 +230,7 @@ class Dynamics(nn.Module):
         self.pos = nn.Parameter(torch.randn(self.n_tokens, D) * 0.02)  # learned spatial positions
         n_levels = 2 if cfg.prev_frame else 1  # own tau (+ the previous frame's tau)
         self.tau_mlp = nn.Sequential(nn.Linear(n_levels * D, D), nn.SiLU(), nn.Linear(D, D))
-        self.n_steps = int(math.log2(cfg.k_max)) + 1  # d in {1, 1/2, ..., 1/k_max}
+        self.n_steps = int(cfg.k_max).bit_length()  # d in {1, 1/2, ..., 1/k_max}
         self.d_embed = nn.Embedding(self.n_steps, D)
         # Actions (cfg.actions ids): each frame's action joins its conditioning c; the last row is the
         # learned "no action" (frame 0, action dropout, rollouts without actions). None: today's model.
@@ -213,12 +259,6 @@ class Dynamics(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.max_frames)
 
-    def step_index(self, d: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        """Step size d (B, T) -> embedding index log2(1/d) in [0, log2 k_max]; None -> finest step."""
-        if d is None:
-            return torch.full(like.shape, self.n_steps - 1, dtype=torch.long, device=like.device)
-        return torch.round(-torch.log2(d.float().clamp_min(1.0 / self.cfg.k_max))).long().clamp(0, self.n_steps - 1)
-
     def patchify(self, z):
         B, T, C, h, w = z.shape
         p = self.cfg.patch  # (B, T, C, h, w) -> (B, T, N, C*p*p)
@@ -240,19 +280,9 @@ class Dynamics(nn.Module):
         kpos = torch.arange(start - past, start + T, device=device)[None, :]
         return (kpos <= qpos) & (qpos - kpos < W)
 
-    def action_index(self, actions: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        """Actions (B, T) (-1: none) or None -> embedding rows (B, T); "no action" is row cfg.actions."""
-        n = self.cfg.actions
-        if actions is None:
-            return torch.full(like.shape, n, dtype=torch.long, device=like.device)
-        if actions.shape != like.shape:
-            raise PipelineError(f"dynamics model: actions of shape {tuple(actions.shape)} for frames {tuple(like.shape)}")
-        if int(actions.max()) >= n:
-            raise PipelineError(f"dynamics model knows {n} actions but got id {int(actions.max())}; retrain it on these actions")
-        return torch.where(actions < 0, torch.full_like(actions, n), actions).long()
-
-    def forward(self, z, tau, d=None, cache: KVCache | None = None, commit: int = 0, actions=None):
+    def forward(self, z, tau, d=None, cache: KVCache | None = None, commit: int = 0, actions=None, predict=None):
         """z (B, T, C, h, w), tau (B, T), d (B, T) or None, actions (B, T) long or None -> x0_hat (B, T, C, h, w).
+        `predict` (the frames the caller uses) is ignored: attention computes every frame anyway.
 
         With `cache`, z holds the frames that follow the cached ones; afterwards the first
         `commit` frames of z are in the cache (their keys/values, positions advanced). Frames
@@ -260,11 +290,7 @@ class Dynamics(nn.Module):
         """
         B, T, C, h, w = z.shape
         cfg = self.cfg
-        if (C, h, w) != (cfg.latent_channels, *cfg.latent_hw):
-            raise PipelineError(
-                f"dynamics model expects latents of {cfg.latent_channels}x{cfg.latent_hw[0]}x{cfg.latent_hw[1]}, "
-                f"got {C}x{h}x{w}; retrain the dynamics model on these latents"
-            )
+        check_latents(cfg, z)
         start = cache.pos if cache is not None else 0
         past = len(cache) if cache is not None else 0
         tctx = dict(
@@ -291,11 +317,11 @@ class Dynamics(nn.Module):
                 base = denoised(prev, prev_tau)  # (B, T, N, C*p*p): the network adds the change
             if cache is not None and commit:
                 cache.last, cache.last_tau = patches[:, commit - 1 : commit], tau[:, commit - 1 : commit]
-        c = self.tau_mlp(feats.to(z.dtype)) + self.d_embed(self.step_index(d, tau))  # (B, T, D)
+        c = self.tau_mlp(feats.to(z.dtype)) + self.d_embed(step_index(cfg, d, tau))  # (B, T, D)
         if self.action_embed is not None:  # the action that produced each frame (B, T) -> (B, T, D)
-            c = c + self.action_embed(self.action_index(actions, tau))
+            c = c + self.action_embed(action_index(cfg, actions, tau))
         elif actions is not None:
-            raise PipelineError("this dynamics model has no action conditioning (dynamics.actions: none); pass no actions")
+            action_index(cfg, actions, tau)  # refuses actions for a model without them
         c = F.silu(c)
         for i, blk in enumerate(self.blocks):
             ctx = {**tctx, "layer": i}

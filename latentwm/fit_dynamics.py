@@ -19,7 +19,7 @@ from .actions import conditioning
 from .config import to_dict
 from .data import LatentWindows
 from .diffusion import FlowObjective
-from .dynamics import Dynamics, collapse_probe
+from .dynamics import collapse_probe, network
 from .errors import PipelineError
 from .settings import DataConfig, DynamicsStage
 from .train import WithLoss, fingerprint, train
@@ -48,7 +48,7 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
         **action_stores(actions, action_paths),
     )
     dropout = stage.action_dropout if actions is not None else 0.0
-    return WithLoss(Dynamics(model_cfg), FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout)), batches
+    return WithLoss(network(model_cfg), FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout)), batches
 
 
 def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, log, actions: dict | None = None,
@@ -81,11 +81,14 @@ def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, lo
     tau[:, -1] = 1.0
     z = (1 - tau.view(N, T, 1, 1, 1)) * z0 + tau.view(N, T, 1, 1, 1) * eps
     d = torch.full((N, T), 1.0 / k_max)
+    last = torch.zeros(N, T, dtype=torch.bool)
+    last[:, -1] = True  # the one frame scored
     copy = float(((z0[:, -2] - z0[:, -1]) ** 2).mean())
 
     def probe(network) -> dict:
         dev = next(network.parameters()).device
-        x = network(z.to(dev), tau.to(dev), d.to(dev), **{k: v.to(dev) for k, v in kw.items()})[:, -1].float().cpu()
+        x = network(z.to(dev), tau.to(dev), d.to(dev), predict=last.to(dev), **{k: v.to(dev) for k, v in kw.items()})
+        x = x[:, -1].float().cpu()
         loss = float(((x - z0[:, -1]) ** 2).mean())
         return {"val_next_loss": loss, "val_copy_loss": copy, **({"select": loss} if stage.keep_best else {})}
 

@@ -51,7 +51,9 @@ def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float
             inp, lv = torch.cat([prefix, z], 1), torch.cat([prefix_tau, lv], 1)
             acts = None if action is None else torch.cat([prefix_actions, action], 1)
         kw = {} if action is None else {"actions": acts}
-        x_hat = model(inp, lv, torch.full_like(lv, d), cache=cache, commit=P if cache is not None else 0, **kw)
+        new = torch.zeros(lv.shape, dtype=torch.bool, device=z.device)
+        new[:, -1] = True  # only the new frame's prediction is used
+        x_hat = model(inp, lv, torch.full_like(lv, d), cache=cache, commit=P if cache is not None else 0, predict=new, **kw)
         x_hat = x_hat[:, -1:].float()  # (B, 1, C, h, w)
         z = x_hat if tau_next == 0 else euler_step(z, x_hat, tau, tau - tau_next)
         if cache is not None:
@@ -68,7 +70,7 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     to tau_ctx and appended to the context. With `teacher` (B, horizon, C, h, w), the real frame t
     is appended instead of the generated one (teacher forcing, the drift diagnostic): each
     prediction is then one step ahead of real history. `use_cache` keeps keys/values of past
-    frames (`Dynamics.new_cache`), so the cost per frame stays flat up to the model's max_frames
+    frames (the network's `new_cache`), so the cost per frame stays flat up to the model's max_frames
     window (a sliding window past it); without it the whole history is recomputed at every step
     (same result within float tolerance, cost growing with the horizon). Put the model in eval mode.
     An action model takes `actions` (B, C_ctx + horizon) long: the action that produced each context

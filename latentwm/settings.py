@@ -197,9 +197,9 @@ SIZES = {
     # CPU: seconds per test, minutes for the default pipeline; 16 tokens per 16x16 latent frame.
     # k_max 4: the 4-step sampler's step is the finest, trained on the data; at 64 it is trained on
     # 3% of the samples through bootstrap targets, too few at this budget (docs/EXPERIMENTS.md).
-    "tiny": dict(patch=4, dim=128, depth=4, heads=4, mlp_ratio=3.0, temporal_every=2, k_max=4),
+    "tiny": dict(arch="transformer", patch=4, dim=128, depth=4, heads=4, mlp_ratio=3.0, temporal_every=2, k_max=4),
     # The seeds' model (~60M parameters on 256 x 16 x 16 latents); a GPU size.
-    "small": dict(patch=1, dim=512, depth=12, heads=8, mlp_ratio=4.0, temporal_every=4, k_max=64),
+    "small": dict(arch="transformer", patch=1, dim=512, depth=12, heads=8, mlp_ratio=4.0, temporal_every=4, k_max=64),
 }
 PRESET = "null: the size preset's value."
 
@@ -210,9 +210,14 @@ class DynamicsConfig:
     preset's value, a key given here overrides it."""
 
     # what a checkpoint saved before a field existed meant (checkpoints store every field resolved)
-    before: ClassVar[dict] = {"residual": False}
+    before: ClassVar[dict] = {"residual": False, "arch": "transformer"}
 
     size: str = setting("tiny", "tiny: CPU minutes; small: ~60M parameters (a GPU size).", enum=sorted(SIZES))
+    arch: str | None = setting(None, "transformer: patches of each frame attend over space and causally over time "
+                                     "(DreamerV4); conv: the last conv_frames latents stacked on channels with the noisy "
+                                     "frame, residual conv blocks conditioned by FiLM (DIAMOND-like; docs/EXPERIMENTS.md); "
+                                     + PRESET,
+                               enum=["transformer", "conv", None])
     latent_channels: int | None = setting(None, "C of the latents; null: from the latents. Set, it must match.", minimum=1)
     latent_hw: tuple[int, int] | None = setting(None, "(h, w) of the latent grid; null: from the latents.",
                                                 items={"type": "integer", "minimum": 1}, minItems=2, maxItems=2)
@@ -226,14 +231,20 @@ class DynamicsConfig:
     mlp_ratio: float | None = setting(None, "SwiGLU hidden width = mlp_ratio * dim * 2/3; " + PRESET, exclusiveMinimum=0)
     temporal_every: int | None = setting(None, "Causal temporal attention in every Nth block (DreamerV4: 4); " + PRESET,
                                          minimum=1)
-    max_frames: int | None = setting(None, "Temporal attention window in frames (the KV cache length); null: the longest "
-                                           "training window, so rollouts never attend farther back than training did.", minimum=1)
+    max_frames: int | None = setting(None, "Transformer: temporal attention window in frames (the KV cache length); null: "
+                                           "the longest training window, so rollouts never attend farther back than training "
+                                           "did. Conv: always conv_frames + 1.", minimum=1)
     k_max: int | None = setting(None, "Finest shortcut step is 1/k_max (a power of two; DreamerV4: 64); " + PRESET, minimum=1)
     qk_norm: bool = setting(True, "RMSNorm on queries and keys.")
     prev_frame: bool = setting(True, "Token shift: each token also embeds its patch in the previous frame.")
     residual: bool = setting(True, "Predict the change from the previous frame: the untrained model copies it and static "
                                    "parts (a HUD) cost nothing (real footage, teacher-forced: -2.2 -> -1.3 dB against "
                                    "copy-previous; docs/EXPERIMENTS.md). Needs prev_frame.")
+
+    conv_width: int = setting(96, "conv: channels of the residual blocks.", minimum=8)
+    conv_blocks: int = setting(4, "conv: residual blocks (full resolution, 3x3).", minimum=1)
+    conv_frames: int = setting(4, "conv: past frames a frame is predicted from (its max_frames is this + 1); in training "
+                                  "a frame nearer the window start sees the missing ones as pure noise.", minimum=1)
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -243,10 +254,14 @@ class DynamicsConfig:
                 setattr(self, f.name, SIZES[self.size][f.name])
         if self.latent_hw is not None:
             self.latent_hw = tuple(int(x) for x in self.latent_hw)
+        if self.arch == "conv":
+            if self.conv_width % 8:
+                raise PipelineError(f"dynamics.model.conv_width {self.conv_width} must be a multiple of 8 (GroupNorm groups)")
+        elif self.latent_hw is not None:
             h, w = self.latent_hw
             if h % self.patch or w % self.patch:
                 raise PipelineError(f"dynamics.model.patch {self.patch} does not divide the latent grid {h}x{w}; pick a divisor")
-        if self.dim % self.heads or (self.dim // self.heads) % 2:
+        if self.arch == "transformer" and (self.dim % self.heads or (self.dim // self.heads) % 2):
             raise PipelineError(f"dynamics.model.dim {self.dim} must split into {self.heads} heads of even width")
         if self.residual and not self.prev_frame:
             raise PipelineError("dynamics.model.residual needs dynamics.model.prev_frame: true (the change is taken from it)")
@@ -268,9 +283,11 @@ class DynamicsConfig:
                     f"{list(want) if isinstance(want, tuple) else want} (latent_shape {[C, h, w]}); set dynamics.model.{key} "
                     "to that or null (null: taken from the latents)"
                 )
-        if out["max_frames"] is None:
+        if out["arch"] == "conv":  # what a frame sees; training windows may be longer
+            out["max_frames"] = out["conv_frames"] + 1
+        elif out["max_frames"] is None:
             out["max_frames"] = max_frames
-        if max_frames > out["max_frames"]:
+        if out["arch"] == "transformer" and max_frames > out["max_frames"]:
             raise PipelineError(
                 f"dynamics.data window {max_frames} exceeds dynamics.model.max_frames {out['max_frames']}; "
                 "raise max_frames or shorten the window"

@@ -20,7 +20,7 @@ class Linear(nn.Module):
         super().__init__()
         self.a, self.b, self.c = a, b, c
 
-    def forward(self, z, tau, d=None, cache=None, commit=0):
+    def forward(self, z, tau, d=None, cache=None, commit=0, predict=None):
         d = torch.zeros_like(tau) if d is None else d
         return self.a * z + (self.b * tau + self.c * d)[..., None, None, None]
 
@@ -85,6 +85,7 @@ def test_objective_logs_and_copy_last_baseline():
     assert torch.isfinite(loss) and loss > 0
     assert logs["copy_last_loss"] == 0 and logs["next_loss"] > 0
     assert logs["loss_t"].shape == (T,) and logs["pred_var"] == 0
+    assert torch.isnan(logs["loss_t"][0]) and torch.isfinite(logs["loss_t"][1:]).all()  # frame 0 is never a target
     for k in ("loss_std", "loss_boot", "tau_min", "tau_max", "pred_min", "pred_max"):
         assert k in logs
     assert 0 < logs["tau_min"] <= logs["tau_max"] <= 1
@@ -110,7 +111,7 @@ def test_loss_falls_on_a_tiny_dataset():
         blob = torch.exp(-((yy - p[..., 0, None, None]) ** 2 + (xx - p[..., 1, None, None]) ** 2) / 3)
         return (blob[:, :, None].expand(n, T, 2, 8, 8) - 0.2) * 3  # (n, T, 2, 8, 8)
 
-    cfg = DynamicsConfig(latent_channels=2, latent_hw=(8, 8), patch=2, dim=32, depth=2, heads=2, temporal_every=1, max_frames=4, k_max=4)
+    cfg = DynamicsConfig(arch="transformer", latent_channels=2, latent_hw=(8, 8), patch=2, dim=32, depth=2, heads=2, temporal_every=1, max_frames=4, k_max=4)
     model = Dynamics(cfg)
     obj = FlowObjective(ObjectiveConfig(ramp_weight=True), 4)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

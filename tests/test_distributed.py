@@ -40,7 +40,7 @@ def latent_stores(root) -> list[str]:
 
 def model() -> Dynamics:
     torch.manual_seed(0)
-    cfg = DynamicsConfig(size="tiny", latent_channels=C, latent_hw=(H, W), dim=32, depth=2, heads=2,
+    cfg = DynamicsConfig(size="tiny", arch="transformer", latent_channels=C, latent_hw=(H, W), dim=32, depth=2, heads=2,
                          temporal_every=1, max_frames=4, k_max=8)  # fmt: skip
     return Dynamics(cfg)
 

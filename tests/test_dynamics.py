@@ -25,7 +25,7 @@ def tiny_model(max_frames=4, seed=0, **kw) -> Dynamics:
     """A 2-block model on 4x8x8 latents; adaLN/final layers randomised so no block is the identity."""
     torch.manual_seed(seed)
     cfg = DynamicsConfig(
-        size="tiny", latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2,
+        size="tiny", arch="transformer", latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2,
         temporal_every=1, max_frames=max_frames, k_max=8, **kw,
     )  # fmt: skip
     m = Dynamics(cfg)
@@ -41,6 +41,7 @@ def test_output_shape_and_presets():
     z = torch.randn(2, 3, 4, 8, 8)
     assert m(z, torch.rand(2, 3), torch.full((2, 3), 0.25)).shape == z.shape
     small = DynamicsConfig(size="small", latent_channels=256, latent_hw=(16, 16))
+    assert small.arch == "transformer"
     n = sum(p.numel() for p in Dynamics(small).parameters())
     assert 50e6 < n < 75e6, n  # "near 60M", the seeds' size
     # a preset fills unset fields only; set fields win
@@ -123,7 +124,7 @@ def test_checkpoint_roundtrip_and_probe(tmp_path, residual):
 
 def test_residual_model_starts_as_copy_of_the_previous_frame():
     torch.manual_seed(0)
-    cfg = DynamicsConfig(size="tiny", latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2,
+    cfg = DynamicsConfig(size="tiny", arch="transformer", latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2,
                          temporal_every=1, k_max=8, residual=True, max_frames=4)  # fmt: skip
     m = Dynamics(cfg)  # untrained: zero-initialised output layer
     z = torch.randn(2, 3, 4, 8, 8)

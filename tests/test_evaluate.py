@@ -313,7 +313,7 @@ def real_setup(tmp_path, seed: int):
     stats = {"mean": [0.0] * 4, "std": [0.5] * 4, "latent_shape": [4, 4, 4], "tokenizer_hash": h}
     (tmp_path / "stats.json").write_text(json.dumps(stats))
     torch.manual_seed(seed)
-    dcfg = DynamicsConfig(latent_channels=4, latent_hw=(4, 4), patch=2, dim=32, depth=2, heads=2, temporal_every=2,
+    dcfg = DynamicsConfig(arch="transformer", latent_channels=4, latent_hw=(4, 4), patch=2, dim=32, depth=2, heads=2, temporal_every=2,
                           max_frames=8, k_max=8)
     model = Dynamics(dcfg)
     torch.nn.init.normal_(model.unembed.weight, std=0.1)  # untrained, the residual output layer is 0: copy-last

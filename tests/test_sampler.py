@@ -13,7 +13,7 @@ from latentwm.sampler import SamplerConfig, denoise_frame, rollout
 def tiny_model(max_frames=4) -> Dynamics:
     torch.manual_seed(0)
     cfg = DynamicsConfig(
-        latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2, temporal_every=1, max_frames=max_frames, k_max=8
+        arch="transformer", latent_channels=4, latent_hw=(8, 8), dim=32, depth=2, heads=2, temporal_every=1, max_frames=max_frames, k_max=8
     )
     m = Dynamics(cfg)
     with torch.no_grad():
@@ -30,7 +30,7 @@ class Const(torch.nn.Module):
         super().__init__()
         self.c, self.calls = c, []
 
-    def forward(self, z, tau, d=None, cache=None, commit=0):
+    def forward(self, z, tau, d=None, cache=None, commit=0, predict=None):
         self.calls.append((tau[0, -1].item(), d[0, -1].item()))
         return torch.full_like(z, self.c)
 

@@ -1,0 +1,133 @@
+"""The conv dynamics network (the tiny preset's): receptive field, predicted frames, rollout cache,
+checkpoints, actions, and that it learns a motion the last frame does not show."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentwm import checkpoint
+from latentwm.config import to_dict
+from latentwm.conv_dynamics import ConvDynamics
+from latentwm.diffusion import FlowObjective
+from latentwm.dynamics import denoised, network
+from latentwm.errors import PipelineError
+from latentwm.sampler import rollout
+from latentwm.settings import DynamicsConfig, ObjectiveConfig, SamplerConfig
+
+
+def conv_model(seed=0, K=2, **kw) -> ConvDynamics:
+    """A 2-block conv on 4x8x8 latents seeing K past frames; the zero-initialised output randomised."""
+    torch.manual_seed(seed)
+    cfg = DynamicsConfig(arch="conv", latent_channels=4, latent_hw=(8, 8), conv_width=16, conv_blocks=2, conv_frames=K, k_max=4, **kw)
+    m = network(cfg.resolved([4, 8, 8], 6))
+    with torch.no_grad():
+        m.out.weight.normal_(0, 0.1)
+    return m.eval()
+
+
+def test_preset_network_and_window():
+    cfg = DynamicsConfig(arch="conv").resolved([8, 16, 16], 8)
+    assert cfg.arch == "conv" and cfg.max_frames == cfg.conv_frames + 1  # what a frame sees, itself included
+    assert isinstance(network(cfg), ConvDynamics)
+    assert type(network(DynamicsConfig(arch="transformer").resolved([8, 16, 16], 8))).__name__ == "Dynamics"
+
+
+def test_a_frame_sees_itself_and_its_k_past_frames_only():
+    m = conv_model(K=2)
+    z, tau = torch.randn(2, 7, 4, 8, 8), torch.rand(2, 7)
+    z2 = z.clone()
+    z2[:, 3] += 1.0
+    with torch.no_grad():
+        diff = (m(z, tau) - m(z2, tau)).abs().amax((2, 3, 4))  # (B, T)
+    assert diff[:, :3].max() == 0  # the past does not see the future
+    assert diff[:, 3:6].min() > 1e-4  # frame 3 itself and the K = 2 frames after it do
+    assert diff[:, 6:].max() == 0  # beyond the receptive field
+
+
+def test_only_predicted_frames_are_computed_and_they_match():
+    m = conv_model()
+    z, tau = torch.randn(3, 6, 4, 8, 8), torch.rand(3, 6)
+    predict = torch.rand(3, 6) > 0.5
+    predict[0, 0] = True
+    with torch.no_grad():
+        full, part = m(z, tau), m(z, tau, predict=predict)
+    torch.testing.assert_close(part[predict], full[predict], atol=1e-5, rtol=1e-5)
+    # the rest is the previous frame's best guess (what the residual network adds to)
+    prev = denoised(torch.cat([torch.zeros_like(z[:, :1]), z[:, :-1]], 1), torch.cat([torch.ones(3, 1), tau[:, :-1]], 1))
+    torch.testing.assert_close(part[~predict], prev[~predict])
+
+
+@pytest.mark.parametrize("T", [3, 8])  # within the receptive field, and past it
+def test_frame_cache_equals_full_forward(T):
+    m = conv_model(K=2)
+    z, tau = torch.randn(2, T, 4, 8, 8), torch.rand(2, T)
+    with torch.no_grad():
+        full = m(z, tau)
+        cache, outs = m.new_cache(), []
+        outs.append(m(z[:, :2], tau[:, :2], cache=cache, commit=2))
+        for t in range(2, T):
+            m(z[:, t : t + 1] + 5, tau[:, t : t + 1], cache=cache, commit=0)  # a denoising step: nothing kept
+            outs.append(m(z[:, t : t + 1], tau[:, t : t + 1], cache=cache, commit=1))
+    assert cache.pos == T and len(cache) == min(T, 2)
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-4)
+    ctx = torch.randn(2, 5, 4, 8, 8)
+    a = rollout(m, ctx, 4, SamplerConfig(steps=2), torch.Generator().manual_seed(0), use_cache=True)
+    b = rollout(m, ctx, 4, SamplerConfig(steps=2), torch.Generator().manual_seed(0), use_cache=False)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_untrained_residual_network_copies_the_previous_frame():
+    torch.manual_seed(0)
+    m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1).resolved([4, 8, 8], 4))
+    z = torch.randn(2, 3, 4, 8, 8)
+    out = m(z, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
+    torch.testing.assert_close(out[:, 1:], z[:, :-1])
+
+
+def test_checkpoint_roundtrip(tmp_path):
+    m = conv_model()
+    checkpoint.save(tmp_path / "d.pt", checkpoint.model_state("dynamics", m, to_dict(m.cfg)))
+    m2 = checkpoint.build_model(tmp_path / "d.pt", kind="dynamics")
+    z, tau = torch.randn(1, 4, 4, 8, 8), torch.rand(1, 4)
+    assert isinstance(m2, ConvDynamics)
+    torch.testing.assert_close(m(z, tau), m2(z, tau))
+
+
+def test_actions_change_the_prediction_and_are_refused_without_conditioning():
+    m = conv_model(actions=3)
+    with torch.no_grad():
+        m.action_embed.weight.normal_(0, 1.0)
+    z, tau = torch.randn(1, 4, 4, 8, 8), torch.rand(1, 4)
+    a0, a1 = torch.tensor([[0, 0, 0, 0]]), torch.tensor([[0, 0, 0, 2]])
+    with torch.no_grad():
+        diff = (m(z, tau, actions=a0) - m(z, tau, actions=a1)).abs().amax((2, 3, 4))
+    assert diff[0, :3].max() == 0 and diff[0, 3] > 1e-4  # a frame's own action only
+    with pytest.raises(PipelineError, match="no action conditioning"):
+        conv_model()(z, tau, actions=a0)
+
+
+def test_learns_a_motion_beyond_copying_the_last_frame():
+    """A blob moving one cell per frame: after 150 steps the rollout's first frame beats copy-last."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+
+    def batch(n=16, T=5):
+        start, v = torch.rand(n, 2, generator=g) * 8, torch.randint(-1, 2, (n, 2), generator=g).float()
+        p = (start[:, None] + v[:, None] * torch.arange(T)[None, :, None]) % 8  # (n, T, 2)
+        blob = torch.exp(-((yy - p[..., 0, None, None]) ** 2 + (xx - p[..., 1, None, None]) ** 2) / 2)
+        return (blob[:, :, None].expand(n, T, 2, 8, 8) - 0.2) * 3  # (n, T, 2, 8, 8)
+
+    cfg = DynamicsConfig(arch="conv", conv_width=32, conv_blocks=2, conv_frames=2, k_max=4).resolved([2, 8, 8], 5)
+    m = network(cfg)
+    obj, opt = FlowObjective(ObjectiveConfig(shortcut=False), 4), torch.optim.AdamW(m.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss, _ = obj(m, batch())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = batch(64)
+    pred = rollout(m.eval(), x[:, :4], 1, SamplerConfig(steps=4), torch.Generator().manual_seed(1))[:, 0]
+    model_mse, copy_mse = ((pred - x[:, 4]) ** 2).mean(), ((x[:, 3] - x[:, 4]) ** 2).mean()
+    assert model_mse < 0.7 * copy_mse, (model_mse, copy_mse)
