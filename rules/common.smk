@@ -48,14 +48,16 @@ def video_source_files(wildcards):
     spec = static_spec(wildcards.video)
     if spec is None:
         return {"resolved": resolved_file(wildcards.video)}
-    if spec["kind"] == "path" and os.path.exists(spec["path"]):
-        # a missing file is not an input (that would stop the whole DAG); its job fails alone
-        sidecar = sidecar_path(spec["path"])
-        return {
-            "local": spec["path"],
-            **({"sidecar": str(sidecar)} if sidecar.exists() else {}),
-        }
-    return {}
+    if spec["kind"] != "path":
+        return {}
+    if not os.path.exists(spec["path"]):
+        # a missing file as input would stop the whole DAG; source_away fails alone instead
+        return {"away": f"results/videos/{wildcards.video}.away"}
+    sidecar = sidecar_path(spec["path"])
+    return {
+        "local": spec["path"],
+        **({"sidecar": str(sidecar)} if sidecar.exists() else {}),
+    }
 
 
 # video id -> spec of every generator or path video, known without touching checkpoints

@@ -32,7 +32,7 @@ from latentwm.store import open_store
 from latentwm.synthetic import write_clip
 from latentwm.video import ffmpeg_exe
 from test_data_stages import config as data_config
-from test_data_stages import targets
+from test_data_stages import job_counts, targets
 from test_download import closed_port_url
 
 pytestmark = pytest.mark.slow
@@ -259,6 +259,38 @@ def test_damaged_store_is_refused_never_read_as_zeros(tiny_run, tmp_path):
     shutil.rmtree(work / lat, ignore_errors=True)
     snakemake(work, cfg, "--cores", "2", metrics)
     assert (work / metrics).read_text() == (tiny_run / metrics).read_text()
+
+
+def test_source_away_for_one_run_costs_that_run_only(tmp_path):
+    """A local source file away for one run (an unmounted drive), then back unchanged
+    That run fails with one ERROR line naming the source, the file and the fix (mount its drive or
+    fix sources[].path), from a job that stands in for the download, so the download never starts
+    and the link it made (`results/videos/{id}.mp4`) and its actions record stay. With the file
+    back, the dry run is empty: no download, no extraction, no training reruns."""
+    data = tmp_path / "data"
+    write_clip(data / "mine.mp4", 0, frames=40, fps=10, size=32, seed=3)
+    cfg = data_config([{"id": "gen", "generator": {"clips": 2, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+                       {"id": "mine", "path": str(data / "mine.mp4")}])  # fmt: skip
+    work = tmp_path / "work"
+    data_targets = targets(["gen_000", "gen_001", "mine"])
+    snakemake(work, cfg, "--cores", "2", *data_targets)
+    planned = job_counts(snakemake(work, cfg, "-n").stdout)  # the rest of the DAG: training on
+    link, store = work / "results/videos/mine.mp4", work / "results/frames/mine.zarr"
+    made = {f: f.lstat().st_mtime_ns for f in (link, link.with_suffix(".actions.json"), store)}
+
+    (data / "mine.mp4").rename(tmp_path / "mine.mp4")  # the drive is unmounted
+    p = snakemake(work, cfg, "--cores", "2", check=False)
+    errors = error_lines(work / "logs/source_away/mine.log")
+    want = (f"ERROR: source mine: file {data}/mine.mp4 does not exist; fix sources[].path in the config, "
+            "or mount its drive and rerun (what was made from it is kept)")  # fmt: skip
+    assert p.returncode != 0 and errors == [want], p.stdout[-3000:]
+    assert want[len("ERROR: "):] in p.stdout and "Traceback" not in p.stdout
+    assert not (work / "logs/download/mine.log").read_text().count("ERROR")  # download never started
+    assert {f: f.lstat().st_mtime_ns for f in made} == made and link.is_symlink()
+
+    (tmp_path / "mine.mp4").rename(data / "mine.mp4")  # mounted again, the file unchanged
+    assert job_counts(snakemake(work, cfg, "-n").stdout) == planned  # nothing added downstream
+    assert not {"source_away", "download", "extract_frames"} & set(planned)
 
 
 @contextmanager
