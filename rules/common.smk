@@ -3,6 +3,7 @@ import json
 import os
 
 from latentwm.actions import sidecar_path
+from latentwm.atomic import unwritable
 from latentwm.sources import all_video_specs, source_kind, static_videos
 from latentwm.splits import assign_splits
 
@@ -165,3 +166,12 @@ def all_targets(wildcards):
         *expand(rules.plot_evaluation.output, evaluation=evaluations),
         *rules.plot_training.output,
     ]
+
+
+def stop_if_unwritable(jobs):
+    """Exit with one line per folder the jobs to run cannot write (a read-only results/): Snakemake
+    removes a job's old outputs itself before the job starts, and fails there with a traceback.
+    """
+    problems = unwritable(f for job in jobs for f in [*job.output, *job.log])
+    if problems:
+        raise SystemExit("\n".join(f"ERROR: {p}" for p in problems))

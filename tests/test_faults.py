@@ -342,6 +342,76 @@ def test_full_disk_fails_cleanly(tiny_run, tmp_path):
         assert sorted(x.name for x in full.iterdir()) == ["dynamics.pt", "health.json", "train_curve.csv"]
 
 
+@contextmanager
+def read_only(folder: Path):
+    """`folder` made read-only: a real read-only bind mount onto itself, or where mounts are not
+    allowed and the user is not root, chmod a-w (root writes through that); skips otherwise."""
+    bind = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if bind.returncode == 0:
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+            yield "read-only file system"
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+    elif os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(mode & ~0o222)
+        try:
+            yield "permission denied"
+        finally:
+            folder.chmod(mode)
+    else:
+        pytest.skip(f"no read-only folder here: mount --bind is refused ({bind.stderr.strip()}) and root ignores chmod")
+
+
+def test_read_only_results_fail_in_one_line(tiny_run, tmp_path):
+    """A read-only results/ (a real read-only bind mount of results/dynamics) before a run, then
+    during training
+    Before, with the job's outputs not there yet: Snakemake stops before any job with one ERROR
+    line naming the folder and the fix (`read-only file system at results/dynamics: make it
+    writable (remount, ...) and rerun; no job was started`), not the traceback Snakemake gave when
+    it removed the job's old outputs; with them there, Snakemake's own "Write-protected output
+    files" message lists them, no traceback; a dry run still works. During training: its next
+    write there fails with one ERROR line (`read-only file system while writing
+    results/dynamics/train_curve.csv: ...; training resumes from step 20`), its temp file removed
+    and the previous checkpoint kept; once writable again, the rerun resumes from that step."""
+    work = copy_run(tiny_run, tmp_path / "run")
+    cfg = tiny_config()
+    dyn = work / "results/dynamics"
+    model = "results/dynamics/dynamics.pt"
+    with read_only(dyn):
+        p = snakemake(work, cfg, "--cores", "2", "--forcerun", "train_dynamics", model, check=False)
+        assert p.returncode != 0 and "Write-protected output files" in p.stdout and "Traceback" not in p.stdout
+    for f in dyn.iterdir():
+        f.unlink()  # as before its first training
+    with read_only(dyn) as what:
+        p = snakemake(work, cfg, "--cores", "2", model, check=False)
+        fix = "make it writable (remount, or run where results/ can be written)" if what.startswith("read-only") \
+            else "make the folder writable for this user"  # fmt: skip
+        lines = [line for line in p.stdout.splitlines() if line.startswith("ERROR:")]
+        assert lines == [f"ERROR: {what} at results/dynamics: {fix} and rerun; no job was started"], p.stdout[-3000:]
+        assert p.returncode != 0 and "Traceback" not in p.stdout
+        assert not list(dyn.iterdir()) and not (work / "logs/train_dynamics.log").read_text().count("ERROR")
+        assert "train_dynamics" in snakemake(work, cfg, "-n", model).stdout
+
+    cfg["dynamics"]["train"].update(steps=60, checkpoint_every=20, log_every=20)
+    resume = dyn / "resume.pt"
+    run = start(work, cfg, "--cores", "2", model)
+    deadline = time.time() + 120
+    while not resume.exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    with read_only(dyn) as what:
+        assert run.wait(timeout=300) != 0
+    errors = error_lines(work / "logs/train_dynamics.log")
+    assert len(errors) == 1 and re.match(rf"ERROR: {what} while writing results/dynamics/\S+: .* and rerun; "
+                                         r"training resumes from step 20$", errors[0]), errors  # fmt: skip
+    assert errors[0][len("ERROR: "):] in (work / "snakemake.out").read_text()
+    assert checkpoint.load(resume)["step"] == 20 and not [x.name for x in dyn.iterdir() if ".tmp" in x.name]
+    snakemake(work, cfg, "--cores", "2", model)
+    assert "resumed from results/dynamics/resume.pt at step 20/60" in (work / "logs/train_dynamics.log").read_text()
+    assert checkpoint.load(work / model)["step"] == 60
+
+
 def test_yaml_syntax_error_names_its_line(tmp_path):
     """A YAML syntax error in config.yaml (an unclosed `{`)
     Snakemake stops before any job with one `config error:` line giving the file, the line and
