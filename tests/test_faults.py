@@ -309,12 +309,14 @@ def mounted(target: Path, *options: str):
 
 def test_full_disk_fails_cleanly(tiny_run, tmp_path):
     """Disk full while training writes its checkpoint (results/dynamics on a real small tmpfs),
-    with temp files of a killed run lying there
+    with temp files of a killed run lying there, then while extraction writes a frame store
     The job stops with one ERROR line saying what, where and what to do (`disk full while
     writing results/dynamics/resume.pt: free space and rerun; training resumes from step 3`), in
     the rule's log and Snakemake's output, no traceback; its temp file is removed and the
     previous checkpoint kept; the dead run's temp file is swept at the job's start. After the space
-    is freed the rerun resumes from that step."""
+    is freed the rerun resumes from that step. Extraction likewise (`disk full while writing
+    results/frames/ID.zarr: free space and rerun`), its temp store removed, the other stores
+    there untouched."""
     work = copy_run(tiny_run, tmp_path / "run")
     cfg = tiny_config()
     cfg["dynamics"]["train"].update(steps=9, checkpoint_every=3)  # resume.pt at steps 3 and 6
@@ -340,6 +342,19 @@ def test_full_disk_fails_cleanly(tiny_run, tmp_path):
         assert "resumed from results/dynamics/resume.pt at step 3/9" in log, log[-2000:]
         assert checkpoint.load(full / "dynamics.pt")["step"] == 9
         assert sorted(x.name for x in full.iterdir()) == ["dynamics.pt", "health.json", "train_curve.csv"]
+
+    # extraction: results/frames on a disk that holds one other video's store and little more
+    frames, other = work / "results/frames", tiny_run / "results/frames/tiny_001.zarr"
+    size = sum(f.stat().st_size for f in other.rglob("*") if f.is_file())
+    with mounted(frames, f"size={size // 4096 * 4096 + 16 * 4096}") as full:
+        shutil.copytree(other, full / other.name)
+        p = snakemake(work, cfg, "--cores", "1", "results/frames/tiny_000.zarr", check=False)
+        errors = error_lines(work / "logs/extract_frames/tiny_000.log")
+        want = "ERROR: source tiny: disk full while writing results/frames/tiny_000.zarr: free space and rerun"
+        assert p.returncode != 0 and errors == [want], p.stdout[-3000:]
+        assert want[len("ERROR: "):] in p.stdout and "Traceback" not in p.stdout, p.stdout[-3000:]
+        assert [x.name for x in full.iterdir()] == [other.name], list(full.iterdir())  # its temp store removed, the other kept
+        assert open_store(full / other.name).shape == (48, 3, 32, 32)
 
 
 @contextmanager
@@ -457,6 +472,8 @@ CONFIG_ERRORS = {
                         r"config key sources\[1\]\.id: 'tiny' \(path\) is also the id of the generator source sources\[0\]"),
     "one file, two ids": (lambda c: c["sources"].extend([{"id": "a", "path": str(ROOT / "README.md")}, {"id": "b", "path": str(ROOT / "tests" / ".." / "README.md")}]),
                           r"config key sources\[2\]\.path: .*README\.md \(id 'b'\) is the same file as sources\[1\] \(id 'a'\), both .*; expected each file once"),
+    "symlink to a listed file": (lambda c: c["sources"].extend([{"id": "a", "path": str(ROOT / "README.md")}, {"id": "b", "path": "link.mp4"}]),
+                                 r"config key sources\[2\]\.path: link\.mp4 \(id 'b'\) is the same file as sources\[1\] \(id 'a'\), both .*README\.md; expected each file once"),
     "directory as path": (lambda c: c["sources"].append({"id": "folder", "path": str(ROOT / "tests")}),
                           r"config key sources\[1\]\.path: .*tests is a directory; expected a video file"),
     "shortcut steps": (lambda c: c["evaluations"]["default"]["samplers"].append({"name": "sc3", "kind": "shortcut", "steps": 3}),
@@ -481,6 +498,7 @@ def test_config_errors_are_rejected_before_any_job(tmp_path, case):
     change, pattern = CONFIG_ERRORS[case]
     cfg = copy.deepcopy(tiny_config())
     change(cfg)
+    (tmp_path / "link.mp4").symlink_to(ROOT / "README.md")  # listed by its case, relative to the workdir
     p = snakemake(tmp_path, cfg, "--cores", "2", check=False)
     assert p.returncode != 0
     lines = [line for line in p.stdout.splitlines() if line.startswith("config error:")]
