@@ -30,6 +30,11 @@ include: "rules/evaluate.smk"
 include: "rules/plots.smk"
 
 
+# runs only when jobs will run (not in a dry run): every folder they write must be writable
+onstart:
+    stop_if_unwritable(workflow.dag.needrun_jobs())
+
+
 rule all:
     default_target: True
     input:

@@ -101,3 +101,24 @@ def sweep(*paths: str | Path, log: Callable[[str], None] = lambda msg: None) -> 
     if gone:
         log(f"removed {len(gone)} temp file(s) left by an interrupted run: {', '.join(str(g) for g in gone)}")
     return gone
+
+
+def unwritable(paths) -> list[str]:
+    """One line for each folder that would hold one of `paths` (its nearest existing ancestor) but
+    cannot be written by this user, saying why and what to do; none above another one listed."""
+    folders = set()
+    for path in map(Path, paths):
+        folder = path.parent
+        while not folder.is_dir() and folder != folder.parent:
+            folder = folder.parent
+        folders.add(folder)
+    lines, blocked = [], []
+    for folder in sorted(folders, key=lambda f: len(f.parts)):
+        if os.access(folder, os.W_OK) or any(folder.is_relative_to(b) for b in blocked):
+            continue
+        blocked.append(folder)
+        # root passes os.access everywhere but on a read-only mount, so the flag tells the two apart
+        code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+        what, fix = WHY[code]
+        lines.append(f"{what} at {folder}: {fix} and rerun; no job was started")
+    return lines

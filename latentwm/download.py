@@ -124,13 +124,23 @@ def fetch(spec: dict, out_path, cfg: dict, log: Callable[[str], None] = print, a
         write_record(actions_path, record)
 
 
-def link_local(path, out_path: Path, source: str, log: Callable[[str], None]) -> None:
-    """Symlink the original (absolute) to out_path; copy where symlinks are not allowed."""
+def local_file(path, source: str) -> Path:
+    """The absolute path of a local source file, checked: there, and not empty."""
     src = Path(path).expanduser().absolute()
     if not src.is_file():
-        raise PipelineError(f"source {source}: file {path} does not exist; fix sources[].path in the config")
+        raise PipelineError(
+            f"source {source}: file {path} does not exist; fix sources[].path in the config, or mount its drive "
+            "and rerun (what was made from it is kept)"
+        )
     if src.stat().st_size == 0:
         raise PipelineError(f"source {source}: file {path} is empty (zero bytes); point sources[].path at a real video")
+    return src
+
+
+def link_local(path, out_path: Path, source: str, log: Callable[[str], None]) -> None:
+    """Symlink the original (absolute) to out_path; copy where symlinks are not allowed."""
+    src = local_file(path, source)
+
     def fill(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
         try:

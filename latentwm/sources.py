@@ -77,7 +77,8 @@ def sources_problems(sources: list[dict]) -> list[str]:
     its path or a symlink, is one video under two names: it could land in train and test), and
     no video id may be produced twice (a path id equal to a generator clip's id). A `path` that
     is a directory is caught here too; a path that does not exist is not: that is a per-run fault
-    (an unmounted drive) that fails only its own jobs.
+    (an unmounted drive) that fails only its own jobs (rule source_away, which keeps what was made
+    from the file for its return).
     """
     problems, first_id, first_file, first_video = [], {}, {}, {}
     for i, entry in enumerate(sources):

@@ -19,6 +19,7 @@ Any of these ends with one line naming the store and the fix (delete it and reru
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shutil
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from .atomic import is_write_failure, remove, sweep, temp_path, write_failure
@@ -75,9 +77,16 @@ class StoreWriter:
             yield
         except BaseException as e:
             if is_write_failure(e):
-                remove(self.tmp)
+                self._discard()
                 raise write_failure(self.path, e) from None
             raise
+
+    def _discard(self) -> None:
+        """Remove the temp store once no chunk write is in flight: zarr writes a block's chunks
+        concurrently and, when one fails, raises at once while the others go on; left alone they
+        recreate folders of the removed store, and their errors print as tracebacks at exit."""
+        sync(_settle())
+        remove(self.tmp)
 
     def append(self, block: np.ndarray) -> None:
         block = np.asarray(block, dtype=self.array.dtype)
@@ -117,8 +126,14 @@ class StoreWriter:
 
     def __exit__(self, *exc):
         if not self.committed:
-            remove(self.tmp)
+            self._discard()
         return False
+
+
+async def _settle() -> None:
+    """Wait for every other task on zarr's event loop (the writes still in flight), errors kept."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    await asyncio.gather(*others, return_exceptions=True)
 
 
 def damaged(path, what: str) -> PipelineError:

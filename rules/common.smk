@@ -3,6 +3,7 @@ import json
 import os
 
 from latentwm.actions import sidecar_path
+from latentwm.atomic import unwritable
 from latentwm.sources import all_video_specs, source_kind, static_videos
 from latentwm.splits import assign_splits
 
@@ -48,14 +49,16 @@ def video_source_files(wildcards):
     spec = static_spec(wildcards.video)
     if spec is None:
         return {"resolved": resolved_file(wildcards.video)}
-    if spec["kind"] == "path" and os.path.exists(spec["path"]):
-        # a missing file is not an input (that would stop the whole DAG); its job fails alone
-        sidecar = sidecar_path(spec["path"])
-        return {
-            "local": spec["path"],
-            **({"sidecar": str(sidecar)} if sidecar.exists() else {}),
-        }
-    return {}
+    if spec["kind"] != "path":
+        return {}
+    if not os.path.exists(spec["path"]):
+        # a missing file as input would stop the whole DAG; source_away fails alone instead
+        return {"away": f"results/videos/{wildcards.video}.away"}
+    sidecar = sidecar_path(spec["path"])
+    return {
+        "local": spec["path"],
+        **({"sidecar": str(sidecar)} if sidecar.exists() else {}),
+    }
 
 
 # video id -> spec of every generator or path video, known without touching checkpoints
@@ -163,3 +166,12 @@ def all_targets(wildcards):
         *expand(rules.plot_evaluation.output, evaluation=evaluations),
         *rules.plot_training.output,
     ]
+
+
+def stop_if_unwritable(jobs):
+    """Exit with one line per folder the jobs to run cannot write (a read-only results/): Snakemake
+    removes a job's old outputs itself before the job starts, and fails there with a traceback.
+    """
+    problems = unwritable(f for job in jobs for f in [*job.output, *job.log])
+    if problems:
+        raise SystemExit("\n".join(f"ERROR: {p}" for p in problems))

@@ -33,3 +33,20 @@ rule download:
         cfg=config["download"],
     script:
         "../workflow_scripts/download.py"
+
+
+# A local source file that is away (an unmounted drive) fails this job, with one line, in place of
+# download: a failed job loses its outputs, a job that never started keeps them, so the link that
+# download made earlier survives and the unchanged file's return reruns nothing downstream.
+rule source_away:
+    output:
+        "results/videos/{video}.away",  # never written: the job only reports
+    log:
+        "logs/source_away/{video}.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    params:
+        spec=lambda w: static_spec(w.video),
+    script:
+        "../workflow_scripts/source_away.py"

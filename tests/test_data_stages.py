@@ -91,7 +91,7 @@ def test_bad_inputs_fail_alone_with_one_line(run_snakemake, tmp_path):
     assert p.returncode != 0
 
     expected = {
-        "download/missing": rf"source missing: file {data}/missing.mp4 does not exist; fix sources\[\].path",
+        "source_away/missing": rf"source missing: file {data}/missing.mp4 does not exist; fix sources\[\].path",
         "download/empty": rf"source empty: file {data}/empty.mp4 is empty \(zero bytes\)",
         "extract_frames/short": r"source short: video results/videos/short.mp4 has 10 frames at 10 fps, "
         r"fewer than frames.min_frames=24; use a longer video or lower frames.min_frames",

@@ -32,7 +32,7 @@ from latentwm.store import open_store
 from latentwm.synthetic import write_clip
 from latentwm.video import ffmpeg_exe
 from test_data_stages import config as data_config
-from test_data_stages import targets
+from test_data_stages import job_counts, targets
 from test_download import closed_port_url
 
 pytestmark = pytest.mark.slow
@@ -261,6 +261,38 @@ def test_damaged_store_is_refused_never_read_as_zeros(tiny_run, tmp_path):
     assert (work / metrics).read_text() == (tiny_run / metrics).read_text()
 
 
+def test_source_away_for_one_run_costs_that_run_only(tmp_path):
+    """A local source file away for one run (an unmounted drive), then back unchanged
+    That run fails with one ERROR line naming the source, the file and the fix (mount its drive or
+    fix sources[].path), from a job that stands in for the download, so the download never starts
+    and the link it made (`results/videos/{id}.mp4`) and its actions record stay. With the file
+    back, the dry run is empty: no download, no extraction, no training reruns."""
+    data = tmp_path / "data"
+    write_clip(data / "mine.mp4", 0, frames=40, fps=10, size=32, seed=3)
+    cfg = data_config([{"id": "gen", "generator": {"clips": 2, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+                       {"id": "mine", "path": str(data / "mine.mp4")}])  # fmt: skip
+    work = tmp_path / "work"
+    data_targets = targets(["gen_000", "gen_001", "mine"])
+    snakemake(work, cfg, "--cores", "2", *data_targets)
+    planned = job_counts(snakemake(work, cfg, "-n").stdout)  # the rest of the DAG: training on
+    link, store = work / "results/videos/mine.mp4", work / "results/frames/mine.zarr"
+    made = {f: f.lstat().st_mtime_ns for f in (link, link.with_suffix(".actions.json"), store)}
+
+    (data / "mine.mp4").rename(tmp_path / "mine.mp4")  # the drive is unmounted
+    p = snakemake(work, cfg, "--cores", "2", check=False)
+    errors = error_lines(work / "logs/source_away/mine.log")
+    want = (f"ERROR: source mine: file {data}/mine.mp4 does not exist; fix sources[].path in the config, "
+            "or mount its drive and rerun (what was made from it is kept)")  # fmt: skip
+    assert p.returncode != 0 and errors == [want], p.stdout[-3000:]
+    assert want[len("ERROR: "):] in p.stdout and "Traceback" not in p.stdout
+    assert not (work / "logs/download/mine.log").read_text().count("ERROR")  # download never started
+    assert {f: f.lstat().st_mtime_ns for f in made} == made and link.is_symlink()
+
+    (tmp_path / "mine.mp4").rename(data / "mine.mp4")  # mounted again, the file unchanged
+    assert job_counts(snakemake(work, cfg, "-n").stdout) == planned  # nothing added downstream
+    assert not {"source_away", "download", "extract_frames"} & set(planned)
+
+
 @contextmanager
 def mounted(target: Path, *options: str):
     """A real tmpfs mounted at `target` with mount `options` (e.g. "size=..."); skips where not allowed."""
@@ -277,12 +309,14 @@ def mounted(target: Path, *options: str):
 
 def test_full_disk_fails_cleanly(tiny_run, tmp_path):
     """Disk full while training writes its checkpoint (results/dynamics on a real small tmpfs),
-    with temp files of a killed run lying there
+    with temp files of a killed run lying there, then while extraction writes a frame store
     The job stops with one ERROR line saying what, where and what to do (`disk full while
     writing results/dynamics/resume.pt: free space and rerun; training resumes from step 3`), in
     the rule's log and Snakemake's output, no traceback; its temp file is removed and the
     previous checkpoint kept; the dead run's temp file is swept at the job's start. After the space
-    is freed the rerun resumes from that step."""
+    is freed the rerun resumes from that step. Extraction likewise (`disk full while writing
+    results/frames/ID.zarr: free space and rerun`), its temp store removed, the other stores
+    there untouched."""
     work = copy_run(tiny_run, tmp_path / "run")
     cfg = tiny_config()
     cfg["dynamics"]["train"].update(steps=9, checkpoint_every=3)  # resume.pt at steps 3 and 6
@@ -308,6 +342,89 @@ def test_full_disk_fails_cleanly(tiny_run, tmp_path):
         assert "resumed from results/dynamics/resume.pt at step 3/9" in log, log[-2000:]
         assert checkpoint.load(full / "dynamics.pt")["step"] == 9
         assert sorted(x.name for x in full.iterdir()) == ["dynamics.pt", "health.json", "train_curve.csv"]
+
+    # extraction: results/frames on a disk that holds one other video's store and little more
+    frames, other = work / "results/frames", tiny_run / "results/frames/tiny_001.zarr"
+    size = sum(f.stat().st_size for f in other.rglob("*") if f.is_file())
+    with mounted(frames, f"size={size // 4096 * 4096 + 16 * 4096}") as full:
+        shutil.copytree(other, full / other.name)
+        p = snakemake(work, cfg, "--cores", "1", "results/frames/tiny_000.zarr", check=False)
+        errors = error_lines(work / "logs/extract_frames/tiny_000.log")
+        want = "ERROR: source tiny: disk full while writing results/frames/tiny_000.zarr: free space and rerun"
+        assert p.returncode != 0 and errors == [want], p.stdout[-3000:]
+        assert want[len("ERROR: "):] in p.stdout and "Traceback" not in p.stdout, p.stdout[-3000:]
+        assert [x.name for x in full.iterdir()] == [other.name], list(full.iterdir())  # its temp store removed, the other kept
+        assert open_store(full / other.name).shape == (48, 3, 32, 32)
+
+
+@contextmanager
+def read_only(folder: Path):
+    """`folder` made read-only: a real read-only bind mount onto itself, or where mounts are not
+    allowed and the user is not root, chmod a-w (root writes through that); skips otherwise."""
+    bind = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if bind.returncode == 0:
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+            yield "read-only file system"
+        finally:
+            subprocess.run(["umount", str(folder)], check=True)
+    elif os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(mode & ~0o222)
+        try:
+            yield "permission denied"
+        finally:
+            folder.chmod(mode)
+    else:
+        pytest.skip(f"no read-only folder here: mount --bind is refused ({bind.stderr.strip()}) and root ignores chmod")
+
+
+def test_read_only_results_fail_in_one_line(tiny_run, tmp_path):
+    """A read-only results/ (a real read-only bind mount of results/dynamics) before a run, then
+    during training
+    Before, with the job's outputs not there yet: Snakemake stops before any job with one ERROR
+    line naming the folder and the fix (`read-only file system at results/dynamics: make it
+    writable (remount, ...) and rerun; no job was started`), not the traceback Snakemake gave when
+    it removed the job's old outputs; with them there, Snakemake's own "Write-protected output
+    files" message lists them, no traceback; a dry run still works. During training: its next
+    write there fails with one ERROR line (`read-only file system while writing
+    results/dynamics/train_curve.csv: ...; training resumes from step 20`), its temp file removed
+    and the previous checkpoint kept; once writable again, the rerun resumes from that step."""
+    work = copy_run(tiny_run, tmp_path / "run")
+    cfg = tiny_config()
+    dyn = work / "results/dynamics"
+    model = "results/dynamics/dynamics.pt"
+    with read_only(dyn):
+        p = snakemake(work, cfg, "--cores", "2", "--forcerun", "train_dynamics", model, check=False)
+        assert p.returncode != 0 and "Write-protected output files" in p.stdout and "Traceback" not in p.stdout
+    for f in dyn.iterdir():
+        f.unlink()  # as before its first training
+    with read_only(dyn) as what:
+        p = snakemake(work, cfg, "--cores", "2", model, check=False)
+        fix = "make it writable (remount, or run where results/ can be written)" if what.startswith("read-only") \
+            else "make the folder writable for this user"  # fmt: skip
+        lines = [line for line in p.stdout.splitlines() if line.startswith("ERROR:")]
+        assert lines == [f"ERROR: {what} at results/dynamics: {fix} and rerun; no job was started"], p.stdout[-3000:]
+        assert p.returncode != 0 and "Traceback" not in p.stdout
+        assert not list(dyn.iterdir()) and not (work / "logs/train_dynamics.log").read_text().count("ERROR")
+        assert "train_dynamics" in snakemake(work, cfg, "-n", model).stdout
+
+    cfg["dynamics"]["train"].update(steps=60, checkpoint_every=20, log_every=20)
+    resume = dyn / "resume.pt"
+    run = start(work, cfg, "--cores", "2", model)
+    deadline = time.time() + 120
+    while not resume.exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    with read_only(dyn) as what:
+        assert run.wait(timeout=300) != 0
+    errors = error_lines(work / "logs/train_dynamics.log")
+    assert len(errors) == 1 and re.match(rf"ERROR: {what} while writing results/dynamics/\S+: .* and rerun; "
+                                         r"training resumes from step 20$", errors[0]), errors  # fmt: skip
+    assert errors[0][len("ERROR: "):] in (work / "snakemake.out").read_text()
+    assert checkpoint.load(resume)["step"] == 20 and not [x.name for x in dyn.iterdir() if ".tmp" in x.name]
+    snakemake(work, cfg, "--cores", "2", model)
+    assert "resumed from results/dynamics/resume.pt at step 20/60" in (work / "logs/train_dynamics.log").read_text()
+    assert checkpoint.load(work / model)["step"] == 60
 
 
 def test_yaml_syntax_error_names_its_line(tmp_path):
@@ -355,6 +472,8 @@ CONFIG_ERRORS = {
                         r"config key sources\[1\]\.id: 'tiny' \(path\) is also the id of the generator source sources\[0\]"),
     "one file, two ids": (lambda c: c["sources"].extend([{"id": "a", "path": str(ROOT / "README.md")}, {"id": "b", "path": str(ROOT / "tests" / ".." / "README.md")}]),
                           r"config key sources\[2\]\.path: .*README\.md \(id 'b'\) is the same file as sources\[1\] \(id 'a'\), both .*; expected each file once"),
+    "symlink to a listed file": (lambda c: c["sources"].extend([{"id": "a", "path": str(ROOT / "README.md")}, {"id": "b", "path": "link.mp4"}]),
+                                 r"config key sources\[2\]\.path: link\.mp4 \(id 'b'\) is the same file as sources\[1\] \(id 'a'\), both .*README\.md; expected each file once"),
     "directory as path": (lambda c: c["sources"].append({"id": "folder", "path": str(ROOT / "tests")}),
                           r"config key sources\[1\]\.path: .*tests is a directory; expected a video file"),
     "shortcut steps": (lambda c: c["evaluations"]["default"]["samplers"].append({"name": "sc3", "kind": "shortcut", "steps": 3}),
@@ -379,6 +498,7 @@ def test_config_errors_are_rejected_before_any_job(tmp_path, case):
     change, pattern = CONFIG_ERRORS[case]
     cfg = copy.deepcopy(tiny_config())
     change(cfg)
+    (tmp_path / "link.mp4").symlink_to(ROOT / "README.md")  # listed by its case, relative to the workdir
     p = snakemake(tmp_path, cfg, "--cores", "2", check=False)
     assert p.returncode != 0
     lines = [line for line in p.stdout.splitlines() if line.startswith("config error:")]

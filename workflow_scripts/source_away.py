@@ -1,0 +1,19 @@
+"""source_away: a local source file that is not there -> its one ERROR line; writes nothing.
+
+Snakemake runs this job in place of download while the file is away (an unmounted drive, a typo
+in sources[].path): download never starts, so the link it made in an earlier run is not removed.
+"""
+
+from latentwm.download import local_file
+from latentwm.errors import PipelineError, one_line_errors
+
+
+def main(spec: dict, log: str | None) -> None:
+    with one_line_errors(log):
+        local_file(spec["path"], spec["source"])
+        # the file came back between planning and this job: download was planned without it
+        raise PipelineError(f"source {spec['source']}: file {spec['path']} is there again; rerun")
+
+
+if "snakemake" in globals():
+    main(snakemake.params.spec, snakemake.log[0])
