@@ -25,6 +25,7 @@ first sampler is the model's own (shortcut, 4 steps: DreamerV4's), the others ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from .config import to_dict
 from .errors import PipelineError
 from .data import Normalisation
 from .metrics import PSNR_CAP_DB  # noqa: F401  (re-exported: the cap of metrics.psnr)
+from .sampler import own_sampler
 from .settings import EvalConfig
 from .store import open_store
 from .summary import NO_SAMPLER, label
@@ -270,6 +272,8 @@ def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
                                     and np.allclose(trained["std"], stats["std"], atol=1e-6)):
         raise PipelineError(f"{stats_path} differs from the latent stats {dynamics_path} was trained with; rerun train_dynamics")
     model = checkpoint.build_model(ckpt, kind="dynamics")
+    if kwargs["cfg"].tau_ctx is None:  # the context level the model was trained with
+        kwargs["cfg"] = dataclasses.replace(kwargs["cfg"], tau_ctx=own_sampler(ckpt, model).tau_ctx)
     actions = ckpt.get("actions")
     if actions is None and kwargs.get("action_paths"):
         raise PipelineError(f"{dynamics_path} has no action conditioning but action stores were given; rerun train_dynamics")

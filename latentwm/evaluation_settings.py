@@ -62,7 +62,7 @@ class SamplerConfig:
 
 
 def _default_samplers() -> list[SamplerSpec]:
-    return [SamplerSpec("shortcut4", "shortcut", 4), SamplerSpec("shortcut1", "shortcut", 1)]
+    return [SamplerSpec("euler4", "euler", 4), SamplerSpec("euler1", "euler", 1)]
 
 
 @dataclass
@@ -78,7 +78,8 @@ class EvalConfig:
     samplers: list[SamplerSpec] = setting(_default_samplers, "Samplers to compare; the first is the model's own "
                                                              "and also runs teacher-forced and the mean (model_mean). The default "
                                                              "second, one step from noise, is the network's direct guess.", minItems=1)
-    tau_ctx: float = setting(0.1, "Noise level of the context frames, as in training.", minimum=0, maximum=1)
+    tau_ctx: float | None = setting(None, "Noise level of the context frames; null: the level the model was trained "
+                                          "with (dynamics.objective.tau_ctx, stored in its checkpoint).", minimum=0, maximum=1)
     mean_samples: int = setting(4, "Rollouts of the first sampler averaged in latent space into the model_mean condition (an "
                                    "estimate of the conditional mean, reported beside the single rollout); 0 disables it, "
                                    "1 is not allowed.", minimum=0)

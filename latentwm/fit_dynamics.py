@@ -130,6 +130,7 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         return
     final["stats"] = {k: stats[k] for k in ("mean", "std", "latent_shape", "tokenizer_hash")}
     final["tokenizer_hash"] = stats["tokenizer_hash"]
+    final["tau_ctx"] = stage.objective.tau_ctx  # the context level its samplers must use
     if actions is not None:  # evaluation refuses action stores of another kind or another LAM
         final["actions"] = {k: actions[k] for k in ("kind", "n", "lam_hash")}
     checkpoint.save(out.checkpoint, final, then=f"the last checkpoint, {resume}, is kept: a rerun resumes from it")

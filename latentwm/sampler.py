@@ -25,6 +25,12 @@ from .diffusion import euler_step
 from .errors import PipelineError
 from .settings import SamplerConfig
 
+def own_sampler(ckpt: dict, model) -> SamplerConfig:
+    """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
+    context at the level it trained with (0.1 for checkpoints from before that level was stored)."""
+    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=float(ckpt.get("tau_ctx", 0.1)))
+
+
 def _noise(shape, generator, device):
     """Standard normal noise drawn on the generator's device (CPU by default), then moved."""
     gdev = generator.device if generator is not None else "cpu"

@@ -22,6 +22,7 @@ from .actions import NO_ACTION, read_store
 from .data import Normalisation
 from .errors import PipelineError
 from .evaluate import Codec
+from .sampler import own_sampler
 from .samples import filmstrip, sample_gif
 from .settings import SamplerConfig
 from .store import open_store
@@ -74,7 +75,7 @@ def steer(dynamics_path, tokenizer_path, latents_path, frames_path, start: int, 
     """Write a GIF (truth | steered) of the rollout under `actions` from the context at `start`."""
     model, codec, ckpt = load(dynamics_path, tokenizer_path)
     ctx, ctx_actions = context_of(ckpt, latents_path, start, context, action_path)
-    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), sampler or SamplerConfig())[0]
+    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), sampler or own_sampler(ckpt, model))[0]
     truth = np.asarray(open_store(frames_path)[start : start + context + len(actions)])
     if len(truth) < context + len(actions):  # past the end of the video: the truth panel holds its last frame
         truth = np.concatenate([truth, np.repeat(truth[-1:], context + len(actions) - len(truth), 0)])
@@ -82,10 +83,10 @@ def steer(dynamics_path, tokenizer_path, latents_path, frames_path, start: int, 
     log(f"[steer] wrote {out}: {context} context frames from {frames_path} at {start}, then actions {actions}")
 
 
-def sweep(model, codec, ctx, ctx_actions, truth, horizon: int, out, sampler: SamplerConfig | None = None, seed: int = 0):
+def sweep(model, codec, ctx, ctx_actions, truth, horizon: int, out, sampler: SamplerConfig, seed: int = 0):
     """The action sweep: one filmstrip row per action id held for `horizon` frames (same noise)."""
     n = model.cfg.actions
     future = torch.arange(n)[:, None].expand(n, horizon)  # (n, horizon)
-    frames = imagine(model, codec, ctx, ctx_actions, future, sampler or SamplerConfig(), seed)
+    frames = imagine(model, codec, ctx, ctx_actions, future, sampler, seed)
     filmstrip(truth, {f"action {a}": frames[a].numpy() for a in range(n)}, ctx.shape[1], Path(out),
               title=f"each action held for {horizon} frames from the same context")

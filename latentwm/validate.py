@@ -10,7 +10,7 @@ schema cannot say because it spans stages:
 - train, val and test each get a video, where the videos are known before any job
   (generator and path sources; URL sources are counted by the splits job);
 - the sources as a whole: each id and each local file once (sources.sources_problems);
-- every sampler of every evaluation fits the dynamics model's k_max, so a bad sampler
+- every sampler of every evaluation fits the dynamics model's k_max and its training (shortcut steps need shortcut forcing), so a bad sampler
   fails now and not in evaluation, after all the training.
 """
 
@@ -83,7 +83,7 @@ def _stage_problems(config: dict) -> list[str]:
     model = None
     if latent_shape is not None and dyn is not None:
         h, w, d, patch = frames.height, frames.width, tok.model.downsample, dyn.model.patch
-        if latent_shape[1] % patch or latent_shape[2] % patch:
+        if dyn.model.arch == "transformer" and (latent_shape[1] % patch or latent_shape[2] % patch):
             # a frame size the patch grid cannot tile is a frame-size question first: name both keys
             problems.append(
                 f"config key frames.height/width is {h}x{w}: tokenizer.model.downsample {d} makes a "
@@ -100,7 +100,7 @@ def _stage_problems(config: dict) -> list[str]:
             )
     for name, section in (config.get("evaluations") or {}).items():
         ev = attempt(lambda: from_dict(EvalConfig, section, f"evaluations.{name}"))
-        problems += _eval_problems(name, ev, model, frames.min_frames) if ev else []
+        problems += _eval_problems(name, ev, model, dyn.objective.shortcut if dyn else True, frames.min_frames) if ev else []
 
     splits = attempt(lambda: from_dict(SplitsConfig, config.get("splits"), "splits")) or SplitsConfig()
     for key in ("val", "test"):
@@ -115,16 +115,24 @@ def _stage_problems(config: dict) -> list[str]:
     return problems
 
 
-def _eval_problems(name: str, ev, model, min_frames: int) -> list[str]:
-    """Samplers the dynamics model cannot run, and windows longer than the shortest video."""
+def _eval_problems(name: str, ev, model, shortcut: bool, min_frames: int) -> list[str]:
+    """Samplers the dynamics model cannot run (or was not trained for: step sizes above 1/k_max
+    without shortcut forcing), and windows longer than the shortest video."""
     from .settings import SamplerConfig
 
     problems = []
     for i, spec in enumerate(ev.samplers if model is not None else []):
         try:
-            SamplerConfig(kind=spec.kind, steps=spec.steps).step_size(model.k_max)
+            d = SamplerConfig(kind=spec.kind, steps=spec.steps).step_size(model.k_max)
         except PipelineError as e:
             problems.append(f"config key evaluations.{name}.samplers[{i}] ({spec.name}): {e}")
+            continue
+        if d > 1.0 / model.k_max and not shortcut:
+            problems.append(
+                f"config key evaluations.{name}.samplers[{i}] ({spec.name}): shortcut sampling with {spec.steps} steps "
+                f"takes steps of 1/{spec.steps}, which only dynamics.objective.shortcut: true trains (the model's own "
+                f"step is 1/{model.k_max}); use kind euler, {model.k_max} steps, or shortcut: true"
+            )
     if ev.span > min_frames:
         problems.append(
             f"config key evaluations.{name}: context {ev.context} + horizon {ev.horizon} = {ev.span} frames, "

@@ -79,12 +79,16 @@ def test_from_dict_refuses_values_outside_the_constraints():
 
 
 def test_dynamics_window_sets_the_attention_window_once():
-    stage = from_dict(settings.DynamicsStage, {"data": {"window": 6}}, "dynamics")
+    tf = {"arch": "transformer"}
+    stage = from_dict(settings.DynamicsStage, {"data": {"window": 6}, "model": tf}, "dynamics")
     assert stage.model_config([8, 16, 16]).max_frames == 6
     alt = {"alternating": {"enabled": True, "short_window": 4, "long_window": 12}}
-    assert from_dict(settings.DynamicsStage, {"data": alt}, "dynamics").model_config([8, 16, 16]).max_frames == 12
+    assert from_dict(settings.DynamicsStage, {"data": alt, "model": tf}, "dynamics").model_config([8, 16, 16]).max_frames == 12
     with pytest.raises(PipelineError, match="window 12 exceeds dynamics.model.max_frames 8"):
-        from_dict(settings.DynamicsStage, {"data": alt, "model": {"max_frames": 8}}, "dynamics").model_config([8, 16, 16])
+        from_dict(settings.DynamicsStage, {"data": alt, "model": {**tf, "max_frames": 8}}, "dynamics").model_config([8, 16, 16])
+    # the conv sees conv_frames past frames whatever the window: longer windows hold more rollout steps
+    conv = from_dict(settings.DynamicsStage, {"data": alt, "model": {"arch": "conv", "conv_frames": 3}}, "dynamics")
+    assert conv.model_config([8, 16, 16]).max_frames == 4
 
 
 def test_parse_time_check_imports_no_torch():

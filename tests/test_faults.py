@@ -480,7 +480,9 @@ CONFIG_ERRORS = {
                        r"config key evaluations\.default\.samplers\[2\] \(sc3\): shortcut sampling with 3 steps needs a power of two <= k_max 8"),
     "euler steps": (lambda c: c["evaluations"]["default"]["samplers"].append({"name": "e64", "kind": "euler", "steps": 64}),
                     r"config key evaluations\.default\.samplers\[2\] \(e64\): euler sampling with 64 steps .* k_max 8; use at most 8 steps"),
-    "frame size vs patch": (lambda c: c["frames"].update(height=36),
+    "shortcut untrained": (lambda c: c["dynamics"]["objective"].update(shortcut=False),
+                           r"config key evaluations\.default\.samplers\[0\] \(shortcut4\): shortcut sampling with 4 steps takes steps of 1/4, which only dynamics\.objective\.shortcut: true trains"),
+    "frame size vs patch": (lambda c: (c["frames"].update(height=36), c["dynamics"]["model"].update(arch="transformer")),
                             r"config key frames\.height/width is 36x32: .* 9x8 latent grid that dynamics\.model\.patch 4 cannot tile; expected .* multiples of 16"),
 }  # fmt: skip
 
@@ -492,7 +494,8 @@ def test_config_errors_are_rejected_before_any_job(tmp_path, case):
     split, too few videos, an unsafe source id, the same id twice, one id on two kinds of source,
     one file under two ids (realpath: a symlink or another spelling), a directory as `path`, a
     sampler whose steps do not fit k_max (shortcut: a power of two up to k_max; euler: at most
-    k_max), a frame size the patch grid cannot tile
+    k_max) or its training (shortcut steps without shortcut forcing), a frame size the transformer's
+    patch grid cannot tile
     Snakemake exits before any job runs, with one `config error:` line naming the key and the
     expected value; nothing is written under results/."""
     change, pattern = CONFIG_ERRORS[case]

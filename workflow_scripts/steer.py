@@ -16,6 +16,7 @@ import numpy as np
 from latentwm import checkpoint
 from latentwm.errors import PipelineError, one_line_errors
 from latentwm.logs import logger, set_threads
+from latentwm.sampler import own_sampler
 from latentwm.steer import context_of, load, steer, sweep
 from latentwm.store import open_store
 
@@ -43,4 +44,4 @@ with one_line_errors():
         model, codec, ckpt = load(a.dynamics, a.tokenizer)
         ctx, ctx_actions = context_of(ckpt, lat, a.start, a.context, own)
         truth = np.asarray(open_store(fr)[a.start : a.start + a.context + len(actions)])
-        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, seed=a.seed)
+        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, own_sampler(ckpt, model), seed=a.seed)
