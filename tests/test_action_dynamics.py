@@ -21,7 +21,9 @@ from latentwm.sampler import rollout
 from latentwm.settings import DataConfig, DynamicsStage, SamplerConfig
 from latentwm.store import StoreWriter
 
-TINY = {"model": {"dim": 32, "depth": 2, "heads": 2, "temporal_every": 1, "k_max": 8}, "data": {"window": 4}}
+# the transformer with the objective of the code the pinned numbers below were taken from
+TINY = {"model": {"arch": "transformer", "dim": 32, "depth": 2, "heads": 2, "temporal_every": 1, "k_max": 8},
+        "objective": {"tau_ctx": 0.1, "context_frames": 0, "shortcut": True}, "data": {"window": 4}}
 
 
 def test_actions_none_is_todays_model_bit_for_bit():
