@@ -110,14 +110,15 @@ class FlowObjective:
         they are in both half-steps.
         """
         shape = (*tau.shape, 1, 1, 1)
-        t, h = tau.view(shape), (d / 2).view(-1, 1, 1, 1, 1).expand(shape)
+        # a clean context frame (tau_ctx 0) takes no step: keep 0 / 0 out of its (unused) update
+        t, h = tau.view(shape).clamp_min(1e-6), (d / 2).view(-1, 1, 1, 1, 1).expand(shape)
         step = torch.where(target.view(shape), h, torch.zeros_like(h))  # 0 for context frames
         dh = (d / 2)[:, None].expand_as(tau)
         x1 = model(z, tau, dh, predict=target, **kw).float()
         z_mid = euler_step(z, x1, t, step)
         tau_mid = torch.where(target, tau - dh, tau)
         x2 = model(z_mid, tau_mid, dh, predict=target, **kw).float()
-        z_end = euler_step(z_mid, x2, tau_mid.view(shape), step)
+        z_end = euler_step(z_mid, x2, tau_mid.view(shape).clamp_min(1e-6), step)
         return z - t * (z - z_end) / (2 * step).clamp_min(1e-12)
 
     def drop_actions(self, actions: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ def test_step_sizes_probability_inverse_to_d():
 @pytest.mark.parametrize("schedule", ["context", "independent"])
 def test_schedule_levels(schedule):
     torch.manual_seed(0)
-    cfg = ObjectiveConfig(schedule=schedule, tau_ctx=0.1)
+    cfg = ObjectiveConfig(schedule=schedule, tau_ctx=0.1, context_frames=0)  # context length drawn per window
     d = sample_step_sizes(512, 8, True)
     tau, target = sample_levels(cfg, 512, 6, d)
     t = tau[target]
@@ -80,7 +80,7 @@ def test_objective_logs_and_copy_last_baseline():
     torch.manual_seed(0)
     B, T = 16, 5
     z0 = torch.randn(B, 1, 2, 3, 3).expand(B, T, 2, 3, 3).clone()  # static video: copy-last is exact
-    obj = FlowObjective(ObjectiveConfig(schedule="context"), 4)
+    obj = FlowObjective(ObjectiveConfig(schedule="context", context_frames=0, tau_ctx=0.1, shortcut=True), 4)
     loss, logs = obj(Linear(a=0.0, b=0.0, c=0.0), z0)  # predicts 0 everywhere
     assert torch.isfinite(loss) and loss > 0
     assert logs["copy_last_loss"] == 0 and logs["next_loss"] > 0
@@ -124,3 +124,13 @@ def test_loss_falls_on_a_tiny_dataset():
         losses.append(loss.item())
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.5 * first, (first, last)
+
+
+def test_clean_context_with_shortcut_bootstrap_stays_finite():
+    """tau_ctx 0 puts context frames at level 0, where the Euler update divides by tau: the
+    bootstrap must leave them alone, not turn them (and the loss) into NaN."""
+    torch.manual_seed(0)
+    obj = FlowObjective(ObjectiveConfig(tau_ctx=0.0, context_frames=2, shortcut=True), 4)
+    for _ in range(4):
+        loss, logs = obj(Linear(), torch.randn(8, 4, 2, 3, 3))
+        assert torch.isfinite(loss) and torch.isfinite(logs.get("loss_boot", loss))
