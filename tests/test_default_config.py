@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("default_run")
-    snakemake(workdir, yaml.safe_load((ROOT / "config.yaml").read_text()), "--cores", "2")
+    # about 14 minutes on 2 idle cores; the limit only guards against a hang
+    snakemake(workdir, yaml.safe_load((ROOT / "config.yaml").read_text()), "--cores", "2", timeout=1800)
     return workdir
 
 
