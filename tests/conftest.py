@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,3 +50,19 @@ def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
     snakemake(workdir, tiny_config(), "--cores", "2")
     return workdir
+
+
+def cache_matches_full_forward(model, z, tau):
+    """Asserts that a dynamics network fed z (B, T, ...) at levels tau (B, T) through its rollout
+    cache (a prefix of two frames committed at once, then one frame per call, each after a call that
+    commits nothing: a denoising step) gives its outputs on the whole sequence. Returns the cache."""
+    cache, outs = model.new_cache(), []
+    with torch.no_grad():
+        full = model(z, tau)
+        outs.append(model(z[:, :2], tau[:, :2], cache=cache, commit=2))
+        for t in range(2, z.shape[1]):
+            model(z[:, t : t + 1] + 5, tau[:, t : t + 1], cache=cache, commit=0)
+            outs.append(model(z[:, t : t + 1], tau[:, t : t + 1], cache=cache, commit=1))
+    torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-4)
+    assert cache.pos == z.shape[1]
+    return cache
