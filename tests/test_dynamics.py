@@ -181,7 +181,9 @@ def test_tiny_run_dynamics_outputs(tiny_run):
     assert health["nan_stop"] is None and health["collapse"]["collapsed"] is False
     assert health["steps"] == ckpt["step"]
     rows = list(csv.DictReader(open(d / "train_curve.csv")))
-    assert rows and {"loss", "loss_std", "copy_last_loss", "tau_min", "tau_max", "loss_t_1", "grad_norm"} <= set(rows[0])
+    # per-timestep loss at the target positions only: window 4 with 3 context frames -> position 3
+    assert rows and {"loss", "loss_std", "copy_last_loss", "tau_min", "tau_max", "loss_t_3", "grad_norm"} <= set(rows[0])
+    assert "loss_t_0" not in rows[0]
     assert not (d / "resume.pt").exists()  # deleted after success
     assert (tiny_run / "logs" / "train_dynamics.log").read_text().count("step") >= 1
 
