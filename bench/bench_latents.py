@@ -2,7 +2,8 @@
 
 1. encoding speed: frames/s of encode_store (the encode_latents rule) on 64x64 frame stores
 2. random T-frame window reads/s: the zarr latent stores (through LatentWindows' reader, with and
-   without its chunk cache) vs the seeds' layout, one .npy file per latent frame
+   without its chunk cache) vs the seeds' layout, one .npy file per latent frame; and what the
+   stores' integrity checks cost against plain zarr stores without them
 3. a training step with the real loader (LatentWindows through a DataLoader, as latentwm.train
    uses it) vs the same steps on batches already in memory
 
@@ -106,6 +107,29 @@ def main():
     rows.append((f"T={T} window reads, one .npy per frame (seeds)", f"{args.reads / t_npy:.0f} windows/s", "1.0x"))
     rows.append((f"T={T} window reads, zarr, no cache (cache_mb=0)", f"{args.reads / t_unc:.0f} windows/s", f"{t_npy / t_unc:.1f}x"))
     rows.append((f"T={T} window reads, zarr + chunk cache (default)", f"{args.reads / t_cached:.0f} windows/s", f"{t_npy / t_cached:.1f}x"))
+
+    # 2b. what the integrity checks cost (crc32c per chunk, a missing chunk refused, the chunk scan
+    # at open): the same latents as plain zarr stores without checksum, read the same uncached way
+    import zarr
+    from zarr.codecs import BytesCodec
+
+    from latentwm.store import open_store
+
+    plain = []
+    for p in lat:
+        src = zarr.open_array(str(p), mode="r")
+        dst = zarr.create_array(store=str(OUT / "plain" / p.name), shape=src.shape, chunks=src.chunks, dtype=src.dtype,
+                                serializer=BytesCodec(), compressors=None, overwrite=True, zarr_format=3)
+        dst[:] = src[:]
+        plain.append(dst)
+    checked = [open_store(p) for p in lat]
+    t_plain = best(lambda: [plain[k][s : s + T] for k, s in picks], args.repeats)
+    t_checked = best(lambda: [checked[k][s : s + T] for k, s in picks], args.repeats)
+    t_open = best(lambda: [open_store(p) for p in lat], args.repeats) / len(lat)
+    rows.append((f"T={T} window reads, plain zarr (no checksum, no checks)", f"{args.reads / t_plain:.0f} windows/s", "1.00x"))
+    rows.append((f"T={T} window reads, checked stores (crc32c, missing chunk refused)", f"{args.reads / t_checked:.0f} windows/s",
+                 f"{t_checked / t_plain:.2f}x the time; open_store with its chunk scan {1000 * t_open:.1f} ms per store"))
+    shutil.rmtree(OUT / "plain", ignore_errors=True)
 
     # 3. a training step: real loader vs batches in memory
     try:
