@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .diffusion import step_sizes
 from .dynamics import action_index, check_latents, denoised, step_index, tau_features
 from .settings import DynamicsConfig
 
@@ -68,16 +69,13 @@ class FiLMBlock(nn.Module):
 
 
 class ConvDynamics(nn.Module):
-    config_class = DynamicsConfig
-
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
         self.cfg = cfg
         C, K, W = cfg.latent_channels, cfg.conv_frames, cfg.conv_width
-        self.n_steps = int(cfg.k_max).bit_length()  # d in {1, 1/2, ..., 1/k_max}
         self.inp = nn.Conv2d((K + 1) * C, W, 3, padding=1)
         self.levels = nn.Sequential(nn.Linear((K + 1) * LEVEL_FEATURES, W), nn.SiLU(), nn.Linear(W, W))
-        self.d_embed = nn.Embedding(self.n_steps, W)
+        self.d_embed = nn.Embedding(len(step_sizes(cfg.k_max)), W)  # d in {1, 1/2, ..., 1/k_max}
         # the action that produced the frame; the last row is the learned "no action"
         self.action_embed = nn.Embedding(cfg.actions + 1, W) if cfg.actions else None
         self.film = nn.Linear(W, cfg.conv_blocks * 2 * W)

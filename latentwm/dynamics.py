@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .diffusion import step_sizes
 from .errors import PipelineError
 from .settings import DynamicsConfig
 
@@ -179,7 +180,7 @@ def check_latents(cfg: DynamicsConfig, z: torch.Tensor) -> None:
 
 def step_index(cfg: DynamicsConfig, d: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     """Step size d (B, T) -> embedding index log2(1/d) in [0, log2 k_max]; None -> finest step."""
-    n_steps = int(cfg.k_max).bit_length()
+    n_steps = len(step_sizes(cfg.k_max))
     if d is None:
         return torch.full(like.shape, n_steps - 1, dtype=torch.long, device=like.device)
     return torch.round(-torch.log2(d.float().clamp_min(1.0 / cfg.k_max))).long().clamp(0, n_steps - 1)
@@ -212,8 +213,6 @@ network.config_class = DynamicsConfig  # what latentwm.checkpoint builds a "dyna
 
 
 class Dynamics(nn.Module):
-    config_class = DynamicsConfig
-
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
         if cfg.arch != "transformer":
@@ -230,8 +229,7 @@ class Dynamics(nn.Module):
         self.pos = nn.Parameter(torch.randn(self.n_tokens, D) * 0.02)  # learned spatial positions
         n_levels = 2 if cfg.prev_frame else 1  # own tau (+ the previous frame's tau)
         self.tau_mlp = nn.Sequential(nn.Linear(n_levels * D, D), nn.SiLU(), nn.Linear(D, D))
-        self.n_steps = int(cfg.k_max).bit_length()  # d in {1, 1/2, ..., 1/k_max}
-        self.d_embed = nn.Embedding(self.n_steps, D)
+        self.d_embed = nn.Embedding(len(step_sizes(cfg.k_max)), D)  # d in {1, 1/2, ..., 1/k_max}
         # Actions (cfg.actions ids): each frame's action joins its conditioning c; the last row is the
         # learned "no action" (frame 0, action dropout, rollouts without actions). None: today's model.
         self.action_embed = nn.Embedding(cfg.actions + 1, D) if cfg.actions else None

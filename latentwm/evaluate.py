@@ -41,7 +41,7 @@ from .config import to_dict
 from .errors import PipelineError
 from .data import Normalisation
 from .metrics import PSNR_CAP_DB  # noqa: F401  (re-exported: the cap of metrics.psnr)
-from .sampler import own_sampler
+from .sampler import trained_tau_ctx
 from .settings import EvalConfig
 from .store import open_store
 from .summary import NO_SAMPLER, label
@@ -273,7 +273,7 @@ def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
         raise PipelineError(f"{stats_path} differs from the latent stats {dynamics_path} was trained with; rerun train_dynamics")
     model = checkpoint.build_model(ckpt, kind="dynamics")
     if kwargs["cfg"].tau_ctx is None:  # the context level the model was trained with
-        kwargs["cfg"] = dataclasses.replace(kwargs["cfg"], tau_ctx=own_sampler(ckpt, model).tau_ctx)
+        kwargs["cfg"] = dataclasses.replace(kwargs["cfg"], tau_ctx=trained_tau_ctx(ckpt))
     actions = ckpt.get("actions")
     if actions is None and kwargs.get("action_paths"):
         raise PipelineError(f"{dynamics_path} has no action conditioning but action stores were given; rerun train_dynamics")

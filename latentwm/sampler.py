@@ -25,10 +25,15 @@ from .diffusion import euler_step
 from .errors import PipelineError
 from .settings import SamplerConfig
 
+def trained_tau_ctx(ckpt: dict) -> float:
+    """The context level a dynamics checkpoint was trained with (0.1 before checkpoints stored it)."""
+    return float(ckpt.get("tau_ctx", 0.1))
+
+
 def own_sampler(ckpt: dict, model) -> SamplerConfig:
     """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
-    context at the level it trained with (0.1 for checkpoints from before that level was stored)."""
-    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=float(ckpt.get("tau_ctx", 0.1)))
+    context at the level it trained with."""
+    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt))
 
 
 def _noise(shape, generator, device):
