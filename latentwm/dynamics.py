@@ -333,21 +333,3 @@ class Dynamics(nn.Module):
         x = self.unembed(modulate(self.final_norm(x), shift, scale)) + base  # (B, T, N, C*p*p)
         return self.unpatchify(x, h, w)
 
-
-def collapse_probe(cfg: DynamicsConfig, frames: int = 4, seed: int = 0, threshold: float = 1e-3):
-    """Collapse check: mean |f(x1) - f(x2)| for two different random inputs at tau 0.5.
-
-    Returns probe(model) -> {"collapsed": bool, "output_diff": float} for the training loop.
-    """
-    g = torch.Generator().manual_seed(seed)
-    shape = (2, min(frames, cfg.max_frames), cfg.latent_channels, *cfg.latent_hw)
-    x1, x2 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
-
-    def probe(model) -> dict:
-        dev = next(model.parameters()).device
-        tau = torch.full(shape[:2], 0.5, device=dev)
-        y1, y2 = model(x1.to(dev), tau), model(x2.to(dev), tau)
-        diff = float((y1.float() - y2.float()).abs().mean())
-        return {"collapsed": diff < threshold, "output_diff": diff}
-
-    return probe

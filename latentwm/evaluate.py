@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from . import checkpoint, metrics, summary as S
-from .actions import nmi, read_store
+from .actions import read_store
 from .config import to_dict
 from .errors import PipelineError
 from .data import Normalisation
@@ -158,29 +158,36 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
             scores = metrics.score(pixels[name], truth_px, pred_z=z, truth_z=truth_z, window=window_px)
             for metric, values in scores.items():  # (B, H) each
                 rows.append(_long(keys, condition, sampler_name or NO_SAMPLER, metric, values))
-        shown = [label("model", s.name) for s in cfg.samplers] + [n for n in preds if n.startswith("model_mean")]
-        for i, key in enumerate(keys):
-            if b0 + i < cfg.samples:
-                samples.append({
-                    "key": key,
-                    "truth": win.frames[b0 + i],  # uint8 (S, 3, H, W): context and future
-                    # rows of the filmstrip: each sampler's rollout, the mean, copy_last, the tokenizer ceiling
-                    "predictions": {n: to_uint8(pixels[n][i]) for n in shown + ["copy_last", "ceiling"]},
-                })
+        keep = range(b0, min(b0 + len(keys), cfg.samples))  # the windows shown as filmstrips
+        samples += filmstrips(keys, win.frames, pixels, [label("model", s.name) for s in cfg.samplers], keep, b0)
         if act and b0 == 0 and samples:  # the action sweep of the first sample: each action held for the horizon
-            n = model.cfg.actions
-            held = act["actions"][:1].repeat(n, 1)  # (n, S): the context's own actions, then action a throughout
-            held[:, C:] = torch.arange(n, device=device)[:, None]
-            sampler = samplers[first.name]
-            sweep = rollout(model, ctx[:1].expand(n, -1, -1, -1, -1), H, sampler, generator=_seed(cfg, 0), actions=held)
-            px = codec.decode(sweep.float().cpu())  # (n, H, 3, H, W)
-            samples[0]["sweep"] = {f"action {a}": to_uint8(px[a]) for a in range(n)}
+            samples[0]["sweep"] = action_sweep(model, codec, rollout, ctx[:1], act["actions"][:1], H,
+                                               samplers[first.name], _seed(cfg, 0))
         done = b0 + len(keys)
         elapsed = time.perf_counter() - t_start
         log(f"[evaluate] windows {done}/{len(win.keys)} done, {elapsed:.0f} s, "
             f"ETA {elapsed / done * (len(win.keys) - done):.0f} s")
     fps = {n: frames_done[n] / max(seconds[n], 1e-9) for n in frames_done}
     return pd.concat(rows, ignore_index=True)[CSV_COLUMNS], fps, samples
+
+
+def filmstrips(keys, frames, pixels: dict, rollouts: list[str], keep, b0: int) -> list[dict[str, Any]]:
+    """The filmstrip of each window index in `keep` (of the batch starting at b0): its true frames,
+    uint8 (S, 3, H, W), and as rows each sampler's rollout, the model mean, copy_last, the ceiling."""
+    shown = rollouts + [n for n in pixels if n.startswith("model_mean")] + ["copy_last", "ceiling"]
+    return [{"key": keys[i - b0], "truth": frames[i], "predictions": {n: to_uint8(pixels[n][i - b0]) for n in shown}}
+            for i in keep]
+
+
+def action_sweep(model, codec: Codec, rollout: Callable, ctx, actions, horizon: int, sampler, generator) -> dict:
+    """One context (1, C, C_lat, h, w) rolled out once per action held over the whole horizon, the
+    context's own actions (1, S) before it: "action a" -> uint8 frames (horizon, 3, H, W)."""
+    n = model.cfg.actions
+    held = actions.repeat(n, 1)  # (n, S)
+    held[:, ctx.shape[1]:] = torch.arange(n, device=held.device)[:, None]
+    sweep = rollout(model, ctx.expand(n, -1, -1, -1, -1), horizon, sampler, generator=generator, actions=held)
+    px = codec.decode(sweep.float().cpu())  # (n, horizon, 3, H, W)
+    return {f"action {a}": to_uint8(px[a]) for a in range(n)}
 
 
 def action_conditions(act: dict, context: int, n_actions: int, seed: int) -> dict[str, torch.Tensor]:
@@ -321,8 +328,8 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
         **S.build(df, fps, cfg.horizon),
     }
     if win.actions is not None:
-        summary["actions"] = action_summary(summary["conditions"], cfg.samplers[0].name, action_paths, truth_paths,
-                                            action_expect)
+        summary["actions"] = S.action_summary(summary["conditions"], cfg.samplers[0].name, action_paths, truth_paths,
+                                              action_expect)
         for line in summary["actions"]["lines"]:
             log(f"[actions] {line}")
     for flag in summary["checks"]["identical_conditions"]:
@@ -339,26 +346,3 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
         log(f"[verdict] {line}")
     return summary, samples
 
-
-def action_summary(conditions: dict, sampler: str, action_paths, truth_paths, expect) -> dict[str, Any]:
-    """Controllability (PSNR of rollouts with the window's actions minus with random actions, per
-    step, paired by window, bootstrap interval) and, with the videos' true actions, the normalised
-    mutual information between the model's actions and the true ones over every test frame."""
-    ctrl = conditions[label("model", sampler)].get("vs_actions", {}).get("random_actions", {}).get("psnr")
-    out: dict[str, Any] = {"controllability_psnr": ctrl, "lines": []}
-    if ctrl:
-        k = min(4, len(ctrl["diff"])) - 1
-        out["lines"].append(f"controllability: PSNR with the inferred actions minus with random actions at step {k + 1}: "
-                            f"{ctrl['diff'][k]:+.2f} dB, 95% CI [{ctrl['ci_low'][k]:+.2f}, {ctrl['ci_high'][k]:+.2f}]")
-    if truth_paths:
-        ours, truth = [], []
-        for a, t in zip(action_paths, truth_paths):
-            tt = read_store(t)
-            if len(tt) and tt.max() >= 0:  # videos with actions of their own
-                ours.append(read_store(a, expect, frames=len(tt)))
-                truth.append(tt)
-        if truth:
-            out["nmi_latent_true"] = nmi(np.concatenate(ours), np.concatenate(truth))
-            out["nmi_frames"] = int(sum(len(t) - 1 for t in truth))
-            out["lines"].append(f"NMI(latent actions, true actions) on {len(truth)} test videos: {out['nmi_latent_true']:.3f}")
-    return out

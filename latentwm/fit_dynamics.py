@@ -19,9 +19,9 @@ from .actions import conditioning
 from .config import to_dict
 from .data import LatentWindows
 from .diffusion import FlowObjective
-from .dynamics import collapse_probe, network
+from .dynamics import network
 from .errors import PipelineError
-from .settings import DataConfig, DynamicsStage
+from .settings import DataConfig, DynamicsConfig, DynamicsStage
 from .train import WithLoss, fingerprint, train
 
 
@@ -49,6 +49,25 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
     )
     dropout = stage.action_dropout if actions is not None else 0.0
     return WithLoss(network(model_cfg), FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout)), batches
+
+
+def collapse_probe(cfg: DynamicsConfig, frames: int = 4, seed: int = 0, threshold: float = 1e-3):
+    """Collapse check: mean |f(x1) - f(x2)| for two different random inputs at tau 0.5.
+
+    Returns probe(model) -> {"collapsed": bool, "output_diff": float} for the training loop.
+    """
+    g = torch.Generator().manual_seed(seed)
+    shape = (2, min(frames, cfg.max_frames), cfg.latent_channels, *cfg.latent_hw)
+    x1, x2 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+
+    def probe(model) -> dict:
+        dev = next(model.parameters()).device
+        tau = torch.full(shape[:2], 0.5, device=dev)
+        y1, y2 = model(x1.to(dev), tau), model(x2.to(dev), tau)
+        diff = float((y1.float() - y2.float()).abs().mean())
+        return {"collapsed": diff < threshold, "output_diff": diff}
+
+    return probe
 
 
 def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, log, actions: dict | None = None,

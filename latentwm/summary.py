@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
+from .actions import nmi, read_store
 
 BASELINES = {"model": "copy_last", "model_mean": "copy_last", "teacher_forced": "copy_previous",
              "random_actions": "copy_last", "no_action": "copy_last"}
@@ -243,3 +244,27 @@ def build(df: pd.DataFrame, fps: dict[str, float], horizon: int) -> dict[str, An
         "checks": checks(conditions, horizon),
         "bootstrap": {"resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED, "confidence": CONFIDENCE, "unit": "window"},
     }
+
+
+def action_summary(conditions: dict, sampler: str, action_paths, truth_paths, expect) -> dict[str, Any]:
+    """Controllability (PSNR of rollouts with the window's actions minus with random actions, per
+    step, paired by window, bootstrap interval) and, with the videos' true actions, the normalised
+    mutual information between the model's actions and the true ones over every test frame."""
+    ctrl = conditions[label("model", sampler)].get("vs_actions", {}).get("random_actions", {}).get("psnr")
+    out: dict[str, Any] = {"controllability_psnr": ctrl, "lines": []}
+    if ctrl:
+        k = min(4, len(ctrl["diff"])) - 1
+        out["lines"].append(f"controllability: PSNR with the inferred actions minus with random actions at step {k + 1}: "
+                            f"{ctrl['diff'][k]:+.2f} dB, 95% CI [{ctrl['ci_low'][k]:+.2f}, {ctrl['ci_high'][k]:+.2f}]")
+    if truth_paths:
+        ours, truth = [], []
+        for a, t in zip(action_paths, truth_paths):
+            tt = read_store(t)
+            if len(tt) and tt.max() >= 0:  # videos with actions of their own
+                ours.append(read_store(a, expect, frames=len(tt)))
+                truth.append(tt)
+        if truth:
+            out["nmi_latent_true"] = nmi(np.concatenate(ours), np.concatenate(truth))
+            out["nmi_frames"] = int(sum(len(t) - 1 for t in truth))
+            out["lines"].append(f"NMI(latent actions, true actions) on {len(truth)} test videos: {out['nmi_latent_true']:.3f}")
+    return out

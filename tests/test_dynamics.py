@@ -14,7 +14,8 @@ import yaml
 from conftest import cache_matches_full_forward
 from latentwm import checkpoint, fit_dynamics
 from latentwm.config import from_dict, to_dict
-from latentwm.dynamics import Dynamics, collapse_probe
+from latentwm.dynamics import Dynamics
+from latentwm.fit_dynamics import collapse_probe
 from latentwm.settings import SIZES, DynamicsConfig, DynamicsStage
 from latentwm.errors import PipelineError
 from latentwm.store import StoreWriter

@@ -1,0 +1,31 @@
+"""The shared training loop's section (`tokenizer.train`, `lam.train`, `dynamics.train`), declared as
+latentwm.settings declares every section: defaults, constraints and documentation, torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import setting
+from .evaluation_settings import DEVICES
+
+
+@dataclass
+class TrainConfig:
+    """The shared training loop (latentwm.train): optimizer, schedule, logging, checkpoints."""
+
+    steps: int = setting(1000, "Optimizer steps.", minimum=1)
+    lr: float = setting(0.002, "Peak learning rate (AdamW).", exclusiveMinimum=0)
+    min_lr_ratio: float = setting(0.1, "Cosine decay ends at lr * min_lr_ratio.", minimum=0, maximum=1)
+    warmup: int = setting(20, "Linear warmup steps.", minimum=0)
+    weight_decay: float = setting(0.01, minimum=0)
+    beta2: float = setting(0.95, exclusiveMinimum=0, exclusiveMaximum=1)
+    grad_clip: float = setting(1.0, exclusiveMinimum=0)
+    batch_size: int = setting(16, "Samples per step (frames for the tokenizer, windows for dynamics).", minimum=1)
+    log_every: int = setting(50, "Steps per log line and curve row (and collapse probe).", minimum=1)
+    checkpoint_every: int = setting(200, "Steps per resume checkpoint (resume.pt next to the output).", minimum=1)
+    workers: int = setting(0, "DataLoader worker processes.", minimum=0)
+    seed: int = 0
+    device: str = setting("auto", enum=DEVICES)
+    bf16: bool = setting(True, "bfloat16 autocast on GPU; ignored on CPU.")
+    compile: bool = setting(False, "torch.compile the model.")
+    grad_checkpointing: bool = setting(False, "Recompute blocks in backward to save memory (dynamics only).")
