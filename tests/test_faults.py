@@ -357,6 +357,46 @@ def test_full_disk_fails_cleanly(tiny_run, tmp_path):
         assert open_store(full / other.name).shape == (48, 3, 32, 32)
 
 
+def test_folder_without_write_permission_is_named_for_a_user_who_is_not_root():
+    """The onstart check's other branch: a folder chmod a-w is refused for a user who is not root
+    (root writes through it, so as root the check runs in a child that drops to nobody), with the
+    permission fix; a writable folder beside it is not named."""
+    import tempfile
+
+    from latentwm.atomic import unwritable
+
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # under /tmp: pytest's tmp_path is not traversable by nobody
+    try:
+        (base / "results/dynamics").mkdir(parents=True)
+        (base / "results/frames").mkdir()
+        base.chmod(0o755)
+        for d in (base / "results", base / "results/frames"):
+            d.chmod(0o777)
+        (base / "results/dynamics").chmod(0o555)
+        paths = [base / "results/dynamics/dynamics.pt", base / "results/frames/a.zarr", base / "results/new/b.pt"]
+        if os.geteuid() != 0:
+            lines = unwritable(paths)
+        else:
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: nobody, then the check, its lines through the pipe
+                try:
+                    os.setgid(65534), os.setuid(65534)
+                    os.write(write, json.dumps(unwritable(paths)).encode())
+                finally:
+                    os._exit(0)
+            os.close(write)
+            with os.fdopen(read) as f:
+                out = f.read()
+            os.waitpid(pid, 0)
+            lines = json.loads(out)
+        assert lines == [f"permission denied at {base}/results/dynamics: make the folder writable for this user and rerun; "
+                         "no job was started"], lines
+    finally:
+        (base / "results/dynamics").chmod(0o755)
+        shutil.rmtree(base)
+
+
 @contextmanager
 def read_only(folder: Path):
     """`folder` made read-only: a real read-only bind mount onto itself, or where mounts are not
