@@ -64,7 +64,7 @@ def budget_config(dynamics: dict, steps: int) -> dict:
     return cfg
 
 
-def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path, log) -> dict:
+def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path, tokenizer: Path, log) -> dict:
     """Train (or reuse) one budget's world model in d; returns {config, seconds, loop_steps_per_s, matmul_peak}."""
     meta_path = d / "dynamics.json"
     if meta_path.exists() and (d / "dynamics.pt").exists():
@@ -77,7 +77,8 @@ def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path,
     d.mkdir(parents=True)
     t0 = time.perf_counter()
     out = SimpleNamespace(checkpoint=d / "dynamics.pt", curve=d / "train_curve.csv", health=d / "health.json")
-    fit(from_dict(DynamicsStage, cfg, "dynamics"), SimpleNamespace(latents=latents, stats=stats_path, val=[]), out, d / "resume.pt", log)
+    inputs = SimpleNamespace(latents=latents, stats=stats_path, val=[], tokenizer=tokenizer)
+    fit(from_dict(DynamicsStage, cfg, "dynamics"), inputs, out, d / "resume.pt", log)
     seconds = time.perf_counter() - t0
     curve = pd.read_csv(d / "train_curve.csv")
     # the matmul peak right after training, under the same machine load as the steps/s it is compared with
@@ -132,7 +133,7 @@ def rows_of(summary: dict, k: int) -> list[dict]:
     return rows
 
 
-def train_step_flops(cfg: dict, stats: dict, latents: list[Path], draws: int = 8) -> float:
+def train_step_flops(cfg: dict, stats: dict, latents: list[Path], tokenizer: Path, draws: int = 8) -> float:
     """Model FLOPs of one training step: the objective's forward + backward on real batches.
 
     The mean over `draws` batches: shortcut forcing draws which samples get the two extra
@@ -140,7 +141,8 @@ def train_step_flops(cfg: dict, stats: dict, latents: list[Path], draws: int = 8
     here, whose matmuls the counter sees (it has no formula for the fused CPU kernel); same FLOPs.
     """
     torch.manual_seed(0)
-    model, batches = build(from_dict(DynamicsStage, cfg, "dynamics"), stats, latents, log=lambda m: None)
+    model, batches = build(from_dict(DynamicsStage, cfg, "dynamics"), stats, latents, log=lambda m: None,
+                           tokenizer_path=tokenizer)
     model.train()
     total = 0
     for i in range(draws):
@@ -211,7 +213,7 @@ def main():
         d = out / f"steps{steps}"
         cfg = budget_config(config["dynamics"], steps)
         log(f"[bench] budget {steps} steps: world model")
-        meta = metas[steps] = train_world_model(d, cfg, train_latents, stats_path, log)
+        meta = metas[steps] = train_world_model(d, cfg, train_latents, stats_path, r / "tokenizer/tokenizer.pt", log)
         wm = evaluated(d / "eval_world_model", ecfg, lambda csv, js: run(
             dynamics_path=d / "dynamics.pt", cfg=ecfg, metrics_csv=csv, summary_json=js, name=f"steps{steps}", **inputs))
         for row in rows_of(wm, k):
@@ -226,7 +228,7 @@ def main():
 
     # FLOP utilisation of the training step, at the largest budget's measured speed
     top = max(a.steps)
-    flops = train_step_flops(budget_config(config["dynamics"], top), stats, train_latents)
+    flops = train_step_flops(budget_config(config["dynamics"], top), stats, train_latents, r / "tokenizer/tokenizer.pt")
     peak = metas[top].get("matmul_peak") or matmul_peak()
     loop, wall = metas[top]["loop_steps_per_s"], top / metas[top]["seconds"]
     util = (f"FLOP utilisation ({a.threads} threads): {flops / 1e9:.3f} GFLOP per training step (objective forward + "

@@ -26,8 +26,11 @@ nearly clean frames, which is what a rollout needs most.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
+from . import metrics
 from .settings import ObjectiveConfig
 
 
@@ -80,10 +83,15 @@ class FlowObjective:
     batch: float32 (B, T, C, h, w) of normalised clean latents, or (those, int64 (B, T) actions).
     """
 
-    def __init__(self, cfg: ObjectiveConfig, k_max: int, generator: torch.Generator | None = None, action_dropout: float = 0.0):
+    def __init__(self, cfg: ObjectiveConfig, k_max: int, generator: torch.Generator | None = None, action_dropout: float = 0.0,
+                 decode: Callable | None = None):
         self.cfg, self.k_max = cfg, k_max  # finest step 1 / k_max: the model's
         self.generator = generator  # None: the global RNG (seeded and saved by the loop)
         self.action_dropout = action_dropout  # P(a window's actions all become "no action")
+        # normalised latents (M, C, h, w) -> frames (M, 3, H, W) in about [0, 1]: the pixel loss's decoder.
+        # None: the latent loss alone (the stage, latentwm.fit_dynamics.build, always passes one when
+        # pixel_weight > 0; tests and benchmarks of the network may leave it out)
+        self.decode = decode if cfg.pixel_weight > 0 else None
 
     def weight(self, tau):
         return 0.9 * (1 - tau) + 0.1 if self.cfg.ramp_weight else torch.ones_like(tau)
@@ -121,6 +129,24 @@ class FlowObjective:
         z_end = euler_step(z_mid, x2, tau_mid.view(shape).clamp_min(1e-6), step)
         return z - t * (z - z_end) / (2 * step).clamp_min(1e-12)
 
+    def pixel_loss(self, x_hat, x_star, w, target, logs):
+        """The decoded targets' weighted mean of MSE + pixel_ssim * (1 - SSIM), over the first
+        pixel_frames targets of the batch (its windows are shuffled: a random subset)."""
+        cfg = self.cfg
+        pick = target.flatten().nonzero().squeeze(1)  # (M,) indices into the B*T frames
+        if cfg.pixel_frames:
+            pick = pick[: cfg.pixel_frames]
+        with torch.no_grad():
+            want = self.decode(x_star.flatten(0, 1)[pick]).float()  # (M, 3, H, W)
+        got = self.decode(x_hat.flatten(0, 1)[pick]).float()
+        err = ((got - want) ** 2).mean((1, 2, 3))  # (M,)
+        logs["loss_pixel"] = err.detach().mean()
+        if cfg.pixel_ssim > 0:
+            s = metrics.ssim(got.clamp(0, 1), want.clamp(0, 1))  # (M,)
+            err = err + cfg.pixel_ssim * (1 - s)
+            logs["pixel_ssim"] = s.detach().mean()
+        return (err * w.flatten()[pick]).mean()
+
     def drop_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """(B, T) actions with each window's replaced by -1 ("no action") with probability action_dropout."""
         g = self.generator
@@ -155,6 +181,8 @@ class FlowObjective:
         loss = self.weighted_mean(err, w, target)
 
         logs = {}
+        if self.decode is not None:
+            loss = loss + cfg.pixel_weight * self.pixel_loss(x_hat, x_star, w, target, logs)
         with torch.no_grad():
             if fine.any():
                 logs["loss_std"] = self.weighted_mean(err[fine], w[fine], target[fine])

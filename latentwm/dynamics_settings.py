@@ -133,6 +133,15 @@ class ObjectiveConfig:
     ramp_weight: bool = setting(False, "DreamerV4's loss weight 0.9 (1 - tau) + 0.1; false: 1, so the pure-noise first "
                                        "step of a rollout weighs as much as the rest (measured better at the tiny size: "
                                        "latent MSE 0.232 vs 0.259).")
+    pixel_weight: float = setting(0.0, "Weight of a loss on the decoded frames: targets' predictions and targets decoded by "
+                                       "the tokenizer (frozen), MSE in [0, 1] pixel units plus pixel_ssim * (1 - SSIM), beside "
+                                       "the latent MSE (normalised units, about 100x larger; 100 balances them); 0: off. It "
+                                       "trains what evaluation scores (a latent mean decodes darker and softer than the frames): "
+                                       "on real footage +0.3 dB at step 1 and the HUD kept, at 2.3x the CPU time per step, so "
+                                       "off on the CPU default (docs/EXPERIMENTS.md); worth it on a GPU.", minimum=0)
+    pixel_ssim: float = setting(0.2, "SSIM's share of the pixel loss (as tokenizer.model.ssim_weight).", minimum=0)
+    pixel_frames: int = setting(0, "Targets per batch the pixel loss decodes (the first of the shuffled batch); 0: all. "
+                                   "8 of 32 cost 1.4x per step instead of 2.3x, and lost most of the gain.", minimum=0)
     shortcut: bool = setting(False, "Shortcut forcing (d with P(d) ~ 1/d, bootstrap loss); needed by shortcut samplers "
                                     "with fewer steps than k_max. Off: at k_max 4 the 4-step sampler is the model's own "
                                     "step, and the bootstrap cost the conv network 0.3 dB at step 1 (docs/EXPERIMENTS.md).")

@@ -17,7 +17,7 @@ import torch
 from . import checkpoint, distributed
 from .actions import conditioning
 from .config import to_dict
-from .data import LatentWindows
+from .data import LatentWindows, Normalisation
 from .diffusion import FlowObjective
 from .dynamics import network
 from .errors import PipelineError
@@ -31,10 +31,29 @@ def action_stores(actions: dict | None, paths) -> dict:
     return {} if actions is None else {"action_paths": list(paths), "action_expect": actions["expect"]}
 
 
+class FrozenDecoder:
+    """The tokenizer's decoder as the pixel loss uses it: normalised latents (M, C, h, w) -> frames
+    (M, 3, H, W) in about [0, 1]; frozen (gradients flow through it to the latents, not into it),
+    on the latents' device."""
+
+    def __init__(self, tokenizer_path, stats: dict):
+        if checkpoint.file_hash(tokenizer_path) != stats["tokenizer_hash"]:
+            raise PipelineError(f"tokenizer {tokenizer_path} did not make the latents (their tokenizer_hash is "
+                                f"{stats['tokenizer_hash']}): rerun encode_latents, or pass the tokenizer that made them")
+        self.tokenizer = checkpoint.build_model(tokenizer_path, "cpu", kind="tokenizer").requires_grad_(False)
+        self.norm = Normalisation.of(stats)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        if next(self.tokenizer.parameters()).device != z.device:
+            self.tokenizer.to(z.device)
+        return self.tokenizer.decode(self.norm.invert(z))
+
+
 def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actions: dict | None = None,
-          action_paths=None) -> tuple[WithLoss, LatentWindows]:
+          action_paths=None, tokenizer_path=None) -> tuple[WithLoss, LatentWindows]:
     """(the network with its flow objective, its batches) of the dynamics stage, for latents described by `stats`;
-    with `actions` (latentwm.actions.conditioning) and their stores, action-conditioned."""
+    with `actions` (latentwm.actions.conditioning) and their stores, action-conditioned; the tokenizer that made
+    the latents gives the pixel loss its decoder (objective.pixel_weight > 0)."""
     model_cfg = stage.model_config(stats["latent_shape"])
     if actions is not None:
         model_cfg = dataclasses.replace(model_cfg, actions=actions["n"])
@@ -48,7 +67,12 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
         **action_stores(actions, action_paths),
     )
     dropout = stage.action_dropout if actions is not None else 0.0
-    return WithLoss(network(model_cfg), FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout)), batches
+    if stage.objective.pixel_weight > 0 and tokenizer_path is None:
+        raise PipelineError("dynamics.objective.pixel_weight > 0 needs the tokenizer that made the latents "
+                            "(by hand: --tokenizer results/tokenizer/tokenizer.pt); or set it to 0")
+    decode = FrozenDecoder(tokenizer_path, stats) if stage.objective.pixel_weight > 0 else None
+    objective = FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout, decode=decode)
+    return WithLoss(network(model_cfg), objective), batches
 
 
 def collapse_probe(cfg: DynamicsConfig, frames: int = 4, seed: int = 0, threshold: float = 1e-3):
@@ -115,8 +139,8 @@ def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, lo
 
 
 def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
-    """Train on the latent stores `inputs.latents` (normalised by `inputs.stats`), score the val
-    stores `inputs.val` at every log step; write `out.checkpoint`, `out.curve` and `out.health`.
+    """Train on the latent stores `inputs.latents` (normalised by `inputs.stats`; `inputs.tokenizer`
+    made them, the pixel loss decodes with it), score the val stores `inputs.val` at every log step; write `out.checkpoint`, `out.curve` and `out.health`.
     Resumes from `resume` and deletes it when done."""
     stats_text = Path(inputs.stats).read_text()
     stats = json.loads(stats_text)
@@ -125,7 +149,8 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         actions = conditioning(stage.actions, list(inputs.train_actions), getattr(inputs, "lam", None))
         log(f"[dynamics] conditioned on {stage.actions} actions: {actions['n']} ids, dropout {stage.action_dropout}")
     torch.manual_seed(stage.train.seed)  # the model's initial weights
-    flow, batches = build(stage, stats, list(inputs.latents), log, actions, getattr(inputs, "train_actions", None))
+    flow, batches = build(stage, stats, list(inputs.latents), log, actions, getattr(inputs, "train_actions", None),
+                          getattr(inputs, "tokenizer", None))
     net = flow.network
     log(f"[dynamics] {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, {len(batches.paths)} videos, "
         f"config {to_dict(net.cfg)}")

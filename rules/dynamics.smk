@@ -1,5 +1,5 @@
 # Latents of the train videos (val: the held-out loss that picks the weights), with their actions
-# when dynamics.actions is latent or given -> results/dynamics/dynamics.pt.
+# when dynamics.actions is latent or given, and the tokenizer that made them -> results/dynamics/dynamics.pt.
 
 
 rule train_dynamics:
@@ -8,6 +8,7 @@ rule train_dynamics:
         latents=lambda w: latents(split_videos("train")),
         val=lambda w: latents(split_videos("val")),
         stats="results/latents/stats.json",
+        tokenizer="results/tokenizer/tokenizer.pt",  # the pixel loss decodes with it
     output:
         checkpoint="results/dynamics/dynamics.pt",
         curve="results/dynamics/train_curve.csv",

@@ -134,3 +134,25 @@ def test_clean_context_with_shortcut_bootstrap_stays_finite():
     for _ in range(4):
         loss, logs = obj(Linear(), torch.randn(8, 4, 2, 3, 3))
         assert torch.isfinite(loss) and torch.isfinite(logs.get("loss_boot", loss))
+
+
+def test_pixel_loss_is_the_decoded_targets_mse_and_trains_through_the_decoder():
+    """objective.pixel_weight adds w * MSE(decode(x_hat), decode(target)) over the first pixel_frames
+    targets, with the gradient reaching the network through the (frozen) decoder."""
+    torch.manual_seed(0)
+    z0 = torch.randn(3, 5, 4, 2, 2)
+    up = nn.ConvTranspose2d(4, 3, 2, stride=2).requires_grad_(False)  # a stand-in decoder: (M, 4, 2, 2) -> (M, 3, 4, 4)
+    cfg = dict(schedule="context", context_frames=4, tau_ctx=0.0, shortcut=False, pixel_ssim=0.0)
+    model = Linear(a=0.0)  # x_hat = 0.2 tau + 0.1 d; k_max 1: the target at tau 1, d 1, so x_hat = 0.3 everywhere
+    plain, _ = FlowObjective(ObjectiveConfig(**cfg, pixel_weight=0.0), 1, decode=up)(model, z0)
+    pix = ((up(torch.full((3, 4, 2, 2), 0.3)) - up(z0[:, 4])) ** 2).mean((1, 2, 3))  # the last frame: the one target
+    for frames, want in ((0, pix.mean()), (8, pix.mean()), (2, pix[:2].mean())):
+        loss, logs = FlowObjective(ObjectiveConfig(**cfg, pixel_weight=2.0, pixel_frames=frames), 1, decode=up)(model, z0)
+        torch.testing.assert_close(logs["loss_pixel"], want)
+        torch.testing.assert_close(loss, plain + 2.0 * want)
+    net = Dynamics(DynamicsConfig(latent_channels=4, latent_hw=(2, 2), patch=1, max_frames=5, arch="transformer"))
+    obj = FlowObjective(ObjectiveConfig(**{**cfg, "pixel_ssim": 0.2}, pixel_weight=1.0), 4, decode=up)
+    loss, logs = obj(net, z0)
+    loss.backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad) and up.weight.grad is None
+    assert 0 < logs["pixel_ssim"] <= 1

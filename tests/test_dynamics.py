@@ -15,7 +15,7 @@ from conftest import cache_matches_full_forward
 from latentwm import checkpoint, fit_dynamics
 from latentwm.config import from_dict, to_dict
 from latentwm.dynamics import Dynamics
-from latentwm.fit_dynamics import collapse_probe
+from latentwm.fit_dynamics import FrozenDecoder, collapse_probe
 from latentwm.settings import SIZES, DynamicsConfig, DynamicsStage
 from latentwm.errors import PipelineError
 from latentwm.store import StoreWriter
@@ -98,6 +98,9 @@ def test_shape_mismatch_is_refused(tmp_path):
     bad = dict(stats, latent_shape=[8, 4, 4])  # stores whose attrs differ from the stats
     with pytest.raises(PipelineError, match="latent_shape"):
         fit_dynamics.build(from_dict(DynamicsStage, {**cfg, "model": {"size": "tiny"}}), bad, stores, print)
+    with pytest.raises(PipelineError, match="pixel_weight > 0 needs the tokenizer that made the latents"):
+        pixel = {**cfg, "model": {"size": "tiny"}, "objective": {**cfg["objective"], "pixel_weight": 100.0}}
+        fit_dynamics.build(from_dict(DynamicsStage, pixel), stats, stores, print)
 
 
 @pytest.mark.parametrize("residual", [False, True])
@@ -183,10 +186,17 @@ def test_tiny_run_dynamics_outputs(tiny_run):
     assert health["steps"] == ckpt["step"]
     rows = list(csv.DictReader(open(d / "train_curve.csv")))
     # per-timestep loss at the target positions only: window 4 with 3 context frames -> position 3
-    assert rows and {"loss", "loss_std", "copy_last_loss", "tau_min", "tau_max", "loss_t_3", "grad_norm"} <= set(rows[0])
+    assert rows and {"loss", "loss_std", "copy_last_loss", "tau_min", "tau_max", "loss_t_3", "grad_norm", "loss_pixel"} <= set(rows[0])
+    assert all(0 < float(r["loss_pixel"]) < 1 for r in rows)  # the tiny config's pixel loss, in [0, 1] pixel units
     assert "loss_t_0" not in rows[0]
     assert not (d / "resume.pt").exists()  # deleted after success
     assert (tiny_run / "logs" / "train_dynamics.log").read_text().count("step") >= 1
+    # the pixel loss's decoder: the tokenizer that made these latents, and only that one
+    tok = tiny_run / "results" / "tokenizer" / "tokenizer.pt"
+    frames = FrozenDecoder(tok, stats)(torch.zeros(2, C, h, w))
+    assert frames.shape[:2] == (2, 3) and frames.shape[2] > h and not frames.requires_grad
+    with pytest.raises(PipelineError, match="did not make the latents.*rerun encode_latents"):
+        FrozenDecoder(tok, {**stats, "tokenizer_hash": "0" * 16})
 
 
 def job_names(out: str) -> set[str]:
