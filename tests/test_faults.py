@@ -358,9 +358,11 @@ def test_full_disk_fails_cleanly(tiny_run, tmp_path):
 
 
 def test_folder_without_write_permission_is_named_for_a_user_who_is_not_root():
-    """The onstart check's other branch: a folder chmod a-w is refused for a user who is not root
-    (root writes through it, so as root the check runs in a child that drops to nobody), with the
-    permission fix; a writable folder beside it is not named."""
+    """A folder of results/ without write permission (chmod a-w), for a user who is not root
+    (root writes through chmod: as root the check runs in a child that drops to nobody).
+    The onstart check names it in one line with the fix (`permission denied at
+    .../results/dynamics: make the folder writable for this user and rerun; no job was started`);
+    a writable folder beside it is not named."""
     import tempfile
 
     from latentwm.atomic import unwritable
