@@ -67,10 +67,12 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
         **action_stores(actions, action_paths),
     )
     dropout = stage.action_dropout if actions is not None else 0.0
-    if stage.objective.pixel_weight > 0 and tokenizer_path is None:
-        raise PipelineError("dynamics.objective.pixel_weight > 0 needs the tokenizer that made the latents "
-                            "(by hand: --tokenizer results/tokenizer/tokenizer.pt); or set it to 0")
-    decode = FrozenDecoder(tokenizer_path, stats) if stage.objective.pixel_weight > 0 else None
+    decode = None
+    if stage.objective.pixel_weight > 0:
+        if tokenizer_path is None:
+            raise PipelineError("dynamics.objective.pixel_weight > 0 needs the tokenizer that made the latents "
+                                "(by hand: --tokenizer results/tokenizer/tokenizer.pt); or set it to 0")
+        decode = FrozenDecoder(tokenizer_path, stats)
     objective = FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout, decode=decode)
     return WithLoss(network(model_cfg), objective), batches
 

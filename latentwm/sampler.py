@@ -25,6 +25,7 @@ from .diffusion import euler_step
 from .errors import PipelineError
 from .settings import SamplerConfig
 
+
 def trained_tau_ctx(ckpt: dict) -> float:
     """The context level a dynamics checkpoint was trained with (0.1 before checkpoints stored it)."""
     return float(ckpt.get("tau_ctx", 0.1))
