@@ -4,7 +4,7 @@ the action stores, and how well two action labellings agree.
 One convention everywhere: actions[t] is the action that produced frame t (the move from frame
 t-1 to frame t); frame 0 has none, NO_ACTION = -1. Action ids are integers 0..n-1.
 
-Sidecar format (a local video's own actions): beside VIDEO.mp4 a text file VIDEO.actions.txt with
+Sidecar format (a local video's own actions; latentwm.sources.sidecar_path finds it): beside VIDEO.mp4 a text file VIDEO.actions.txt with
 one line per frame of the video at its own frame rate; line t (counting from 0) holds the integer
 id of the action that produced frame t, -1 for none (frame 0). Blank lines and lines starting
 with '#' are ignored. A file whose line count differs from the video's frame count is refused.
@@ -32,17 +32,11 @@ import numpy as np
 from . import atomic
 from .errors import PipelineError
 from .settings import ACTION_KINDS
+from .sources import SIDECAR_SUFFIX
 from .store import StoreWriter, open_store
 from .video import probe
 
 NO_ACTION = -1
-SIDECAR_SUFFIX = ".actions.txt"
-
-
-def sidecar_path(video_path) -> Path:
-    """VIDEO.actions.txt beside VIDEO.mp4 (any video suffix)."""
-    p = Path(video_path)
-    return p.with_name(p.stem + SIDECAR_SUFFIX)
 
 
 def read_sidecar(path) -> np.ndarray:

@@ -21,7 +21,8 @@ from . import atomic
 from .config import from_dict
 from .errors import PipelineError
 from .settings import DownloadConfig, GeneratorConfig
-from .actions import given_for_file, sidecar_path, write_record
+from .actions import given_for_file, write_record
+from .sources import sidecar_path
 from .synthetic import ACTIONS, clip_actions, write_clip
 from .video import ffmpeg_exe
 

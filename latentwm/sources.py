@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 from .config import from_dict, to_dict
 from .errors import PipelineError
 from .settings import SAFE_NAME, GeneratorConfig
+
+SIDECAR_SUFFIX = ".actions.txt"  # a local video's own actions (format: latentwm.actions)
 
 SAFE_ID = re.compile(SAFE_NAME)
 KINDS = ("generator", "path", "url")
@@ -164,3 +167,9 @@ def all_video_specs(sources: list[dict], resolved: dict[str, list[dict]]) -> dic
                 seen.add(key)
                 specs[spec["video"]] = spec
     return specs
+
+
+def sidecar_path(video_path) -> Path:
+    """VIDEO.actions.txt beside VIDEO.mp4 (any video suffix)."""
+    p = Path(video_path)
+    return p.with_name(p.stem + SIDECAR_SUFFIX)

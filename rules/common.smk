@@ -2,9 +2,8 @@
 import json
 import os
 
-from latentwm.actions import sidecar_path
 from latentwm.atomic import unwritable
-from latentwm.sources import all_video_specs, source_kind, static_videos
+from latentwm.sources import all_video_specs, sidecar_path, source_kind, static_videos
 from latentwm.splits import assign_splits
 
 

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from latentwm.actions import NO_ACTION, nmi, read_sidecar, read_store, sidecar_path, source_index, write_given
+from latentwm.actions import NO_ACTION, nmi, read_sidecar, read_store, source_index, write_given
+from latentwm.sources import sidecar_path
 from latentwm.download import fetch
 from latentwm.errors import PipelineError
 from latentwm.synthetic import ACTIONS, MOVES, Clip, clip_actions, render_clip, write_clip
