@@ -136,24 +136,29 @@ class LatentsConfig:
 
 @dataclass
 class LamConfig:
-    """The latent action model's shape: an inverse model (z_t, z_t+1) -> one of `codes` discrete
-    actions, and a forward model (z_t-1, z_t, action) -> z_t+1; small convnets on the latent grid."""
+    """The latent action model's shape: an inverse model (frames t, t+1) -> one of `codes` discrete
+    actions, and a forward model (the last `context` frames, action) -> frame t+1; small convnets on
+    the frames cut into cells of patch x patch pixels."""
 
     codes: int = setting(8, "Discrete latent actions (the VQ codebook size).", minimum=2)
     code_dim: int = setting(16, "Width of a code vector (codes are compared by cosine).", minimum=2)
     width: int = setting(64, "Channels of the conv layers.", minimum=4)
     depth: int = setting(2, "Residual conv blocks of the forward model (the inverse model has as many).", minimum=1)
-    latent_channels: int | None = setting(None, "C of the latents; null: from the latents.", minimum=1)
+    context: int = setting(1, "Past frames the forward model sees: 1, so the code must say how things moved (on the "
+                              "generator's clips it then finds the player's actions); 2 makes steady motion "
+                              "predictable without it (the codes then matched nothing there).", minimum=1, maximum=2)
+    patch: int = setting(4, "Pixels per side of a cell of the model's grid: frames are cut into patch x patch blocks "
+                            "stacked on channels (3 patch^2 per cell); 4 gives 16x16 cells on 64x64 frames.", minimum=1)
 
 
 @dataclass
 class LamStage:
-    """The latent action model (train_lam) on the train videos' latents: in the DAG only with
+    """The latent action model (train_lam) on the train videos' frames: in the DAG only with
     `dynamics.actions: latent`. Changing any key reruns it, encode_actions, dynamics and evaluation."""
 
     model: LamConfig = field(default_factory=LamConfig)
     train: TrainConfig = setting(lambda: TrainConfig(steps=1500, lr=0.001, warmup=50, batch_size=32, log_every=100),
-                                 "The shared training loop; batch_size is windows of 3 frames (t-1, t, t+1) per step.")
+                                 "The shared training loop; batch_size is transitions (windows of context + 1 frames) per step.")
     commitment: float = setting(0.25, "VQ commitment weight (encoder pulled toward its code).", minimum=0)
     null_action: float = setting(0.1, "Fraction of training samples whose forward model gets the learned 'no action' "
                                       "instead of the code: what the logged loss without the action uses.",

@@ -236,3 +236,12 @@ def check_chunks(path: Path, arr: zarr.Array, attrs: dict, size: int | None) -> 
 
 def _norm(v):
     return list(v) if isinstance(v, tuple) else v
+
+
+def input_identity(paths) -> list:
+    """What identifies the input stores for resuming: path, length, source, fps and size."""
+    out = []
+    for p in paths:
+        a = dict(open_store(p).attrs)
+        out.append([str(p), a.get("frames"), a.get("source"), a.get("fps"), a.get("height"), a.get("width")])
+    return out

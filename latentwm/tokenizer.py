@@ -27,7 +27,7 @@ from . import atomic, checkpoint, distributed, metrics
 from .config import to_dict
 from .data import FrameBatches
 from .errors import PipelineError
-from .store import open_store
+from .store import input_identity, open_store
 from .settings import TokenizerConfig, TokenizerStage
 from .train import fingerprint, train
 
@@ -207,15 +207,6 @@ def sample_frames(paths, n: int) -> torch.Tensor:
         idx = np.linspace(0, arr.shape[0] - 1, k).round().astype(int) if k else []
         out += [np.asarray(arr[int(t)]) for t in idx]
     return torch.from_numpy(np.stack(out))
-
-
-def input_identity(paths) -> list:
-    """What identifies the input stores for resuming: path, length, source, fps and size."""
-    out = []
-    for p in paths:
-        a = dict(open_store(p).attrs)
-        out.append([str(p), a.get("frames"), a.get("source"), a.get("fps"), a.get("height"), a.get("width")])
-    return out
 
 
 def fit(stage: TokenizerStage, inputs, out, resume, log: Callable[[str], None] = print) -> None:

@@ -1,12 +1,11 @@
-# Latent action model (only with dynamics.actions: latent): latents of the train videos ->
-# results/lam/lam.pt; then every video's latents -> results/actions/latent/{video}.zarr.
+# Latent action model (only with dynamics.actions: latent): frames of the train videos ->
+# results/lam/lam.pt; then every video's frames -> results/actions/latent/{video}.zarr.
 
 
 rule train_lam:
     input:
-        latents=lambda w: latents(split_videos("train")),
-        val=lambda w: latents(split_videos("val")),
-        stats="results/latents/stats.json",
+        frames=train_frames,
+        val=val_frames,
     output:
         checkpoint="results/lam/lam.pt",
         curve="results/lam/train_curve.csv",
@@ -28,7 +27,7 @@ rule train_lam:
 rule encode_actions:
     input:
         lam="results/lam/lam.pt",
-        latents="results/latents/{video}.zarr",
+        frames="results/frames/{video}.zarr",
     output:
         directory("results/actions/latent/{video}.zarr"),
     log:

@@ -18,30 +18,31 @@ from latentwm.lam import Lam, encode_store, fit
 from latentwm.settings import LamConfig, LamStage
 from latentwm.store import StoreWriter, open_store
 
-MOVES = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)]  # (dy, dx) of actions 0..4
+MOVES = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)]  # (dy, dx) of actions 0..4, in cells of 2x2 pixels
 
 
 def planted(n: int, T: int, seed: int = 0):
-    """Latents (n, T, 2, 8, 8) of a bright dot moved by random actions (wrapping), on faint noise,
-    and the actions (n, T) (frame 0: NO_ACTION)."""
+    """Frames (n, T, 3, 16, 16) of pixel values: a white 2x2 block moved one cell of 2 pixels by random
+    actions (wrapping) over a dim noisy floor, and the actions (n, T) (frame 0: NO_ACTION)."""
     rng = np.random.default_rng(seed)
-    z = 0.1 * rng.standard_normal((n, T, 2, 8, 8)).astype(np.float32)
+    x = rng.integers(40, 80, (n, T, 3, 16, 16)).astype(np.float32)
     acts = rng.integers(0, len(MOVES), (n, T))
     acts[:, 0] = NO_ACTION
     for i in range(n):
-        y, x = rng.integers(0, 8, 2)
+        cy, cx = rng.integers(0, 8, 2)
         for t in range(T):
             if t:
                 dy, dx = MOVES[acts[i, t]]
-                y, x = (y + dy) % 8, (x + dx) % 8
-            z[i, t, :, y, x] += 3.0
-    return torch.from_numpy(z), acts
+                cy, cx = (cy + dy) % 8, (cx + dx) % 8
+            x[i, t, :, 2 * cy : 2 * cy + 2, 2 * cx : 2 * cx + 2] = 250
+    return torch.from_numpy(x), acts
 
 
 def test_lam_finds_a_planted_action():
     torch.manual_seed(0)
-    z, acts = planted(512, 3)
-    model = Lam(LamConfig(codes=8, code_dim=8, width=16, depth=1, latent_channels=2), null_action=0.1, dead_code_every=20)
+    z, acts = planted(512, 2)  # transitions t -> t+1: the default context of 1 frame
+    model = Lam(LamConfig(codes=8, code_dim=8, width=16, depth=1, patch=2), null_action=0.1, dead_code_every=20)
+    model.scale_to(z)
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     for step in range(300):
         idx = torch.randint(0, len(z), (64,))
@@ -51,18 +52,18 @@ def test_lam_finds_a_planted_action():
         opt.step()
     model.eval()
     _, logs = model(z)
-    ids = model.infer(z[:, 1], z[:, 2]).numpy()
+    ids = model.infer(z[:, 0], z[:, 1]).numpy()
     assert float(logs["perplexity"]) >= 4, "at least half of the 8 codes in use"
     assert float(logs["action_gain"]) > 0, "the forward model predicts better with the action than without"
-    assert nmi(ids, acts[:, 2]) > 0.6
+    assert nmi(ids, acts[:, 1]) > 0.6
 
 
 def test_dead_codes_are_moved_onto_encoder_outputs():
     torch.manual_seed(0)
-    model = Lam(LamConfig(codes=4, code_dim=4, width=8, depth=1, latent_channels=2), dead_code_every=50)
-    z, _ = planted(32, 3)
+    model = Lam(LamConfig(codes=4, code_dim=4, width=8, depth=1, patch=2), dead_code_every=50)
+    z, _ = planted(32, 2)
     with torch.no_grad():  # every encoder output nearest code 0: codes 1-3 are dead
-        e = model.embed(z[:, 1], z[:, 2])
+        e = model.embed(*model.cells(z).unbind(1))
         model.codebook.data[:] = -e.mean(0)
         model.codebook.data[0] = e.mean(0)
     before = model.codebook.detach().clone()
@@ -74,29 +75,27 @@ def test_dead_codes_are_moved_onto_encoder_outputs():
 
 
 def _stores(tmp_path, n_videos=3, T=20):
-    z, acts = planted(n_videos, T, seed=1)
+    x, acts = planted(n_videos, T, seed=1)
     paths = []
     for i in range(n_videos):
         p = tmp_path / f"v{i}.zarr"
-        with StoreWriter(p, (2, 8, 8), "float16", 8, {"tokenizer_hash": "tok", "latent_shape": [2, 8, 8]}) as w:
-            w.append(z[i].numpy())
+        with StoreWriter(p, (3, 16, 16), "uint8", 8, {"height": 16, "width": 16, "frames": T}) as w:
+            w.append(x[i].numpy().astype(np.uint8))
             w.commit()
         paths.append(str(p))
-    stats = tmp_path / "stats.json"
-    stats.write_text(json.dumps({"mean": [0.0, 0.0], "std": [1.0, 1.0], "tokenizer_hash": "tok", "latent_shape": [2, 8, 8]}))
-    return paths, stats, acts
+    return paths, acts
 
 
 def _stage(**kw):
-    return from_dict(LamStage, {"model": {"codes": 4, "code_dim": 4, "width": 8, "depth": 1},
+    return from_dict(LamStage, {"model": {"codes": 4, "code_dim": 4, "width": 8, "depth": 1, "patch": 2},
                                 "train": {"steps": 12, "batch_size": 8, "log_every": 4, "checkpoint_every": 6, "warmup": 2},
                                 "val_windows": 8, **kw}, "lam")
 
 
 def test_fit_then_encode_actions_aligned_with_provenance(tmp_path):
-    paths, stats, _ = _stores(tmp_path)
+    paths, _ = _stores(tmp_path)
     out = SimpleNamespace(checkpoint=tmp_path / "lam.pt", curve=tmp_path / "curve.csv", metrics=tmp_path / "metrics.json")
-    fit(_stage(min_perplexity=1.0), SimpleNamespace(latents=paths[:2], val=paths[2:], stats=stats), out,
+    fit(_stage(min_perplexity=1.0), SimpleNamespace(frames=paths[:2], val=paths[2:]), out,
         tmp_path / "resume.pt", lambda m: None)
     metrics = json.loads(out.metrics.read_text())
     assert {"val_perplexity", "val_usage", "val_fwd_loss", "val_fwd_loss_without", "codes"} <= set(metrics)
@@ -107,8 +106,8 @@ def test_fit_then_encode_actions_aligned_with_provenance(tmp_path):
     encode_store(model, ckpt, paths[0], tmp_path / "a.zarr", lam_hash, batch_size=7, log=lambda m: None)
     ids = read_store(tmp_path / "a.zarr", {"lam_hash": lam_hash}, frames=20)
     assert ids[0] == NO_ACTION and ((ids[1:] >= 0) & (ids[1:] < 4)).all()
-    z = torch.from_numpy(np.asarray(open_store(paths[0])[:], np.float32))
-    assert np.array_equal(ids[1:], model.infer(z[:-1], z[1:]).numpy()), "ids[t] is the code of frame t-1 -> t"
+    x = torch.from_numpy(np.asarray(open_store(paths[0])[:]))
+    assert np.array_equal(ids[1:], model.infer(x[:-1], x[1:]).numpy()), "ids[t] is the code of frame t-1 -> t"
     with pytest.raises(PipelineError, match=r"^store .*a.zarr: lam_hash is '.*' but 'other' was expected; rerun"):
         read_store(tmp_path / "a.zarr", {"lam_hash": "other"})
     with pytest.raises(PipelineError, match=r"has 20 frames but its latents have 21"):
@@ -116,22 +115,36 @@ def test_fit_then_encode_actions_aligned_with_provenance(tmp_path):
 
 
 def test_collapsed_codebook_fails_with_one_line_and_no_checkpoint(tmp_path):
-    paths, stats, _ = _stores(tmp_path)
+    paths, _ = _stores(tmp_path)
     out = SimpleNamespace(checkpoint=tmp_path / "lam.pt", curve=tmp_path / "curve.csv", metrics=tmp_path / "metrics.json")
     with pytest.raises(PipelineError, match=r"^latent action model collapsed: its 4 codes have perplexity .* on the val"):
-        fit(_stage(min_perplexity=4.0), SimpleNamespace(latents=paths[:2], val=paths[2:], stats=stats), out,
+        fit(_stage(min_perplexity=4.0), SimpleNamespace(frames=paths[:2], val=paths[2:]), out,
             tmp_path / "resume.pt", lambda m: None)
     assert not out.checkpoint.exists() and not out.curve.exists()
 
 
 def test_continuous_warmup_then_codes_start_on_encoder_outputs():
     torch.manual_seed(0)
-    model = Lam(LamConfig(codes=4, code_dim=4, width=8, depth=1, latent_channels=2), continuous_steps=3).train()
-    z, _ = planted(16, 3)
+    model = Lam(LamConfig(codes=4, code_dim=4, width=8, depth=1, patch=2), continuous_steps=3).train()
+    z, _ = planted(16, 2)
     for _ in range(3):
         _, logs = model(z)
         assert float(logs["vq_loss"]) == 0.0, "no codebook during the warmup"
     _, logs = model(z)  # step 3: the codes start on 4 of this batch's encoder outputs
-    e = model.embed(z[:, 1], z[:, 2]).detach()
+    e = model.embed(*model.cells(z).unbind(1)).detach()
     sims = model.codebook.detach() @ e.t()  # (4, 16): each code is one of the outputs (unit vectors)
     assert torch.allclose(sims.max(1).values, torch.ones(4), atol=1e-5)
+
+
+def test_a_context_of_two_frames_trains_on_windows_of_three(tmp_path):
+    paths, _ = _stores(tmp_path)
+    out = SimpleNamespace(checkpoint=tmp_path / "lam.pt", curve=tmp_path / "curve.csv", metrics=tmp_path / "metrics.json")
+    fit(_stage(min_perplexity=1.0, model={"codes": 4, "code_dim": 4, "width": 8, "depth": 1, "patch": 2, "context": 2}),
+        SimpleNamespace(frames=paths[:2], val=paths[2:]), out, tmp_path / "resume.pt", lambda m: None)
+    model = checkpoint.build_model(checkpoint.load(out.checkpoint), kind="lam")
+    assert model.fwd_in.in_channels == 2 * 12 + 4, "two past frames of 3 x 2 x 2 channels and the code"
+    z, _ = planted(4, 3)
+    loss, logs = model(z)  # (B, 3, C, h, w): frames t-1, t, t+1
+    assert torch.isfinite(loss)
+    with pytest.raises(RuntimeError):
+        model(z[:, 1:])  # a window of 2 frames gives one past frame, not the two it was built for

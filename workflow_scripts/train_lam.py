@@ -1,4 +1,4 @@
-"""train_lam: latents of the train videos -> lam.pt, train_curve.csv, metrics.json.
+"""train_lam: frames of the train videos -> lam.pt, train_curve.csv, metrics.json.
 
 Thin: the stage is latentwm.lam.fit, built from the `lam` section.
 """
@@ -13,15 +13,15 @@ from latentwm.settings import LamStage
 if "snakemake" in globals():
     run_rule(__file__, fit, LamStage, "lam", snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    # by hand: python workflow_scripts/train_lam.py CONFIG STATS.json LATENTS.zarr... --val VAL.zarr... --out DIR
+    # by hand: python workflow_scripts/train_lam.py CONFIG FRAMES.zarr... --val VAL.zarr... --out DIR
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("config", help="a config file; its `lam` section is used (unset keys: the defaults)")
-    p.add_argument("stats"), p.add_argument("latents", nargs="+")
-    p.add_argument("--val", nargs="*", default=[], help="latent stores of the val videos (usage, perplexity, collapse)")
+    p.add_argument("frames", nargs="+", help="frame stores of the train videos")
+    p.add_argument("--val", nargs="*", default=[], help="frame stores of the val videos (usage, perplexity, collapse)")
     p.add_argument("--out", required=True, help="folder for lam.pt, train_curve.csv, metrics.json, resume.pt")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    run_by_hand(__file__, fit, LamStage, "lam", a.config, SimpleNamespace(latents=a.latents, stats=a.stats, val=a.val), a.out,
+    run_by_hand(__file__, fit, LamStage, "lam", a.config, SimpleNamespace(frames=a.frames, val=a.val), a.out,
                 {"checkpoint": "lam.pt", "curve": "train_curve.csv", "metrics": "metrics.json"}, a.threads)
