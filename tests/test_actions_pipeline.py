@@ -74,3 +74,13 @@ def test_changing_the_lam_reruns_actions_dynamics_and_evaluation_not_the_tokeniz
     jobs = set(re.findall(r"^(\w+)\s+\d+$", out, re.M))
     assert {"train_lam", "encode_actions", "train_dynamics", "evaluate_rollouts"} <= jobs, out
     assert not jobs & {"train_tokenizer", "encode_latents", "extract_frames", "download"}, out
+
+
+def test_changing_the_tokenizer_does_not_retrain_the_lam(latent_run):
+    # the LAM reads frames, not latents: a new tokenizer re-encodes latents and retrains dynamics only
+    cfg = latent_config()
+    cfg["tokenizer"]["train"]["steps"] += 1
+    out = snakemake(latent_run, cfg, "-n", "--quiet", "rules").stdout
+    jobs = set(re.findall(r"^(\w+)\s+\d+$", out, re.M))
+    assert {"train_tokenizer", "encode_latents", "train_dynamics"} <= jobs, out
+    assert not jobs & {"train_lam", "encode_actions"}, out
