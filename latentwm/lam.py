@@ -86,7 +86,7 @@ class Lam(nn.Module):
         self.inv_out = nn.Linear(2 * W, cfg.code_dim)
         self.codebook = nn.Parameter(F.normalize(torch.randn(K, cfg.code_dim), dim=1))  # (K, code_dim)
         self.null = nn.Parameter(torch.zeros(cfg.code_dim))  # the "no action" vector
-        # forward: (B, context * C, h, w) + FiLM of the code vector in every block -> change of z_t
+        # forward: cells (B, context * C, h, w) + FiLM of the code vector in every block -> change of z_t
         self.fwd_in = nn.Conv2d(cfg.context * C + cfg.code_dim, W, 3, padding=1)  # frames + the code on every cell
         self.fwd_film = nn.Linear(cfg.code_dim, 2 * W * cfg.depth)
         self.fwd_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
@@ -137,9 +137,9 @@ class Lam(nn.Module):
         return self.quantize(self.embed(self.cells(frames_t), self.cells(frames_next)))[0]
 
     def predict(self, past, code):
-        """z_t+1 (B, C, h, w) from the past frames (B, context, C, h, w), the last being z_t, and
-        code vectors (B, code_dim)."""
-        # unit code vectors (components ~ 1/sqrt(code_dim)) scaled to the unit scale of the latents
+        """Cells of frame t+1 (B, C, h, w) from those of the past frames (B, context, C, h, w), the last
+        being frame t's (z_t), and code vectors (B, code_dim)."""
+        # unit code vectors (components ~ 1/sqrt(code_dim)) scaled to the unit scale of the cells
         z_t = past[:, -1]
         grid = (code * code.shape[1] ** 0.5)[:, :, None, None].expand(-1, -1, *z_t.shape[2:])  # (B, code_dim, h, w)
         h = self.fwd_in(torch.cat([past.flatten(1, 2), grid], 1))
