@@ -4,10 +4,11 @@ the action stores, and how well two action labellings agree.
 One convention everywhere: actions[t] is the action that produced frame t (the move from frame
 t-1 to frame t); frame 0 has none, NO_ACTION = -1. Action ids are integers 0..n-1.
 
-Sidecar format (a local video's own actions; latentwm.sources.sidecar_path finds it): beside VIDEO.mp4 a text file VIDEO.actions.txt with
-one line per frame of the video at its own frame rate; line t (counting from 0) holds the integer
-id of the action that produced frame t, -1 for none (frame 0). Blank lines and lines starting
-with '#' are ignored. A file whose line count differs from the video's frame count is refused.
+Sidecar format (a local video's own actions; latentwm.sources.sidecar_path finds it): beside
+VIDEO.mp4 a text file VIDEO.actions.txt with one line per frame of the video at its own frame
+rate; line t (counting from 0) holds the integer id of the action that produced frame t, -1 for
+none (frame 0). Blank lines and lines starting with '#' are ignored. A file whose line count
+differs from the video's frame count is refused.
 
 Files and stores (time on axis 0, aligned with the frame and latent stores):
     results/videos/{video}.actions.json   {"actions": [T ints] | null, "fps", "names": [...] | null}

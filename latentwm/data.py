@@ -167,7 +167,8 @@ class FrameBatches(Sharded, torch.utils.data.Dataset):
 
 
 class LatentWindows(Sharded, torch.utils.data.Dataset):
-    """[i] -> float32 (B, T, C, h, w): B windows of T consecutive latent frames, starts % stride == 0;
+    """[i] -> float32 (B, T, C, h, w): B windows of T consecutive latent frames, starts % stride == 0
+    (any time-major store works: the latent action model reads frame stores through it, stats None);
     with `action_paths` (one action store per latent store, latentwm.actions) the pair (latents,
     int64 (B, T) actions of the same frames).
 

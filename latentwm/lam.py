@@ -244,10 +244,11 @@ def fit(stage: LamStage, inputs, out, resume, log: Callable[[str], None] = print
     stores `inputs.val`; write `out.checkpoint`, `out.curve` and `out.metrics`. Refuses (one line,
     no checkpoint) a codebook that collapsed on the val transitions."""
     batches = frame_windows(list(inputs.frames), stage, stage.train.batch_size, log)
-    frame_shape = list(open_store(batches.paths[0], scan=False).shape[1:])  # (3, H, W)
+    first = batches[0]  # (B, context + 1, 3, H, W): sets the frame size and the input scale
+    frame_shape = list(first.shape[2:])  # (3, H, W)
     torch.manual_seed(stage.train.seed)  # the initial weights
     model = build(stage, frame_shape)
-    model.scale_to(batches[0])  # the first batch's frames (B, context + 1, 3, H, W)
+    model.scale_to(first)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"[lam] {n_params / 1e6:.2f}M parameters, {model.cfg.codes} codes, {len(batches.paths)} videos")
     probe = val_probe(stage, list(inputs.val), log)
