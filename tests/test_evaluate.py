@@ -140,13 +140,13 @@ def test_long_csv_schema_and_summary():
     assert list(df.columns) == CSV_COLUMNS
     labels = set(map(tuple, df[["condition", "sampler"]].drop_duplicates().to_numpy()))
     assert labels == {("model", "a"), ("model", "b"), ("model_mean", "a"), ("teacher_forced", "a"), ("copy_last", "none"),
-                      ("copy_previous", "none"), ("ceiling", "none")}
+                      ("copy_last_pixels", "none"), ("copy_previous", "none"), ("ceiling", "none")}
     assert set(df.metric) == {m.name for m in METRICS}  # the registry, nothing else
     assert sorted(set(df.step)) == list(range(1, cfg.horizon + 1))
     assert len(df) == 3 * len(labels) * cfg.horizon * len(METRICS)
     summary = summarise(df, fps)
-    assert set(summary) == {"model:a", "model:b", "model_mean:a", "teacher_forced:a", "copy_last", "copy_previous",
-                            "ceiling"}
+    assert set(summary) == {"model:a", "model:b", "model_mean:a", "teacher_forced:a", "copy_last", "copy_last_pixels",
+                            "copy_previous", "ceiling"}
     for entry in summary.values():
         assert len(entry["per_step"]["psnr"]) == cfg.horizon and entry["windows"] == 3
         assert all(math.isfinite(v) for k, v in entry["mean"].items() if k in ("psnr", "ssim", "mse", "latent_mse"))
@@ -156,6 +156,24 @@ def test_long_csv_schema_and_summary():
     assert summary["model:a"]["baseline"] == "copy_last" and summary["teacher_forced:a"]["baseline"] == "copy_previous"
     c = checks(summary, cfg.horizon)
     assert c["identical_conditions"] == [] and c["ceiling_best_every_step"]
+
+
+def test_copy_last_pixels_copies_the_real_frame_past_the_tokenizer():
+    """A still, textured video: the real last frame is exact (PSNR at its cap), while the decoded copy and
+    the ceiling pay the tokenizer's loss of the texture; the verdict says so, and the check that the
+    ceiling bounds every decoded condition leaves the real frames out."""
+    cfg = cfg_()
+    win = ramp_windows(2, cfg, step=0)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 60  # (8, 8): lost by 2x2 pooling
+    win.frames = (win.frames.int() + checker).to(torch.uint8)
+    df, fps, _ = evaluate(StepModel(0.0), win, cfg)
+    np.testing.assert_allclose(curve(df, "copy_last_pixels", "psnr"), PSNR_CAP_DB)
+    assert (curve(df, "copy_last", "psnr") < 40).all() and (curve(df, "ceiling", "psnr") < 40).all()
+    np.testing.assert_allclose(curve(df, "copy_last_pixels", "latent_mse"), curve(df, "copy_last", "latent_mse"))
+    s = build(df, fps, cfg.horizon)
+    assert s["verdict"][-1].startswith("copy_last_pixels (the real last frame, no tokenizer) has psnr 100.00 dB")
+    assert "no latent model beats the real frames" in s["verdict"][-1]
+    assert s["checks"]["ceiling_best_every_step"] and s["conditions"]["copy_last_pixels"]["baseline"] is None
 
 
 def test_conditions_and_models_differ():
