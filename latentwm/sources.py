@@ -6,7 +6,8 @@ A source entry has an `id` and exactly one of:
     url: URL           a video, playlist or channel; resolved by yt-dlp into one video per entry
 
 Video ids are safe names ([A-Za-z0-9_], see rules/common.smk): generator clips are
-"{id}_{index:03d}", a local file is "{id}", a URL entry is "{id}_{yt-dlp id made safe}".
+"{id}_{index:03d}", a local file is "{id}" (cut into `parts`: "{id}_part{k:02d}"), a URL entry is
+"{id}_{yt-dlp id made safe}".
 Nothing from config ever reaches a shell string; ids only ever become file names.
 """
 
@@ -25,6 +26,8 @@ SIDECAR_SUFFIX = ".actions.txt"  # a local video's own actions (format: latentwm
 
 SAFE_ID = re.compile(SAFE_NAME)
 KINDS = ("generator", "path", "url")
+SPLITS_NEED = 3  # videos: one each for train, val and test
+AUTO_PARTS = 8  # parts per local file when the sources give fewer: val 1, test 2, train 5 (splits defaults)
 
 
 def safe_name(text: str) -> str:
@@ -68,8 +71,24 @@ def static_videos(entry: dict) -> list[dict] | None:
     if kind == "path":
         # the key is the real path, so one file listed by two sources is one video
         key = f"file:{os.path.realpath(entry['path'])}"
-        return [{"video": sid, "source": sid, "kind": "path", "path": str(entry["path"]), "key": key}]
+        spec = {"video": sid, "source": sid, "kind": "path", "path": str(entry["path"]), "key": key}
+        parts = int(entry.get("parts", 1))
+        if parts == 1:
+            return [spec]
+        return [{**spec, "video": f"{sid}_part{k:02d}", "key": f"{key}#part{k}/{parts}", "part": [k, parts]}
+                for k in range(parts)]
     return None
+
+
+def with_parts(sources: list[dict]) -> list[dict]:
+    """The source list as the pipeline uses it: when every source is local (generator or path) and
+    together they give fewer videos than the splits need, each path source that sets no `parts` and
+    has no actions sidecar is cut into AUTO_PARTS, so one long recording can be trained and tested."""
+    kinds = [source_kind(e) for e in sources]
+    if "url" in kinds or sum(len(static_videos(e)) for e in sources) >= SPLITS_NEED:
+        return sources
+    return [dict(e, parts=AUTO_PARTS) if k == "path" and "parts" not in e and not sidecar_path(e["path"]).exists()
+            else e for e, k in zip(sources, kinds)]
 
 
 def sources_problems(sources: list[dict]) -> list[str]:
@@ -99,6 +118,12 @@ def sources_problems(sources: list[dict]) -> list[str]:
             )
             continue
         first_id[sid] = (i, kind)
+        if "parts" in entry and kind != "path":
+            problems.append(f"config key sources[{i}].parts: {sid!r} is a {kind} source; parts cuts a local file "
+                            "(path) only: remove it")
+        if kind == "path" and entry.get("parts", 1) > 1 and sidecar_path(entry["path"]).exists():
+            problems.append(f"config key sources[{i}].parts: {entry['path']} has an actions sidecar, whose actions "
+                            "cannot follow a cut yet; remove parts (or the sidecar)")
         if kind == "path":
             path = os.path.expanduser(str(entry["path"]))
             if os.path.isdir(path):
@@ -159,7 +184,7 @@ def all_video_specs(sources: list[dict], resolved: dict[str, list[dict]]) -> dic
     splits. The one implementation behind rules/common.smk and the splits rule.
     """
     specs, seen = {}, set()
-    for entry in sources:
+    for entry in with_parts(sources):
         listed = static_videos(entry)
         for spec in listed if listed is not None else resolved[entry["id"]]:
             key = spec.get("key", spec["video"])

@@ -19,7 +19,7 @@ def assign_splits(videos: list[str], val: float, test: float, seed: int = 0) -> 
     if n - n_val - n_test < 1:
         raise PipelineError(
             f"splits: {n} video(s) cannot fill train, val and test (val {n_val}, test {n_test}); "
-            "add sources or lower splits.val / splits.test"
+            "add sources, or cut a long local video into parts (its source's `parts: 8`)"
         )
     order = videos[:]
     random.Random(seed).shuffle(order)

@@ -100,11 +100,13 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message from ffmpeg"
 
 
-def frame_stream(path, fps: float, height: int, width: int, resize: str = "crop"):
-    """The ffmpeg-python graph: fps resample first (so fewer frames are scaled), then resize."""
+def frame_stream(path, fps: float, height: int, width: int, resize: str = "crop", span: tuple[float, float] | None = None):
+    """The ffmpeg-python graph: fps resample first (so fewer frames are scaled), then resize.
+    `span` (start, duration) in seconds: only that stretch (ffmpeg seeks the input, then decodes from the exact time)."""
     if resize not in RESIZE:
         raise PipelineError(f"frames.resize is {resize!r}; use one of {', '.join(RESIZE)}")
-    v = ffmpeg.input(str(path)).video.filter("fps", fps=fps)
+    seek = {} if span is None else {"ss": f"{span[0]:.6f}", "t": f"{span[1]:.6f}"}
+    v = ffmpeg.input(str(path), **seek).video.filter("fps", fps=fps)
     if resize == "crop":
         v = v.filter("scale", width, height, force_original_aspect_ratio="increase", flags="area")
         v = v.filter("crop", width, height)
@@ -117,7 +119,7 @@ def frame_stream(path, fps: float, height: int, width: int, resize: str = "crop"
 
 
 def iter_frames(
-    path, fps: float, height: int, width: int, resize: str = "crop", block: int = 64
+    path, fps: float, height: int, width: int, resize: str = "crop", block: int = 64, span: tuple[float, float] | None = None
 ) -> Iterator[np.ndarray]:
     """Yield uint8 blocks (n, 3, H, W), n <= block, of the video resampled to `fps`.
 
@@ -126,7 +128,7 @@ def iter_frames(
     goes to a temp file, never a pipe that could fill up; a non-zero exit becomes a PipelineError.
     """
     size = block * 3 * height * width
-    args = ffmpeg.compile(frame_stream(path, fps, height, width, resize), cmd=ffmpeg_exe())
+    args = ffmpeg.compile(frame_stream(path, fps, height, width, resize, span), cmd=ffmpeg_exe())
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, bufsize=0)
         ahead: queue.Queue[bytes] = queue.Queue(maxsize=2)
@@ -180,21 +182,37 @@ def _read_exactly(stream, size: int) -> bytes:
     return b"".join(parts)
 
 
-def extract(video_path, out_store, cfg: dict, source: str, log: Callable[[str], None] = print) -> int:
-    """Stream `video_path` into the zarr store `out_store`, uint8 (T, 3, H, W); returns T.
+def extract(video_path, out_store, cfg: dict, source: str, log: Callable[[str], None] = print,
+            part: list[int] | None = None) -> int:
+    """Stream `video_path` into the zarr store `out_store`, uint8 (T, 3, H, W); returns T. With
+    `part` [k, parts], only the k-th of `parts` equal stretches of the video in time.
 
     Fails (and leaves no store) if the video gives fewer than cfg.min_frames frames.
     """
     c = from_dict(FramesConfig, cfg, "frames")
     try:
-        return _extract(video_path, out_store, c, source, log)
+        return _extract(video_path, out_store, c, source, log, part)
     except PipelineError as e:  # name the source too: that is what the user configured
         raise PipelineError(f"source {source}: {e}") from None
 
 
-def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[[str], None]) -> int:
+def part_span(part: list[int] | None, duration: float | None, video_path) -> tuple[float, float] | None:
+    """(start, length) in seconds of part [k, parts] of a video of `duration` seconds; None: the whole video."""
+    if part is None:
+        return None
+    k, parts = part
+    if not duration:
+        raise PipelineError(f"video {video_path} does not say how long it is, so it cannot be cut into {parts} parts; "
+                            "re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4) or remove the source's parts")
+    return k * duration / parts, duration / parts
+
+
+def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[[str], None], part=None) -> int:
     info = probe(video_path)
     log(f"{video_path}: {info['width']}x{info['height']} at {info['fps']} fps, {info['duration']} s")
+    span = part_span(part, info["duration"], video_path)
+    if span is not None:
+        log(f"part {part[0] + 1} of {part[1]}: {span[0]:.2f} s to {span[0] + span[1]:.2f} s")
     src = info["fps"]
     if src and c.fps > src * 1.01:  # 1%: 29.97 fps sources at frames.fps 30 are fine
         # An error, not a warning: the repeated frames make copy-last score near the ceiling and
@@ -213,13 +231,15 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
         "resize": c.resize,
         "settings": to_dict(c),
         "probe": info,
+        "part": part,  # [k, parts] of a local file cut in time, or None
+        "span_s": span,
     }
     # blocks of whole chunks, ~4 MB: fewer zarr appends, memory still flat in the video length.
     # Uncompressed: zstd shrank 64x64 frames only 1.1-1.3x but cost ~2x the extraction time.
     block = c.chunk_frames * max(1, BLOCK_BYTES // (3 * c.height * c.width * c.chunk_frames))
     t0, n, next_log = time.time(), 0, 4096
     with StoreWriter(out_store, (3, c.height, c.width), "uint8", c.chunk_frames, attrs, compress=False) as w:
-        for frames in iter_frames(video_path, c.fps, c.height, c.width, c.resize, block=block):
+        for frames in iter_frames(video_path, c.fps, c.height, c.width, c.resize, block=block, span=span):
             w.append(frames)
             n += len(frames)
             if n >= next_log:

@@ -3,7 +3,13 @@ import json
 import os
 
 from latentwm.atomic import unwritable
-from latentwm.sources import all_video_specs, sidecar_path, source_kind, static_videos
+from latentwm.sources import (
+    all_video_specs,
+    sidecar_path,
+    source_kind,
+    static_videos,
+    with_parts,
+)
 from latentwm.splits import assign_splits
 
 
@@ -14,7 +20,8 @@ wildcard_constraints:
     evaluation=r"[A-Za-z0-9][A-Za-z0-9_]*",
 
 
-SOURCES = {s["id"]: s for s in config["sources"]}
+# the configured sources, a local file cut in parts where too few videos come otherwise
+SOURCES = {s["id"]: s for s in with_parts(config["sources"])}
 URL_SOURCES = [sid for sid, s in SOURCES.items() if source_kind(s) == "url"]
 
 
@@ -88,9 +95,9 @@ def resolved_file(video):
 
 
 def video_source(video):
-    """The source id of `video`, recorded in its frame store."""
+    """The source id of `video` and its part [k, parts] of a cut local file (or None), recorded in its frame store."""
     spec = static_spec(video)
-    return spec["source"] if spec else url_source(video)
+    return {"source": spec["source"], "part": spec.get("part")} if spec else {"source": url_source(video), "part": None}
 
 
 def frames(videos):

@@ -4,6 +4,7 @@ committed schema and config.yaml must agree with them; the parse-time check impo
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,8 +95,9 @@ def test_dynamics_window_sets_the_attention_window_once():
 def test_parse_time_check_imports_no_torch():
     # what the workflow imports while Snakemake parses it (every `from latentwm...` line of the
     # Snakefile and rules/), then the config check: none of it may pull in a heavy library
-    lines = [line.strip() for f in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
-             for line in f.read_text().splitlines() if line.startswith(("from latentwm", "import latentwm"))]
+    # (a parenthesised import runs over several lines: up to its closing parenthesis)
+    lines = [m.group(0) for f in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
+             for m in re.finditer(r"^(from|import) latentwm(\S* import \([^)]*\)|.*)$", f.read_text(), re.M)]
     assert any("latentwm.sources" in line for line in lines), lines
     code = (
         "import sys, yaml\n" + "\n".join(lines) + "\n"

@@ -147,3 +147,34 @@ def test_spec_from_resolved(tmp_path):
     assert spec_from_resolved(path, "s_a")["url"] == "ua"
     with pytest.raises(PipelineError, match="s_b is not listed"):
         spec_from_resolved(path, "s_b")
+
+
+def test_too_few_local_videos_are_cut_into_parts(tmp_path):
+    """One recording (all sources local, fewer videos than train, val and test need) is cut in
+    time into AUTO_PARTS videos, unless its source sets parts or it brings an actions sidecar; a
+    URL source (its count unknown until resolved) or enough videos leave the list as it is."""
+    from latentwm.sources import AUTO_PARTS, sources_problems, with_parts
+    from latentwm.splits import assign_splits
+
+    one = [{"id": "rec", "path": str(tmp_path / "rec.mp4")}]
+    cut = with_parts(one)
+    assert cut == [{**one[0], "parts": AUTO_PARTS}] and with_parts(cut) == cut  # idempotent
+    specs = all_video_specs(one, {})
+    assert list(specs) == [f"rec_part{k:02d}" for k in range(AUTO_PARTS)]
+    assert [s["part"] for s in specs.values()] == [[k, AUTO_PARTS] for k in range(AUTO_PARTS)]
+    assert len({s["key"] for s in specs.values()}) == AUTO_PARTS  # distinct videos, one file
+    split = assign_splits(list(specs), 0.125, 0.25)
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (5, 1, 2)
+    assert with_parts([{**one[0], "parts": 2}]) == [{**one[0], "parts": 2}]  # the user's choice stands
+    with pytest.raises(PipelineError, match=r"^splits: 2 video\(s\) cannot fill .*its source's `parts: 8`"):
+        assign_splits(list(all_video_specs([{**one[0], "parts": 2}], {})), 0.125, 0.25)
+    three = [{"id": f"v{i}", "path": str(tmp_path / f"v{i}.mp4")} for i in range(3)]
+    assert with_parts(three) == three
+    with_url = one + [{"id": "web", "url": "http://example.invalid/list"}]
+    assert with_parts(with_url) == with_url
+    (tmp_path / "rec.actions.txt").write_text("0\n")
+    assert with_parts(one) == one  # its actions could not follow a cut
+    assert sources_problems([{**one[0], "parts": 4}]) == [
+        f"config key sources[0].parts: {one[0]['path']} has an actions sidecar, whose actions cannot follow a cut yet; "
+        "remove parts (or the sidecar)"]
+    assert "parts cuts a local file (path) only" in sources_problems([{"id": "g", "generator": {}, "parts": 2}])[0]

@@ -5,13 +5,14 @@ from latentwm.logs import logger
 from latentwm.video import extract
 
 
-def main(video: str, out: str, cfg: dict, source: str, log: str | None) -> None:
+def main(video: str, out: str, cfg: dict, source: str, log: str | None, part: list[int] | None = None) -> None:
     with one_line_errors(log):
-        extract(video, out, cfg, source, logger(log))
+        extract(video, out, cfg, source, logger(log), part=part)
 
 
 if "snakemake" in globals():
-    main(snakemake.input[0], snakemake.output[0], snakemake.params.cfg, snakemake.params.source, snakemake.log[0])
+    src = snakemake.params.source  # {"source": id, "part": [k, parts] of a cut local file, or None}
+    main(snakemake.input[0], snakemake.output[0], snakemake.params.cfg, src["source"], snakemake.log[0], src["part"])
 else:  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps 15 --size 64
     import argparse
 
@@ -20,6 +21,7 @@ else:  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps
     p.add_argument("--fps", type=float, default=15), p.add_argument("--size", type=int, default=64)
     p.add_argument("--resize", default="crop", choices=["crop", "pad", "stretch"])
     p.add_argument("--min-frames", type=int, default=1)
+    p.add_argument("--part", type=int, nargs=2, metavar=("K", "PARTS"), help="only part K (from 0) of PARTS equal parts in time")
     a = p.parse_args()
     cfg = {"fps": a.fps, "height": a.size, "width": a.size, "resize": a.resize, "min_frames": a.min_frames}
-    main(a.video, a.out, cfg, "cli", None)
+    main(a.video, a.out, cfg, "cli", None, a.part)
