@@ -13,18 +13,14 @@ and scored in pixel space against the real frames (baselines: latentwm.summary.B
     teacher_forced  the real previous frames at every step (first sampler): the one-step skill
                     without error accumulation (AR minus teacher-forced = drift)
     copy_last       the last context latent repeated: the floor for model and model_mean
-    copy_last_pixels the last real context frame repeated, in pixels (no tokenizer): what copying
-                    the video scores. Not a pairing: every decoded condition pays the tokenizer's
-                    error on top of its own (the ceiling), so beating copy_last measures the dynamics
-                    model, and beating this needs a tokenizer whose ceiling is above it too
+    copy_last_pixels the real last frame repeated, past the tokenizer: what copying the video scores
     copy_previous   the real latent before each target: the floor for teacher_forced, which has
                     seen that frame too
     ceiling         decode(encode(truth)): the best any dynamics model can do with this tokenizer
 
 Metrics per window and horizon step (step 1 = first predicted frame): every entry of
 latentwm.metrics.METRICS. Cost: windows x horizon x (2 x the first sampler's steps + the other
-samplers' steps + (mean_samples - 1) x the first sampler's steps) network calls per frame. The
-first sampler is the model's own (shortcut, 4 steps: DreamerV4's), the others are comparisons.
+samplers' steps + (mean_samples - 1) x the first sampler's steps) network calls per frame.
 """
 
 from __future__ import annotations
@@ -157,8 +153,8 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         preds["copy_previous"] = lat[:, C - 1 : C + H - 1]  # the real frame before each target
         preds["ceiling"] = codec.encode(truth_px)
         pixels = {name: codec.decode(z) for name, z in preds.items()}
-        preds["copy_last_pixels"] = preds["copy_last"]  # its latent metrics are copy_last's
-        pixels["copy_last_pixels"] = window_px[:, C - 1 : C].expand(-1, H, -1, -1, -1)  # (B, H, 3, H, W)
+        # the real last frame (B, H, 3, H, W), past the tokenizer; its latent metrics are copy_last's
+        preds["copy_last_pixels"], pixels["copy_last_pixels"] = preds["copy_last"], window_px[:, C - 1 : C].expand_as(truth_px)
         for name, z in preds.items():
             condition, _, sampler_name = name.partition(":")
             scores = metrics.score(pixels[name], truth_px, pred_z=z, truth_z=truth_z, window=window_px)
