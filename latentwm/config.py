@@ -190,7 +190,7 @@ def schema() -> dict:
                 "parts": {"description": "A path source only: cut the video in time into this many equal parts, each its "
                                          "own video ({id}_part00, ...), so one long recording fills train, val and test "
                                          "(held-out parts are unseen stretches of it). Unset: 1, or 8 when all sources are "
-                                         "local and give fewer than 3 videos.",
+                                         "local and give fewer than 3 videos (not a file with an actions sidecar).",
                           "type": "integer", "minimum": 1, "maximum": 99},
                 "generator": section_schema(GeneratorConfig, fill=False),  # never filled in: one of three
             },

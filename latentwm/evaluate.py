@@ -13,7 +13,7 @@ and scored in pixel space against the real frames (baselines: latentwm.summary.B
     teacher_forced  the real previous frames at every step (first sampler): the one-step skill
                     without error accumulation (AR minus teacher-forced = drift)
     copy_last       the last context latent repeated: the floor for model and model_mean
-    copy_last_pixels the real last frame repeated, past the tokenizer: what copying the video scores
+    copy_last_pixels  the real last frame repeated, past the tokenizer: what copying the video scores
     copy_previous   the real latent before each target: the floor for teacher_forced, which has
                     seen that frame too
     ceiling         decode(encode(truth)): the best any dynamics model can do with this tokenizer
@@ -153,8 +153,8 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         preds["copy_previous"] = lat[:, C - 1 : C + H - 1]  # the real frame before each target
         preds["ceiling"] = codec.encode(truth_px)
         pixels = {name: codec.decode(z) for name, z in preds.items()}
-        # the real last frame (B, H, 3, H, W), past the tokenizer; its latent metrics are copy_last's
-        preds["copy_last_pixels"], pixels["copy_last_pixels"] = preds["copy_last"], window_px[:, C - 1 : C].expand_as(truth_px)
+        preds["copy_last_pixels"] = preds["copy_last"]  # its latent metrics are copy_last's, its frames real:
+        pixels["copy_last_pixels"] = window_px[:, C - 1 : C].expand_as(truth_px)  # (B, H, 3, H, W)
         for name, z in preds.items():
             condition, _, sampler_name = name.partition(":")
             scores = metrics.score(pixels[name], truth_px, pred_z=z, truth_z=truth_z, window=window_px)

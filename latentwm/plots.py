@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 STYLE = {
     "ceiling": dict(color="black", linestyle="--", linewidth=1.5),
     "copy_last": dict(color="grey", linestyle=":", linewidth=2),
-    "copy_last_pixels": dict(color="dimgrey", linestyle="--", linewidth=1),
+    "copy_last_pixels": dict(color="dimgrey", linestyle="-", linewidth=1),
     "copy_previous": dict(color="silver", linestyle=":", linewidth=2),
     "teacher_forced": dict(linestyle="-.", linewidth=1.2),
     "model_mean": dict(linestyle="--", linewidth=1.5, marker="s", markersize=3),

@@ -80,6 +80,13 @@ def static_videos(entry: dict) -> list[dict] | None:
     return None
 
 
+def extract_source(spec: dict):
+    """The extract_frames `source` param of a static video: its source id, or {"source": id, "part":
+    [k, parts]} for a part of a cut local file. A whole video keeps the plain id, so its params, and
+    so its extraction, stay what they were before parts existed (Snakemake reruns on a changed param)."""
+    return {"source": spec["source"], "part": spec["part"]} if "part" in spec else spec["source"]
+
+
 def with_parts(sources: list[dict]) -> list[dict]:
     """The source list as the pipeline uses it: when every source is local (generator or path) and
     together they give fewer videos than the splits need, each path source that sets no `parts` and

@@ -19,7 +19,8 @@ def assign_splits(videos: list[str], val: float, test: float, seed: int = 0) -> 
     if n - n_val - n_test < 1:
         raise PipelineError(
             f"splits: {n} video(s) cannot fill train, val and test (val {n_val}, test {n_test}); "
-            "add sources, or cut a long local video into parts (its source's `parts: 8`)"
+            "add sources (or generator clips), lower splits.val / splits.test, or cut a local file into parts "
+            "(sources[].parts, a file without an actions sidecar)"
         )
     order = videos[:]
     random.Random(seed).shuffle(order)

@@ -64,7 +64,7 @@ def _stage_problems(config: dict) -> list[str]:
     """Sections that pass the schema but not their stage's own checks (torch-free: settings only)."""
     from .config import from_dict
     from .settings import DynamicsStage, EvalConfig, FramesConfig, SplitsConfig, TokenizerStage
-    from .sources import sources_problems, static_videos, with_parts
+    from .sources import all_video_specs, sources_problems
     from .splits import assign_splits
 
     problems: list[str] = []
@@ -110,7 +110,7 @@ def _stage_problems(config: dict) -> list[str]:
     source_lines = sources_problems(sources)
     problems += source_lines
     if sources and not source_lines and all("url" not in s for s in sources):
-        videos = {v["video"] for s in with_parts(sources) for v in static_videos(s)}
+        videos = all_video_specs(sources, {})
         attempt(lambda: assign_splits(sorted(videos), splits.val, splits.test))
     return problems
 

@@ -10,6 +10,7 @@ flat in the video length. Resize policies (all end at exactly height x width):
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import re
 import shutil
@@ -202,8 +203,9 @@ def part_span(part: list[int] | None, duration: float | None, video_path) -> tup
         return None
     k, parts = part
     if not duration:
-        raise PipelineError(f"video {video_path} does not say how long it is, so it cannot be cut into {parts} parts; "
-                            "re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4) or remove the source's parts")
+        raise PipelineError(f"video {os.path.realpath(video_path)} does not say how long it is, so it cannot be cut "
+                            f"into {parts} parts; re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)")
+    # (the container's duration, to 0.01 s: a stream that outlasts the video shortens the last part)
     return k * duration / parts, duration / parts
 
 
@@ -212,7 +214,7 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
     log(f"{video_path}: {info['width']}x{info['height']} at {info['fps']} fps, {info['duration']} s")
     span = part_span(part, info["duration"], video_path)
     if span is not None:
-        log(f"part {part[0] + 1} of {part[1]}: {span[0]:.2f} s to {span[0] + span[1]:.2f} s")
+        log(f"{Path(video_path).stem}: part {part[0]} (from 0) of {part[1]}, {span[0]:.2f} s to {span[0] + span[1]:.2f} s")
     src = info["fps"]
     if src and c.fps > src * 1.01:  # 1%: 29.97 fps sources at frames.fps 30 are fine
         # An error, not a warning: the repeated frames make copy-last score near the ceiling and
@@ -245,6 +247,12 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
             if n >= next_log:
                 log(f"{n} frames, {n / max(time.time() - t0, 1e-9):.0f} frames/s")
                 next_log += 4096
+        if n < c.min_frames and part is not None:
+            raise PipelineError(
+                f"part {part[0]} of {part[1]} of {os.path.realpath(video_path)} has {n} frames at {c.fps:g} fps, fewer "
+                f"than frames.min_frames={c.min_frames}; set its source's parts to at most "
+                f"{max(1, int(n * part[1] / c.min_frames))} or lower frames.min_frames"
+            )
         if n < c.min_frames:
             raise PipelineError(
                 f"video {video_path} has {n} frames at {c.fps:g} fps, fewer than frames.min_frames={c.min_frames}; "

@@ -5,6 +5,7 @@ import os
 from latentwm.atomic import unwritable
 from latentwm.sources import (
     all_video_specs,
+    extract_source,
     sidecar_path,
     source_kind,
     static_videos,
@@ -20,7 +21,8 @@ wildcard_constraints:
     evaluation=r"[A-Za-z0-9][A-Za-z0-9_]*",
 
 
-# the configured sources, a local file cut in parts where too few videos come otherwise
+# the configured sources, a local file cut in parts where too few videos come otherwise (all_video_specs
+# applies with_parts to config["sources"] again: the same list, it is idempotent)
 SOURCES = {s["id"]: s for s in with_parts(config["sources"])}
 URL_SOURCES = [sid for sid, s in SOURCES.items() if source_kind(s) == "url"]
 
@@ -95,9 +97,9 @@ def resolved_file(video):
 
 
 def video_source(video):
-    """The source id of `video` and its part [k, parts] of a cut local file (or None), recorded in its frame store."""
+    """The source id of `video` (recorded in its frame store), with its part of a cut local file."""
     spec = static_spec(video)
-    return {"source": spec["source"], "part": spec.get("part")} if spec else {"source": url_source(video), "part": None}
+    return extract_source(spec) if spec else url_source(video)
 
 
 def frames(videos):

@@ -153,7 +153,7 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     """One recording (all sources local, fewer videos than train, val and test need) is cut in
     time into AUTO_PARTS videos, unless its source sets parts or it brings an actions sidecar; a
     URL source (its count unknown until resolved) or enough videos leave the list as it is."""
-    from latentwm.sources import AUTO_PARTS, sources_problems, with_parts
+    from latentwm.sources import AUTO_PARTS, extract_source, sources_problems, with_parts
     from latentwm.splits import assign_splits
 
     one = [{"id": "rec", "path": str(tmp_path / "rec.mp4")}]
@@ -166,7 +166,7 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     split = assign_splits(list(specs), 0.125, 0.25)
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (5, 1, 2)
     assert with_parts([{**one[0], "parts": 2}]) == [{**one[0], "parts": 2}]  # the user's choice stands
-    with pytest.raises(PipelineError, match=r"^splits: 2 video\(s\) cannot fill .*its source's `parts: 8`"):
+    with pytest.raises(PipelineError, match=r"^splits: 2 video\(s\) cannot fill .*or cut a local file into parts"):
         assign_splits(list(all_video_specs([{**one[0], "parts": 2}], {})), 0.125, 0.25)
     three = [{"id": f"v{i}", "path": str(tmp_path / f"v{i}.mp4")} for i in range(3)]
     assert with_parts(three) == three
@@ -178,3 +178,7 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
         f"config key sources[0].parts: {one[0]['path']} has an actions sidecar, whose actions cannot follow a cut yet; "
         "remove parts (or the sidecar)"]
     assert "parts cuts a local file (path) only" in sources_problems([{"id": "g", "generator": {}, "parts": 2}])[0]
+    # extract_frames' source param: a whole video keeps the plain id it had before parts (no rerun)
+    assert extract_source(static_videos(one[0])[0]) == "rec"
+    assert extract_source(static_videos({"id": "g", "generator": {"clips": 1}})[0]) == "g"
+    assert extract_source(specs["rec_part03"]) == {"source": "rec", "part": [3, AUTO_PARTS]}

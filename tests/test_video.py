@@ -131,3 +131,13 @@ def test_extract_a_part_is_that_stretch_of_the_whole(clip, tmp_path):
         diff = np.abs(got.astype(int) - whole[10 * k : 10 * k + len(got)].astype(int)).mean()
         assert diff < 2, (k, diff)
     assert counts == [10, 10, 10, 10]
+
+
+def test_a_part_too_short_names_the_file_and_the_parts_that_fit(clip, tmp_path):
+    link = tmp_path / "rec_part00.mp4"
+    link.symlink_to(clip)  # as download links a local file
+    cfg = {"fps": 10, "height": 8, "width": 8, "min_frames": 10}
+    with pytest.raises(PipelineError, match=rf"^source mine: part 0 of 8 of {clip} has 5 frames at 10 fps, fewer than "
+                                            r"frames.min_frames=10; set its source's parts to at most 4 or lower"):
+        extract(link, tmp_path / "v.zarr", cfg, source="mine", log=lambda m: None, part=[0, 8])
+    assert not (tmp_path / "v.zarr").exists()

@@ -11,7 +11,8 @@ def main(video: str, out: str, cfg: dict, source: str, log: str | None, part: li
 
 
 if "snakemake" in globals():
-    src = snakemake.params.source  # {"source": id, "part": [k, parts] of a cut local file, or None}
+    src = snakemake.params.source  # the source id, or {"source": id, "part": [k, parts]} of a cut local file
+    src = src if isinstance(src, dict) else {"source": src, "part": None}
     main(snakemake.input[0], snakemake.output[0], snakemake.params.cfg, src["source"], snakemake.log[0], src["part"])
 else:  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps 15 --size 64
     import argparse
