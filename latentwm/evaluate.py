@@ -153,8 +153,8 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         preds["copy_previous"] = lat[:, C - 1 : C + H - 1]  # the real frame before each target
         preds["ceiling"] = codec.encode(truth_px)
         pixels = {name: codec.decode(z) for name, z in preds.items()}
-        preds["copy_last_pixels"] = preds["copy_last"]  # its latent metrics are copy_last's, its frames real:
-        pixels["copy_last_pixels"] = window_px[:, C - 1 : C].expand_as(truth_px)  # (B, H, 3, H, W)
+        preds[S.PIXEL_COPY] = preds["copy_last"]  # its latent metrics are copy_last's, its frames real:
+        pixels[S.PIXEL_COPY] = window_px[:, C - 1 : C].expand_as(truth_px)  # (B, H, 3, H, W)
         for name, z in preds.items():
             condition, _, sampler_name = name.partition(":")
             scores = metrics.score(pixels[name], truth_px, pred_z=z, truth_z=truth_z, window=window_px)

@@ -32,9 +32,9 @@ from .actions import nmi, read_store
 
 BASELINES = {"model": "copy_last", "model_mean": "copy_last", "teacher_forced": "copy_previous",
              "random_actions": "copy_last", "no_action": "copy_last"}
-ORDER = ("model", "model_mean", "teacher_forced", "random_actions", "no_action", "copy_last", "copy_last_pixels",
-         "copy_previous", "ceiling")  # conditions, as shown
 PIXEL_COPY = "copy_last_pixels"  # the one condition not decoded by the tokenizer (latentwm.evaluate)
+ORDER = ("model", "model_mean", "teacher_forced", "random_actions", "no_action", "copy_last", PIXEL_COPY,
+         "copy_previous", "ceiling")  # conditions, as shown
 # an action model's rollout (with the window's actions) against the same sampler's rollouts with other
 # actions: model minus random_actions is the controllability
 ACTION_CONDITIONS = ("random_actions", "no_action")

@@ -247,17 +247,12 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
             if n >= next_log:
                 log(f"{n} frames, {n / max(time.time() - t0, 1e-9):.0f} frames/s")
                 next_log += 4096
-        if n < c.min_frames and part is not None:
-            raise PipelineError(
-                f"part {part[0]} of {part[1]} of {os.path.realpath(video_path)} has {n} frames at {c.fps:g} fps, fewer "
-                f"than frames.min_frames={c.min_frames}; set its source's parts to at most "
-                f"{max(1, int(n * part[1] / c.min_frames))} or lower frames.min_frames"
-            )
-        if n < c.min_frames:
-            raise PipelineError(
-                f"video {video_path} has {n} frames at {c.fps:g} fps, fewer than frames.min_frames={c.min_frames}; "
-                "use a longer video or lower frames.min_frames"
-            )
+        if n < c.min_frames:  # a part names the user's file and the parts that would fit
+            what, fix = (f"video {video_path}", "use a longer video") if part is None else (
+                f"part {part[0]} of {part[1]} of {os.path.realpath(video_path)}",
+                f"set its source's parts to at most {max(1, int(n * part[1] / c.min_frames))}")
+            raise PipelineError(f"{what} has {n} frames at {c.fps:g} fps, fewer than frames.min_frames={c.min_frames}; "
+                                f"{fix} or lower frames.min_frames")
         w.commit()
     log(f"wrote {out_store}: {n} frames of 3x{c.height}x{c.width} in {time.time() - t0:.1f} s")
     return n
