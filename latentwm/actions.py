@@ -110,6 +110,9 @@ def write_given(record_path, frames_path, out_path, log: Callable[[str], None] =
     frames = open_store(frames_path, scan=False)
     n, attrs = frames.shape[0], dict(frames.attrs)
     given = record.get("actions") is not None
+    if given and attrs.get("part"):  # the sources refuse to cut a file with actions; a stale store might not
+        raise PipelineError(f"{frames_path} is part {attrs['part'][0]} of {attrs['part'][1]} of a video whose actions "
+                            f"({record_path}) cannot follow the cut; remove the source's parts")
     if given:
         fps_in = record.get("fps") or (attrs.get("probe") or {}).get("fps")
         if not fps_in:

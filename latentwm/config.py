@@ -187,10 +187,11 @@ def schema() -> dict:
                         "type": "string", "pattern": "^(https?)://"},
                 "path": {"description": "A local video file; linked (or copied) into results/videos, never modified.",
                          "type": "string", "minLength": 1},
-                "parts": {"description": "A path source only: cut the video in time into this many equal parts, each its "
-                                         "own video ({id}_part00, ...), so one long recording fills train, val and test "
-                                         "(held-out parts are unseen stretches of it). Unset: 1, or 8 when all sources are "
-                                         "local and give fewer than 3 videos (not a file with an actions sidecar).",
+                "parts": {"description": "A path or url source: cut each of its videos in time into this many equal "
+                                         "parts, each its own video ({video}_part00, ...), so one long recording fills "
+                                         "train, val and test (held-out parts are unseen stretches of it). Unset: 1, or 8 "
+                                         "when the sources give fewer than 3 videos (local files when every source is "
+                                         "local, else the url sources' videos; not a file with an actions sidecar).",
                           "type": "integer", "minimum": 1, "maximum": 99},
                 "generator": section_schema(GeneratorConfig, fill=False),  # never filled in: one of three
             },

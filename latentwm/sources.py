@@ -6,8 +6,9 @@ A source entry has an `id` and exactly one of:
     url: URL           a video, playlist or channel; resolved by yt-dlp into one video per entry
 
 Video ids are safe names ([A-Za-z0-9_], see rules/common.smk): generator clips are
-"{id}_{index:03d}", a local file is "{id}" (cut into `parts`: "{id}_part{k:02d}"), a URL entry is
-"{id}_{yt-dlp id made safe}".
+"{id}_{index:03d}", a local file is "{id}", a URL entry is "{id}_{yt-dlp id made safe}". A file
+(a local one, or a URL entry) cut in time into `parts` gives the videos "{file}_part{k:02d}": one
+download of the file, one frame store per part.
 Nothing from config ever reaches a shell string; ids only ever become file names.
 """
 
@@ -50,7 +51,14 @@ def source_kind(entry: dict) -> str:
 
 
 def static_videos(entry: dict) -> list[dict] | None:
-    """The videos of a generator or path source; None for a URL source (it needs resolving)."""
+    """The videos of a generator or path source (a file with `parts`: its parts); None for a URL
+    source (it needs resolving)."""
+    files = static_files(entry)
+    return None if files is None else [v for f in files for v in cut(f, entry.get("parts", 1))]
+
+
+def static_files(entry: dict) -> list[dict] | None:
+    """The files a generator or path source makes (one download job each), uncut; None for a URL source."""
     kind, sid = source_kind(entry), entry["id"]
     if kind == "generator":
         # a clip depends on everything but the clip count: adding clips leaves the others alone
@@ -71,26 +79,36 @@ def static_videos(entry: dict) -> list[dict] | None:
     if kind == "path":
         # the key is the real path, so one file listed by two sources is one video
         key = f"file:{os.path.realpath(entry['path'])}"
-        spec = {"video": sid, "source": sid, "kind": "path", "path": str(entry["path"]), "key": key}
-        parts = int(entry.get("parts", 1))
-        if parts == 1:
-            return [spec]
-        return [{**spec, "video": f"{sid}_part{k:02d}", "key": f"{key}#part{k}/{parts}", "part": [k, parts]}
-                for k in range(parts)]
+        return [{"video": sid, "source": sid, "kind": "path", "path": str(entry["path"]), "key": key}]
     return None
 
 
+def cut(spec: dict, parts: int) -> list[dict]:
+    """A file's spec -> the specs of its `parts` equal stretches in time (itself when parts is 1):
+    videos "{file}_part{k:02d}", each with the file it is read from (`file`) and its part [k, parts]."""
+    if parts == 1:
+        return [spec]
+    return [{**spec, "video": f"{spec['video']}_part{k:02d}", "file": spec["video"], "part": [k, parts],
+             "key": f"{spec['key']}#part{k}/{parts}"} for k in range(parts)]
+
+
+def file_id(spec: dict) -> str:
+    """The id of the file a video is extracted from (results/videos/{file}.mp4): its own, or its file's for a part."""
+    return spec.get("file", spec["video"])
+
+
 def extract_source(spec: dict):
-    """The extract_frames `source` param of a static video: its source id, or {"source": id, "part":
-    [k, parts]} for a part of a cut local file. A whole video keeps the plain id, so its params, and
-    so its extraction, stay what they were before parts existed (Snakemake reruns on a changed param)."""
+    """The extract_frames `source` param of a video: its source id, or {"source": id, "part": [k,
+    parts]} for a part of a cut file. A whole video keeps the plain id, so its params, and so its
+    extraction, stay what they were before parts existed (Snakemake reruns on a changed param)."""
     return {"source": spec["source"], "part": spec["part"]} if "part" in spec else spec["source"]
 
 
 def with_parts(sources: list[dict]) -> list[dict]:
     """The source list as the pipeline uses it: when every source is local (generator or path) and
     together they give fewer videos than the splits need, each path source that sets no `parts` and
-    has no actions sidecar is cut into AUTO_PARTS, so one long recording can be trained and tested."""
+    has no actions sidecar is cut into AUTO_PARTS, so one long recording can be trained and tested.
+    (With a URL source the count is known only once resolved: all_video_specs cuts its videos then.)"""
     kinds = [source_kind(e) for e in sources]
     if "url" in kinds or sum(len(static_videos(e)) for e in sources) >= SPLITS_NEED:
         return sources
@@ -125,9 +143,9 @@ def sources_problems(sources: list[dict]) -> list[str]:
             )
             continue
         first_id[sid] = (i, kind)
-        if "parts" in entry and kind != "path":
-            problems.append(f"config key sources[{i}].parts: {sid!r} is a {kind} source; parts cuts a local file "
-                            "(path) only: remove it")
+        if "parts" in entry and kind == "generator":
+            problems.append(f"config key sources[{i}].parts: {sid!r} is a generator source; parts cuts a file "
+                            "(path or url) only: remove it (set generator.clips instead)")
         if kind == "path" and entry.get("parts", 1) > 1 and sidecar_path(entry["path"]).exists():
             problems.append(f"config key sources[{i}].parts: {entry['path']} has an actions sidecar, whose actions "
                             "cannot follow a cut yet; remove parts (or the sidecar)")
@@ -188,12 +206,25 @@ def all_video_specs(sources: list[dict], resolved: dict[str, list[dict]]) -> dic
     """video id -> spec over all sources in config order; `resolved` maps URL source id -> its specs.
 
     A video an earlier source already lists (same key) is dropped, so no video can land in two
-    splits. The one implementation behind rules/common.smk and the splits rule.
+    splits. When the videos number fewer than the splits need and there are URL sources (one
+    YouTube video), the files of each URL source that sets no `parts` are cut into AUTO_PARTS
+    (local files were cut by with_parts when no URL source is listed). The one implementation
+    behind rules/common.smk and the splits rule.
     """
+    specs = _video_specs(with_parts(sources), resolved, 1)
+    if len(specs) < SPLITS_NEED and any(source_kind(e) == "url" and "parts" not in e for e in sources):
+        specs = _video_specs(with_parts(sources), resolved, AUTO_PARTS)
+    return specs
+
+
+def _video_specs(sources: list[dict], resolved: dict[str, list[dict]], url_parts: int) -> dict[str, dict]:
+    """all_video_specs with the URL sources that set no `parts` cut into `url_parts`."""
     specs, seen = {}, set()
-    for entry in with_parts(sources):
+    for entry in sources:
         listed = static_videos(entry)
-        for spec in listed if listed is not None else resolved[entry["id"]]:
+        if listed is None:
+            listed = [v for f in resolved[entry["id"]] for v in cut(f, entry.get("parts", url_parts))]
+        for spec in listed:
             key = spec.get("key", spec["video"])
             if key not in seen and spec["video"] not in specs:
                 seen.add(key)

@@ -19,8 +19,8 @@ def assign_splits(videos: list[str], val: float, test: float, seed: int = 0) -> 
     if n - n_val - n_test < 1:
         raise PipelineError(
             f"splits: {n} video(s) cannot fill train, val and test (val {n_val}, test {n_test}); "
-            "add sources (or generator clips), lower splits.val / splits.test, or cut a local file into parts "
-            "(sources[].parts, a file without an actions sidecar)"
+            "add sources (or generator clips), lower splits.val / splits.test, or cut the videos into parts "
+            "(sources[].parts of a path or url source; not a file with an actions sidecar)"
         )
     order = videos[:]
     random.Random(seed).shuffle(order)

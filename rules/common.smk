@@ -6,8 +6,10 @@ from latentwm.atomic import unwritable
 from latentwm.sources import (
     all_video_specs,
     extract_source,
+    file_id,
     sidecar_path,
     source_kind,
+    static_files,
     static_videos,
     with_parts,
 )
@@ -54,7 +56,7 @@ def split_videos(split):
 
 def video_source_files(wildcards):
     """Inputs of download: the local file (and its actions sidecar), or the resolved list of a URL source."""
-    spec = static_spec(wildcards.video)
+    spec = static_file(wildcards.video)
     if spec is None:
         return {"resolved": resolved_file(wildcards.video)}
     if spec["kind"] != "path":
@@ -69,18 +71,37 @@ def video_source_files(wildcards):
     }
 
 
-# video id -> spec of every generator or path video, known without touching checkpoints
-# (built once: input functions look videos up per job; the first source to list an id wins)
-STATIC_SPECS = {}
+# video id -> spec of every generator or path video (a part of a cut file included), and file id ->
+# spec of every file they are extracted from, known without touching checkpoints (built once: input
+# functions look them up per job; the first source to list an id wins)
+STATIC_SPECS, STATIC_FILES = {}, {}
 for entry in SOURCES.values():
     if source_kind(entry) != "url":
         for spec in static_videos(entry):
             STATIC_SPECS.setdefault(spec["video"], spec)
+        for spec in static_files(entry):
+            STATIC_FILES.setdefault(spec["video"], spec)
 
 
 def static_spec(video):
     """Spec of a generator or path video; None for URL videos."""
     return STATIC_SPECS.get(video)
+
+
+def static_file(file):
+    """Spec of a generator or path file (what download makes); None for URL files."""
+    return STATIC_FILES.get(file)
+
+
+def video_spec(video):
+    """Spec of any video (a URL video's waits for its source's resolve_source checkpoint)."""
+    return static_spec(video) or video_specs()[video]
+
+
+def video_file(kind):
+    """Input function: results/videos/{file}.{kind} of the video's file (its own, or for a part
+    the whole file's, downloaded once)."""
+    return lambda w: f"results/videos/{file_id(video_spec(w.video))}.{kind}"
 
 
 def url_source(video):
@@ -97,9 +118,8 @@ def resolved_file(video):
 
 
 def video_source(video):
-    """The source id of `video` (recorded in its frame store), with its part of a cut local file."""
-    spec = static_spec(video)
-    return extract_source(spec) if spec else url_source(video)
+    """The source id of `video` (recorded in its frame store), with its part of a cut file."""
+    return extract_source(video_spec(video))
 
 
 def frames(videos):

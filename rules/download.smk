@@ -1,5 +1,6 @@
-# Sources -> one encoded video file per video, results/videos/{video}.mp4, and its own
-# per-frame actions (generator player, sidecar file, or none): {video}.actions.json
+# Sources -> one encoded video file per file, results/videos/{video}.mp4 (a file cut in parts: one
+# for all its part videos), and its own per-frame actions (generator player, sidecar file, or none):
+# {video}.actions.json
 
 
 checkpoint resolve_source:
@@ -29,7 +30,7 @@ rule download:
     conda:
         "../envs/data.yaml"
     params:
-        spec=lambda w: static_spec(w.video) or {"video": w.video, "kind": "url"},
+        spec=lambda w: static_file(w.video) or {"video": w.video, "kind": "url"},
         cfg=config["download"],
     script:
         "../workflow_scripts/download.py"
@@ -47,6 +48,6 @@ rule source_away:
     conda:
         "../envs/data.yaml"
     params:
-        spec=lambda w: static_spec(w.video),
+        spec=lambda w: static_file(w.video),
     script:
         "../workflow_scripts/source_away.py"

@@ -4,7 +4,7 @@
 
 rule extract_frames:
     input:
-        "results/videos/{video}.mp4",
+        video_file("mp4"),
     output:
         directory("results/frames/{video}.zarr"),
     log:
@@ -37,7 +37,7 @@ rule splits:
 
 rule given_actions:
     input:
-        record="results/videos/{video}.actions.json",
+        record=video_file("actions.json"),
         frames="results/frames/{video}.zarr",
     output:
         directory("results/actions/given/{video}.zarr"),

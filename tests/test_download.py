@@ -151,8 +151,9 @@ def test_spec_from_resolved(tmp_path):
 
 def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     """One recording (all sources local, fewer videos than train, val and test need) is cut in
-    time into AUTO_PARTS videos, unless its source sets parts or it brings an actions sidecar; a
-    URL source (its count unknown until resolved) or enough videos leave the list as it is."""
+    time into AUTO_PARTS videos, unless its source sets parts or it brings an actions sidecar;
+    enough videos leave the list as it is; with a URL source (its count known once resolved) the
+    URL videos are cut instead (test_one_url_video_is_cut_into_parts)."""
     from latentwm.sources import AUTO_PARTS, extract_source, sources_problems, with_parts
     from latentwm.splits import assign_splits
 
@@ -166,7 +167,7 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     split = assign_splits(list(specs), 0.125, 0.25)
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (5, 1, 2)
     assert with_parts([{**one[0], "parts": 2}]) == [{**one[0], "parts": 2}]  # the user's choice stands
-    with pytest.raises(PipelineError, match=r"^splits: 2 video\(s\) cannot fill .*or cut a local file into parts"):
+    with pytest.raises(PipelineError, match=r"^splits: 2 video\(s\) cannot fill .*or cut the videos into parts"):
         assign_splits(list(all_video_specs([{**one[0], "parts": 2}], {})), 0.125, 0.25)
     three = [{"id": f"v{i}", "path": str(tmp_path / f"v{i}.mp4")} for i in range(3)]
     assert with_parts(three) == three
@@ -177,8 +178,30 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     assert sources_problems([{**one[0], "parts": 4}]) == [
         f"config key sources[0].parts: {one[0]['path']} has an actions sidecar, whose actions cannot follow a cut yet; "
         "remove parts (or the sidecar)"]
-    assert "parts cuts a local file (path) only" in sources_problems([{"id": "g", "generator": {}, "parts": 2}])[0]
+    assert "parts cuts a file (path or url) only" in sources_problems([{"id": "g", "generator": {}, "parts": 2}])[0]
     # extract_frames' source param: a whole video keeps the plain id it had before parts (no rerun)
     assert extract_source(static_videos(one[0])[0]) == "rec"
     assert extract_source(static_videos({"id": "g", "generator": {"clips": 1}})[0]) == "g"
     assert extract_source(specs["rec_part03"]) == {"source": "rec", "part": [3, AUTO_PARTS]}
+
+
+def test_one_url_video_is_cut_into_parts(tmp_path):
+    """A URL source that resolves to too few videos (one YouTube video) is cut in time into
+    AUTO_PARTS videos that all read the one downloaded file; its own `parts` stands; local files
+    beside it are not cut, and enough videos leave everything whole."""
+    from latentwm.sources import AUTO_PARTS, extract_source, file_id
+
+    web = [{"id": "web", "url": "http://example.invalid/watch?v=abc"}]
+    entry = [{"video": "web_abc", "source": "web", "kind": "url", "url": "http://example.invalid/abc", "key": "x:abc"}]
+    specs = all_video_specs(web, {"web": entry})
+    assert list(specs) == [f"web_abc_part{k:02d}" for k in range(AUTO_PARTS)]
+    assert {file_id(s) for s in specs.values()} == {"web_abc"}  # one download for all parts
+    assert extract_source(specs["web_abc_part05"]) == {"source": "web", "part": [5, AUTO_PARTS]}
+    assert len({s["key"] for s in specs.values()}) == AUTO_PARTS
+    assert list(all_video_specs([{**web[0], "parts": 4}], {"web": entry})) == [f"web_abc_part{k:02d}" for k in range(4)]
+    rec = {"id": "rec", "path": str(tmp_path / "rec.mp4")}
+    mixed = all_video_specs([rec, *web], {"web": entry})  # 2 videos: the URL one is cut, the file is not
+    assert list(mixed) == ["rec", *(f"web_abc_part{k:02d}" for k in range(AUTO_PARTS))] and file_id(mixed["rec"]) == "rec"
+    three = [{"video": f"web_{i}", "source": "web", "kind": "url", "url": f"http://x/{i}", "key": f"x:{i}"} for i in range(3)]
+    assert list(all_video_specs(web, {"web": three})) == ["web_0", "web_1", "web_2"]  # enough: whole
+    assert extract_source(three[0]) == "web"  # a whole URL video's params are the plain id, as before parts
