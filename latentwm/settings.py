@@ -26,8 +26,8 @@ from .train_settings import TrainConfig
 class GeneratorConfig:
     """A `generator:` source: `clips` videos of `frames` frames, size x size pixels."""
 
-    clips: int = setting(24, "Number of clips (videos).", minimum=1)
-    frames: int = setting(120, "Frames per clip.", minimum=2)
+    clips: int = setting(48, "Number of clips (videos).", minimum=1)
+    frames: int = setting(60, "Frames per clip.", minimum=2)
     fps: float = setting(15, exclusiveMinimum=0)
     size: int = setting(64, "Rendered width and height in pixels (even, for H.264).", minimum=16, multipleOf=2)
     seed: int = 0
