@@ -78,21 +78,21 @@ def test_one_recording_is_cut_into_parts_that_fill_the_splits(run_snakemake, tmp
     """One local file and nothing else: the DAG cuts it into 8 videos in time, and the splits get
     train, val and test from it; each part's frames are its stretch of the recording."""
     rec = tmp_path / "rec.mp4"
-    write_clip(rec, 3, frames=160, fps=10, size=32, seed=4)  # 16 s: 8 parts of 2 s, 20 frames each
+    write_clip(rec, 3, frames=80, fps=10, size=32, seed=4)  # 8 s: 8 parts of 1 s, 10 frames each
     work, videos = tmp_path / "work", [f"rec_part{k:02d}" for k in range(8)]
     cfg = config([{"id": "rec", "path": str(rec)}])
-    cfg["frames"]["min_frames"] = 16
+    cfg["frames"]["min_frames"] = 8
     run_snakemake(work, cfg, "--cores", "2", *targets(videos))
     split = json.loads((work / "results/splits.json").read_text())
     assert sorted(split["train"] + split["val"] + split["test"]) == videos
     assert min(len(split[k]) for k in ("train", "val", "test")) >= 1
     assert [p.name for p in (work / "results/videos").glob("*.mp4")] == ["rec.mp4"]  # one link for 8 parts
-    whole = render_clip(3, 160, 32, seed=4).transpose(0, 3, 1, 2).astype(float)
+    whole = render_clip(3, 80, 32, seed=4).transpose(0, 3, 1, 2).astype(float)
     for k, video in enumerate(videos):
         arr = open_store(work / f"results/frames/{video}.zarr")
-        assert arr.shape[0] == 20 and arr.attrs["part"] == [k, 8]
+        assert arr.shape[0] == 10 and arr.attrs["part"] == [k, 8]
         got = np.asarray(arr[:]).astype(float)
-        assert np.abs(got - whole[20 * k : 20 * k + 20]).mean() < 10  # its own stretch of the recording
+        assert np.abs(got - whole[10 * k : 10 * k + 10]).mean() < 10  # its own stretch of the recording
 
 
 def test_one_url_video_is_downloaded_once_and_cut_into_parts(run_snakemake, tmp_path):
