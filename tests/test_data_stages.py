@@ -51,7 +51,9 @@ def test_data_stages_end_to_end(run_snakemake, tmp_path):
         cfg["frames"]["min_frames"] = 20
         dry = run_snakemake(work, cfg, "-n", *targets(videos))
         counts = job_counts(dry.stdout)
-        assert counts["download"] == 3 and counts["extract_frames"] == 3 and counts["resolve_source"] == 1
+        # the URL video's download waits for its source's resolution (whether the video is cut in parts,
+        # all read from one download, depends on how many videos the source lists)
+        assert counts["resolve_source"] == 1 and counts["download"] == 2 and counts["extract_frames"] == 3
         run_snakemake(work, cfg, "--cores", "2", *targets(videos))
         again = run_snakemake(work, cfg, "--cores", "2", *targets(videos))
         assert "Nothing to be done" in again.stdout
