@@ -95,7 +95,10 @@ def static_file(file):
 
 def video_spec(video):
     """Spec of any video (a URL video's waits for its source's resolve_source checkpoint)."""
-    return static_spec(video) or video_specs()[video]
+    spec = static_spec(video) or video_specs().get(video)
+    if spec is None:
+        raise ValueError(f"video {video!r} is listed by no configured source (see results/sources/)")
+    return spec
 
 
 def video_file(kind):
