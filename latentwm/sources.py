@@ -104,13 +104,18 @@ def extract_source(spec: dict):
     return {"source": spec["source"], "part": spec["part"]} if "part" in spec else spec["source"]
 
 
-def with_parts(sources: list[dict]) -> list[dict]:
-    """The source list as the pipeline uses it: when every source is local (generator or path) and
-    together they give fewer videos than the splits need, each path source that sets no `parts` and
-    has no actions sidecar is cut into AUTO_PARTS, so one long recording can be trained and tested.
-    (With a URL source the count is known only once resolved: all_video_specs cuts its videos then.)"""
+def with_parts(sources: list[dict], resolved: dict[str, list[dict]] | None = None) -> list[dict]:
+    """The source list as the pipeline uses it: when the sources give fewer videos than the splits
+    need, the ones to cut get `parts: AUTO_PARTS`, so one long recording (or one YouTube video) can be
+    trained and tested. With every source local, each path source that sets no `parts` and has no
+    actions sidecar; with URL sources, each URL source that sets none, once `resolved` (URL source id
+    -> its listed videos) gives the count (without it, at parse time, the list stays as it is)."""
     kinds = [source_kind(e) for e in sources]
-    if "url" in kinds or sum(len(static_videos(e)) for e in sources) >= SPLITS_NEED:
+    if "url" in kinds:
+        if resolved is None or len(_listed(sources, resolved)) >= SPLITS_NEED:
+            return sources
+        return [dict(e, parts=AUTO_PARTS) if k == "url" and "parts" not in e else e for e, k in zip(sources, kinds)]
+    if sum(len(static_videos(e)) for e in sources) >= SPLITS_NEED:
         return sources
     return [dict(e, parts=AUTO_PARTS) if k == "path" and "parts" not in e and not sidecar_path(e["path"]).exists()
             else e for e, k in zip(sources, kinds)]
@@ -203,27 +208,20 @@ def resolve_url(entry: dict, cfg: dict, log=lambda msg: None) -> list[dict]:
 
 
 def all_video_specs(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, dict]:
-    """video id -> spec over all sources in config order; `resolved` maps URL source id -> its specs.
-
-    A video an earlier source already lists (same key) is dropped, so no video can land in two
-    splits. When the videos number fewer than the splits need and there are URL sources (one
-    YouTube video), the files of each URL source that sets no `parts` are cut into AUTO_PARTS
-    (local files were cut by with_parts when no URL source is listed). The one implementation
-    behind rules/common.smk and the splits rule.
-    """
-    specs = _video_specs(with_parts(sources), resolved, 1)
-    if len(specs) < SPLITS_NEED and any(source_kind(e) == "url" and "parts" not in e for e in sources):
-        specs = _video_specs(with_parts(sources), resolved, AUTO_PARTS)
-    return specs
+    """video id -> spec over all sources in config order, cut in parts where with_parts says;
+    `resolved` maps URL source id -> its specs. The one implementation behind rules/common.smk and
+    the splits rule."""
+    return _listed(with_parts(sources, resolved), resolved)
 
 
-def _video_specs(sources: list[dict], resolved: dict[str, list[dict]], url_parts: int) -> dict[str, dict]:
-    """all_video_specs with the URL sources that set no `parts` cut into `url_parts`."""
+def _listed(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, dict]:
+    """video id -> spec of the sources as given (their `parts` only). A video an earlier source
+    already lists (same key) is dropped, so no video can land in two splits."""
     specs, seen = {}, set()
     for entry in sources:
         listed = static_videos(entry)
         if listed is None:
-            listed = [v for f in resolved[entry["id"]] for v in cut(f, entry.get("parts", url_parts))]
+            listed = [v for f in resolved[entry["id"]] for v in cut(f, entry.get("parts", 1))]
         for spec in listed:
             key = spec.get("key", spec["video"])
             if key not in seen and spec["video"] not in specs:

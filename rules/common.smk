@@ -29,20 +29,27 @@ SOURCES = {s["id"]: s for s in with_parts(config["sources"])}
 URL_SOURCES = [sid for sid, s in SOURCES.items() if source_kind(s) == "url"]
 
 
-def resolved(source):
-    """The video list of a URL source, written by the resolve_source checkpoint."""
-    with open(checkpoints.resolve_source.get(source=source).output[0]) as f:
-        return json.load(f)["videos"]
+# the resolved lists' (path, mtime) -> video_specs(): built once, not once per job
+_SPECS = {}
 
 
 def video_specs():
     """video id -> spec; a video that an earlier source already lists is dropped (no leakage).
 
     The same function builds the list in the splits rule, so the DAG and splits.json agree.
+    URL sources' lists are written by the resolve_source checkpoint.
     """
-    return all_video_specs(
-        config["sources"], {sid: resolved(sid) for sid in URL_SOURCES}
-    )
+    files = {
+        sid: checkpoints.resolve_source.get(source=sid).output[0] for sid in URL_SOURCES
+    }
+    key = tuple((f, os.stat(f).st_mtime_ns) for f in files.values())
+    if key not in _SPECS:
+        lists = {}
+        for sid, f in files.items():
+            with open(f) as fh:
+                lists[sid] = json.load(fh)["videos"]
+        _SPECS[key] = all_video_specs(config["sources"], lists)
+    return _SPECS[key]
 
 
 def all_videos():
@@ -97,7 +104,9 @@ def video_spec(video):
     """Spec of any video (a URL video's waits for its source's resolve_source checkpoint)."""
     spec = static_spec(video) or video_specs().get(video)
     if spec is None:
-        raise ValueError(f"video {video!r} is listed by no configured source (see results/sources/)")
+        raise ValueError(
+            f"video {video!r} is listed by no configured source (see results/sources/)"
+        )
     return spec
 
 
