@@ -193,6 +193,9 @@ def fetch_doom() -> int:
     clips = doom_clips()
     todo = missing(c[0] for c in clips)
     port = ensure_doom() if (todo or not clips) else None
+    if not clips:  # the IWADs (and so the demo list) may have just been installed
+        clips = doom_clips()
+        todo = missing(c[0] for c in clips)
     if not clips or (todo and port is None):
         # the clip names are fixed by the WADs; name the usual ones when the WADs are missing
         names = [c[0] for c in clips] or [f"freedoom{p}_demo{d}" for p in (1, 2) for d in (1, 2, 3, 4)]
