@@ -1,7 +1,9 @@
 """The dynamics objective: flow matching with x-prediction, diffusion forcing, shortcut forcing.
 
-Convention: tau = 0 clean, tau = 1 noise; z_tau = (1 - tau) z0 + tau eps; the network
-predicts z0 ("x-prediction"). A denoising step of size d from tau to tau - d moves along the
+Convention: tau = 0 clean, tau = 1 the flow's start; z_tau = (1 - tau) z0 + tau s, where the start s is
+noise (source "noise": s = sigma eps) or the previous frame plus noise (source "previous": s = z_prev +
+sigma eps, so the steps resolve the change from it; `flow_start`); the network predicts z0
+("x-prediction"). Below, eps stands for the start. A denoising step of size d from tau to tau - d moves along the
 velocity the prediction implies, v_hat = (z_tau - x_hat) / tau (= eps_hat - x_hat):
     z_{tau-d} = z_tau - d * (z_tau - x_hat) / tau
 which equals re-noising x_hat with the noise the model implies, (1 - tau + d) x_hat + (tau - d) eps_hat.
@@ -72,6 +74,12 @@ def sample_levels(cfg: ObjectiveConfig, B: int, T: int, d: torch.Tensor, generat
     return tau, target
 
 
+def flow_start(eps, prev, source: str, noise: float):
+    """The level-1 end of a frame's flow (tau = 1): noise * eps, around the frame before it (prev) when
+    source is "previous". eps, prev: (B, T, C, h, w) (prev may be None for "noise")."""
+    return noise * eps + prev if source == "previous" else noise * eps
+
+
 def euler_step(z, x_hat, tau, d):
     """One denoising step of size d from level tau (broadcastable (B, T, 1, 1, 1)); float32."""
     return z - d * (z - x_hat) / tau
@@ -84,8 +92,9 @@ class FlowObjective:
     """
 
     def __init__(self, cfg: ObjectiveConfig, k_max: int, generator: torch.Generator | None = None, action_dropout: float = 0.0,
-                 decode: Callable | None = None):
+                 decode: Callable | None = None, source: tuple[str, float] = ("noise", 1.0)):
         self.cfg, self.k_max = cfg, k_max  # finest step 1 / k_max: the model's
+        self.source = source  # (kind, noise) of each target's flow start: the model's (flow_start)
         self.generator = generator  # None: the global RNG (seeded and saved by the loop)
         self.action_dropout = action_dropout  # P(a window's actions all become "no action")
         # normalised latents (M, C, h, w) -> frames (M, 3, H, W) in about [0, 1]: the pixel loss's decoder.
@@ -163,7 +172,11 @@ class FlowObjective:
         eps = torch.randn(z0.shape, generator=g) if g is not None else torch.randn_like(z0)
         tau, target, d, eps = tau.to(z0.device), target.to(z0.device), d.to(z0.device), eps.to(z0.device)
         t = tau.view(B, T, 1, 1, 1)
-        z = (1 - t) * z0 + t * eps
+        # targets start at the model's flow start around the clean frame before them (the first frame of a
+        # window: around 0); context frames are noised with plain eps, as the sampler's context corruption
+        prev = torch.cat([torch.zeros_like(z0[:, :1]), z0[:, :-1]], 1)  # (B, T, C, h, w)
+        start = torch.where(target.view(B, T, 1, 1, 1), flow_start(eps, prev, *self.source), eps)
+        z = (1 - t) * z0 + t * start
         d_bt = d[:, None].expand(B, T)
         # drawn after every other draw: without actions the random stream is today's
         kw = {} if actions is None else {"actions": self.drop_actions(actions)}

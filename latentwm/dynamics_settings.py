@@ -22,9 +22,13 @@ SIZES = {
     # arch conv: on real footage it beat the tiny transformer from step 2 on and kept the HUD; on the
     # synthetic set by 2.7 dB at step 1 (docs/EXPERIMENTS.md). The transformer keys below are the
     # tiny transformer's, for `arch: transformer`.
-    "tiny": dict(arch="conv", patch=4, dim=128, depth=4, heads=4, mlp_ratio=3.0, temporal_every=2, k_max=4),
+    # source previous, noise 0.25: each frame's flow starts at the frame before it plus noise of about the size of
+    # a real frame's change (real footage: rollout step 1 -0.27 -> -0.02 dB, sharpness at step 8 0.66 -> 0.72).
+    "tiny": dict(arch="conv", patch=4, dim=128, depth=4, heads=4, mlp_ratio=3.0, temporal_every=2, k_max=4,
+                 source="previous", source_noise=0.25),
     # The seeds' model (~60M parameters on 256 x 16 x 16 latents); a GPU size.
-    "small": dict(arch="transformer", patch=1, dim=512, depth=12, heads=8, mlp_ratio=4.0, temporal_every=4, k_max=64),
+    "small": dict(arch="transformer", patch=1, dim=512, depth=12, heads=8, mlp_ratio=4.0, temporal_every=4, k_max=64,
+                  source="noise", source_noise=1.0),
 }
 PRESET = "null: the size preset's value."
 
@@ -35,7 +39,7 @@ class DynamicsConfig:
     preset's value, a key given here overrides it."""
 
     # what a checkpoint saved before a field existed meant (checkpoints store every field resolved)
-    before: ClassVar[dict] = {"residual": False, "arch": "transformer"}
+    before: ClassVar[dict] = {"residual": False, "arch": "transformer", "source": "noise", "source_noise": 1.0}
 
     size: str = setting("tiny", "tiny: CPU minutes; small: ~60M parameters (a GPU size).", enum=sorted(SIZES))
     arch: str | None = setting(None, "transformer: patches of each frame attend over space and causally over time "
@@ -60,6 +64,13 @@ class DynamicsConfig:
                                            "the longest training window, so rollouts never attend farther back than training "
                                            "did. Conv: always conv_frames + 1.", minimum=1)
     k_max: int | None = setting(None, "Finest shortcut step is 1/k_max (a power of two; DreamerV4: 64); " + PRESET, minimum=1)
+    source: str | None = setting(None, "Where each frame's flow starts (its level tau = 1), the sampler's first draw and the "
+                                       "objective's: noise (DreamerV4: pure noise, source_noise * N(0, 1)) or previous (the "
+                                       "frame before it plus that noise: the steps then resolve the change, not the whole "
+                                       "frame; docs/EXPERIMENTS.md); " + PRESET, enum=["noise", "previous", None])
+    source_noise: float | None = setting(None, "Standard deviation of the start's noise in normalised latent units (1: the "
+                                               "latents' own spread; a real frame's change at 15 fps is about 0.4); " + PRESET,
+                                         exclusiveMinimum=0)
     qk_norm: bool = setting(True, "RMSNorm on queries and keys.")
     prev_frame: bool = setting(True, "Token shift: each token also embeds its patch in the previous frame.")
     residual: bool = setting(True, "Predict the change from the previous frame: the untrained model copies it and static "

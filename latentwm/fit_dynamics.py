@@ -18,7 +18,7 @@ from . import checkpoint, distributed
 from .actions import conditioning
 from .config import to_dict
 from .data import LatentWindows, Normalisation
-from .diffusion import FlowObjective
+from .diffusion import FlowObjective, flow_start
 from .dynamics import network
 from .errors import PipelineError
 from .settings import DataConfig, DynamicsConfig, DynamicsStage
@@ -73,7 +73,8 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
             raise PipelineError("dynamics.objective.pixel_weight > 0 needs the tokenizer that made the latents "
                                 "(by hand: --tokenizer results/tokenizer/tokenizer.pt); or set it to 0")
         decode = FrozenDecoder(tokenizer_path, stats)
-    objective = FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout, decode=decode)
+    objective = FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout, decode=decode,
+                              source=(model_cfg.source, model_cfg.source_noise))
     return WithLoss(network(model_cfg), objective), batches
 
 
@@ -96,11 +97,11 @@ def collapse_probe(cfg: DynamicsConfig, frames: int = 4, seed: int = 0, threshol
     return probe
 
 
-def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, log, actions: dict | None = None,
+def val_probe(stage: DynamicsStage, model_cfg: DynamicsConfig, val_paths: list, stats: dict, log, actions: dict | None = None,
               action_paths=None):
     """probe(network) -> next-frame loss on fixed windows of the val videos, or None without any.
 
-    Each window's last frame is predicted from pure noise (tau 1, the finest step size) with the
+    Each window's last frame is predicted from its flow start (tau 1, the finest step size) with the
     frames before it at the context level tau_ctx, as the first denoising step of a rollout sees
     them; the loss is the MSE of that prediction (the model's conditional mean) to the true latent,
     next to copying the previous latent. Fixed windows and noise: the value moves only with the
@@ -125,7 +126,8 @@ def val_probe(stage: DynamicsStage, k_max: int, val_paths: list, stats: dict, lo
     tau = torch.full((N, T), stage.objective.tau_ctx)
     tau[:, -1] = 1.0
     z = (1 - tau.view(N, T, 1, 1, 1)) * z0 + tau.view(N, T, 1, 1, 1) * eps
-    d = torch.full((N, T), 1.0 / k_max)
+    z[:, -1:] = flow_start(eps[:, -1:], z0[:, -2:-1], model_cfg.source, model_cfg.source_noise)
+    d = torch.full((N, T), 1.0 / model_cfg.k_max)
     last = torch.zeros(N, T, dtype=torch.bool)
     last[:, -1] = True  # the one frame scored
     copy = float(((z0[:, -2] - z0[:, -1]) ** 2).mean())
@@ -168,7 +170,7 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text, *([actions["lam_hash"]] if actions else [])),
         log=log,
         probe=probes(collapse_probe(net.cfg, seed=stage.train.seed),
-                     val_probe(stage, net.cfg.k_max, list(inputs.val), stats, log, actions,
+                     val_probe(stage, net.cfg, list(inputs.val), stats, log, actions,
                                getattr(inputs, "val_actions", None))),
         health_path=out.health,
     )

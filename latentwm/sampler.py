@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .diffusion import euler_step
+from .diffusion import euler_step, flow_start
 from .errors import PipelineError
 from .settings import SamplerConfig
 
@@ -78,7 +78,8 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
             actions=None):
     """Autoregressive rollout: context (B, C_ctx, C, h, w) normalised latents -> (B, horizon, C, h, w).
 
-    Each new frame starts from seeded noise and is denoised with `sampler`; then it is corrupted
+    Each new frame starts from seeded noise (around the frame before it for a model whose
+    `source` is "previous") and is denoised with `sampler`; then it is corrupted
     to tau_ctx and appended to the context. With `teacher` (B, horizon, C, h, w), the real frame t
     is appended instead of the generated one (teacher forcing, the drift diagnostic): each
     prediction is then one step ahead of real history. `use_cache` keeps keys/values of past
@@ -108,7 +109,9 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     cache = model.new_cache() if use_cache else None
     out = []
     for t in range(horizon):
-        z = _noise((B, 1, C, h, w), generator, device)
+        # the flow's start: noise, around the frame before (the last of the history: real or generated)
+        z = flow_start(_noise((B, 1, C, h, w), generator, device), history[:, -1:].float(), model.cfg.source,
+                       model.cfg.source_noise)
         action = None if actions is None else actions[:, n_ctx + t : n_ctx + t + 1]  # (B, 1)
         z = denoise_frame(
             model, history, torch.full(history.shape[:2], t_ctx, device=device), z, sampler, d, cache=cache,

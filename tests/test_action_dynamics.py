@@ -22,7 +22,8 @@ from latentwm.settings import DataConfig, DynamicsStage, SamplerConfig
 from latentwm.store import StoreWriter
 
 # the transformer with the objective of the code the pinned numbers below were taken from
-TINY = {"model": {"arch": "transformer", "dim": 32, "depth": 2, "heads": 2, "temporal_every": 1, "k_max": 8},
+TINY = {"model": {"arch": "transformer", "dim": 32, "depth": 2, "heads": 2, "temporal_every": 1, "k_max": 8,
+                   "source": "noise", "source_noise": 1.0},
         "objective": {"tau_ctx": 0.1, "context_frames": 0, "shortcut": True}, "data": {"window": 4}}
 
 

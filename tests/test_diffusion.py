@@ -156,3 +156,26 @@ def test_pixel_loss_is_the_decoded_targets_mse_and_trains_through_the_decoder():
     loss.backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad) and up.weight.grad is None
     assert 0 < logs["pixel_ssim"] <= 1
+
+
+class Record(nn.Module):
+    """Predicts 0 and keeps the inputs (z, tau) of its last call."""
+
+    def forward(self, z, tau, d=None, cache=None, commit=0, predict=None):
+        self.z, self.tau = z.clone(), tau.clone()
+        return torch.zeros_like(z)
+
+
+@pytest.mark.parametrize("source", ["noise", "previous"])
+def test_targets_start_at_the_models_flow_start(source):
+    """z_tau = (1 - tau) z0 + tau s: s is noise * eps, around the clean frame before for "previous";
+    context frames stay as the sampler corrupts them (clean at tau_ctx 0)."""
+    torch.manual_seed(0)
+    z0 = torch.randn(64, 3, 2, 4, 4)
+    rec = Record()
+    FlowObjective(ObjectiveConfig(context_frames=2, tau_ctx=0.0, shortcut=False), 4, source=(source, 1e-4))(rec, z0)
+    assert torch.equal(rec.z[:, :2], z0[:, :2])
+    t = rec.tau[:, 2].view(-1, 1, 1, 1)
+    assert t.min() < 0.5 and t.max() == 1  # levels across the grid
+    start = z0[:, 1] if source == "previous" else torch.zeros_like(z0[:, 1])
+    torch.testing.assert_close(rec.z[:, 2], (1 - t) * z0[:, 2] + t * start, atol=1e-3, rtol=0)

@@ -303,9 +303,11 @@ def test_nan_stop_names_step_and_keeps_checkpoint(tmp_path):
 def test_checkpoint_from_before_residual_rebuilds_without_it(tmp_path):
     m = tiny_model(residual=False)
     cfg = to_dict(m.cfg)
-    del cfg["residual"]  # saved before the field existed
+    for key in ("residual", "source", "source_noise"):
+        del cfg[key]  # saved before the fields existed
     checkpoint.save(tmp_path / "old.pt", checkpoint.model_state("dynamics", m, cfg))
     m2 = checkpoint.build_model(tmp_path / "old.pt", kind="dynamics")
     assert m2.cfg.residual is False
+    assert (m2.cfg.source, m2.cfg.source_noise) == ("noise", 1.0)  # its flow started at pure noise
     z, tau = torch.randn(1, 3, 4, 8, 8), torch.rand(1, 3)
     torch.testing.assert_close(m(z, tau), m2(z, tau))

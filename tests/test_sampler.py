@@ -95,3 +95,30 @@ def test_teacher_forcing_feeds_real_frames():
     torch.testing.assert_close(forced, nocache, atol=1e-4, rtol=1e-4)
     with pytest.raises(PipelineError, match="teacher"):
         rollout(m, ctx, 4, s, teacher=real[:, :2])
+
+
+class Echo(torch.nn.Module):
+    """x_hat = z: every Euler step keeps z, so a rollout returns each frame's flow start."""
+
+    def __init__(self, source, noise):
+        super().__init__()
+        self.cfg = DynamicsConfig(arch="conv", latent_channels=4, latent_hw=(8, 8), k_max=4, source=source, source_noise=noise)
+
+    def forward(self, z, tau, d=None, cache=None, commit=0, predict=None):
+        return z.clone()
+
+
+def test_each_frame_starts_around_the_frame_before_it():
+    ctx, real = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 4, 8, 8)
+    s = SamplerConfig("euler", 4, tau_ctx=0.0)  # a clean history
+
+    def run(source, noise, **kw):
+        return rollout(Echo(source, noise), ctx, 4, s, generator=torch.Generator().manual_seed(0), use_cache=False, **kw)
+
+    # "previous": the start is the last frame (the last context frame, then each generated one) plus noise
+    torch.testing.assert_close(run("previous", 1e-4), ctx[:, -1:].expand(-1, 4, -1, -1, -1), atol=1e-3, rtol=0)
+    # teacher forcing: the real frame before; the same draws as the pure-noise start, shifted by it
+    before = torch.cat([ctx[:, -1:], real[:, :3]], 1)
+    torch.testing.assert_close(run("previous", 0.5, teacher=real) - run("noise", 0.5, teacher=real), before)
+    pure = run("noise", 0.5)
+    assert abs(pure.std().item() - 0.5) < 0.05 and abs(pure.mean().item()) < 0.05
