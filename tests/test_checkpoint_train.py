@@ -136,3 +136,23 @@ def test_the_weights_of_the_lowest_held_out_loss_are_returned(tmp_path, batches)
     # without a "select" figure the last weights are kept
     plain = run(tmp_path / "c", batches, cfg=cfg)
     assert not all(torch.equal(plain["model"][k], v) for k, v in final["model"].items())
+
+
+def test_bf16_autocast_runs_where_the_hardware_has_it_and_nowhere_else(tmp_path, batches):
+    """train.bf16 on a CPU: bfloat16 convolutions where latentwm.train.native_bf16 says the CPU runs them
+    (the losses move off the fp32 run's), bit-identical to fp32 where it does not."""
+    from latentwm.train import native_bf16
+
+    seen = []
+
+    def objective(m, b):
+        loss, logs = m(b)
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return loss, logs
+
+    on = run(tmp_path / "on", batches, objective, cfg=dataclasses.replace(CFG, bf16=True))
+    off = run(tmp_path / "off", batches, cfg=dataclasses.replace(CFG, bf16=False))
+    native = native_bf16(torch.device("cpu"))
+    assert seen == [native] * CFG.steps
+    same = all(torch.equal(a, b) for a, b in zip(on["model"].values(), off["model"].values()))
+    assert same != native
