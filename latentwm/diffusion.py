@@ -145,6 +145,11 @@ class FlowObjective:
         pick = target.flatten().nonzero().squeeze(1)  # (M,) indices into the B*T frames
         if cfg.pixel_frames:
             pick = pick[: cfg.pixel_frames]
+        with torch.autocast(x_hat.device.type, enabled=False):  # fp32: under bf16 the SSIM term reached -inf in 28 steps
+            return self._pixel_loss(x_hat.float(), x_star.float(), w, pick, logs)
+
+    def _pixel_loss(self, x_hat, x_star, w, pick, logs):
+        cfg = self.cfg
         with torch.no_grad():
             want = self.decode(x_star.flatten(0, 1)[pick]).float()  # (M, 3, H, W)
         got = self.decode(x_hat.flatten(0, 1)[pick]).float()

@@ -73,7 +73,7 @@ class EvalConfig:
     horizon: int = setting(8, "Frames predicted autoregressively after the context.", minimum=1)
     stride: int = setting(16, "Frames between window starts in each test video (from frame 0); with stride >= context + "
                               "horizon, windows do not overlap.", minimum=1)
-    max_windows: int = setting(16, "Windows per test video at most; when more fit, an evenly spaced subset (first and last "
+    max_windows: int = setting(64, "Windows per test video at most; when more fit, an evenly spaced subset (first and last "
                                    "kept). Deterministic. Evaluation cost grows linearly with the number of windows.", minimum=1)
     samplers: list[SamplerSpec] = setting(_default_samplers, "Samplers to compare; the first is the model's own "
                                                              "and also runs teacher-forced and the mean (model_mean). The default "
