@@ -55,7 +55,8 @@ def objective(m, z0):
 
 def run(root: str, tag: str) -> None:
     """Train STEPS steps on the global batch; rank 0 writes the final weights and curve under root."""
-    cfg = TrainConfig(steps=STEPS, lr=3e-3, warmup=1, batch_size=GLOBAL_BATCH, log_every=1, checkpoint_every=2, device="cpu")
+    cfg = TrainConfig(steps=STEPS, lr=3e-3, warmup=1, batch_size=GLOBAL_BATCH, log_every=1, checkpoint_every=2, device="cpu",
+                      bf16=False)  # fp32: the two half-batches must add up to the whole to 2e-5
     m = model()
     final = train(
         WithLoss(m, objective), LatentWindows(sorted(str(p) for p in Path(root).glob("*.zarr")), DataConfig(window=4, batch_size=GLOBAL_BATCH), seed=1),
