@@ -60,13 +60,15 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 matmuls and convs run in hardware here: any CUDA GPU, or a CPU with AMX tiles
-    (oneDNN's bf16 kernels; the conv dynamics step 2.6x and the tokenizer's 1.5x faster than fp32 on
-    2 cores, bench/README.md). Elsewhere bf16 is emulated and slower than fp32, so the loop stays fp32."""
+    """Whether bfloat16 matmuls and convs run in hardware here: any CUDA GPU, or a CPU with AMX tiles or
+    AVX-512 BF16 (oneDNN's bf16 kernels; the conv dynamics step 2.6x faster than fp32 with AMX, 1.7x
+    with AVX-512 BF16, on 2 cores: bench/README.md). Elsewhere bf16 is emulated and slower than fp32,
+    so the loop stays fp32."""
     if device.type == "cuda":
         return True
-    check = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: absent means no
-    return device.type == "cpu" and bool(check and check())
+    # private in torch 2.x: a check that is absent means no
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return device.type == "cpu" and any(bool(check and check()) for check in checks)
 
 
 def to_device(batch, device):

@@ -26,7 +26,7 @@ class TrainConfig:
     workers: int = setting(0, "DataLoader worker processes.", minimum=0)
     seed: int = 0
     device: str = setting("auto", enum=DEVICES)
-    bf16: bool = setting(True, "bfloat16 autocast where the hardware runs it natively (a GPU, a CPU with AMX); "
+    bf16: bool = setting(True, "bfloat16 autocast where the hardware runs it natively (a GPU, a CPU with AMX or AVX-512 BF16); "
                                   "fp32 elsewhere, and everywhere when false.")
     compile: bool = setting(False, "torch.compile the model.")
     grad_checkpointing: bool = setting(False, "Recompute blocks in backward to save memory (dynamics only).")
