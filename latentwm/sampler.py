@@ -12,6 +12,10 @@ Levels are uniform: tau_i = 1 - i / K, i = 0..K.
   "shortcut"  K steps (a power of two <= k_max, e.g. 4) passing d = 1 / K: the shortcut model
               takes each large step at once (DreamerV4 shortcut forcing).
 
+Temperature: each frame's flow starts at its trained noise level times `temperature` (1: the trained
+start). Below 1 the start is nearer the frame before (source "previous"), so one sampled change
+strays less from the likeliest one.
+
 Context corruption: real context frames and every frame fed back into the context
 are noised to tau_ctx, as in training, and the model is told their level is tau_ctx.
 """
@@ -31,10 +35,10 @@ def trained_tau_ctx(ckpt: dict) -> float:
     return float(ckpt.get("tau_ctx", 0.1))
 
 
-def own_sampler(ckpt: dict, model) -> SamplerConfig:
+def own_sampler(ckpt: dict, model, temperature: float = 1.0) -> SamplerConfig:
     """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
-    context at the level it trained with."""
-    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt))
+    context at the level it trained with, its start noise times `temperature`."""
+    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt), temperature=temperature)
 
 
 def _noise(shape, generator, device):
@@ -79,7 +83,7 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     """Autoregressive rollout: context (B, C_ctx, C, h, w) normalised latents -> (B, horizon, C, h, w).
 
     Each new frame starts from seeded noise (around the frame before it for a model whose
-    `source` is "previous") and is denoised with `sampler`; then it is corrupted
+    `source` is "previous"; the trained noise level times `sampler.temperature`) and is denoised with `sampler`; then it is corrupted
     to tau_ctx and appended to the context. With `teacher` (B, horizon, C, h, w), the real frame t
     is appended instead of the generated one (teacher forcing, the drift diagnostic): each
     prediction is then one step ahead of real history. `use_cache` keeps keys/values of past
@@ -111,7 +115,7 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     for t in range(horizon):
         # the flow's start: noise, around the frame before (the last of the history: real or generated)
         z = flow_start(_noise((B, 1, C, h, w), generator, device), history[:, -1:].float(), model.cfg.source,
-                       model.cfg.source_noise)
+                       sampler.temperature * model.cfg.source_noise)
         action = None if actions is None else actions[:, n_ctx + t : n_ctx + t + 1]  # (B, 1)
         z = denoise_frame(
             model, history, torch.full(history.shape[:2], t_ctx, device=device), z, sampler, d, cache=cache,

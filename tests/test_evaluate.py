@@ -61,6 +61,7 @@ class FakeSampler:
     kind: str
     steps: int
     tau_ctx: float = 0.1
+    temperature: float = 1.0
 
 
 def fake_rollout(model, context, horizon, sampler, generator=None, teacher=None):

@@ -122,3 +122,20 @@ def test_each_frame_starts_around_the_frame_before_it():
     torch.testing.assert_close(run("previous", 0.5, teacher=real) - run("noise", 0.5, teacher=real), before)
     pure = run("noise", 0.5)
     assert abs(pure.std().item() - 0.5) < 0.05 and abs(pure.mean().item()) < 0.05
+
+
+def test_temperature_scales_the_start_noise_around_the_frame_before():
+    """A sampler at temperature t starts each frame at the frame before plus t times the trained noise:
+    with the Echo model the first frame is the last context frame plus exactly t times the noise the
+    temperature-1 sampler drew (the same seed)."""
+    ctx = torch.randn(2, 3, 4, 8, 8)
+
+    def first(temperature):
+        s = SamplerConfig("euler", 4, tau_ctx=0.0, temperature=temperature)
+        return rollout(Echo("previous", 0.25), ctx, 1, s, generator=torch.Generator().manual_seed(0), use_cache=False)[:, 0]
+
+    noise = first(1.0) - ctx[:, -1]
+    assert abs(noise.std().item() - 0.25) < 0.03
+    torch.testing.assert_close(first(0.4) - ctx[:, -1], 0.4 * noise, atol=1e-5, rtol=1e-4)
+    with pytest.raises(PipelineError, match="temperature"):
+        SamplerConfig("euler", 4, temperature=0.0)

@@ -17,6 +17,7 @@ from latentwm import checkpoint
 from latentwm.errors import PipelineError, one_line_errors
 from latentwm.logs import logger, set_threads
 from latentwm.sampler import own_sampler
+from latentwm.settings import EvalConfig
 from latentwm.steer import context_of, load, steer, sweep
 from latentwm.store import open_store
 
@@ -27,6 +28,8 @@ p.add_argument("--start", type=int, default=0), p.add_argument("--context", type
 p.add_argument("--actions", required=True, help="comma-separated action ids, one per frame to imagine")
 p.add_argument("--out", required=True, help="the GIF"), p.add_argument("--sweep", help="also the action sweep PNG")
 p.add_argument("--threads", type=int, default=2), p.add_argument("--seed", type=int, default=0)
+p.add_argument("--temperature", type=float, default=EvalConfig().samplers[0].temperature,
+               help="share of the trained start noise (default: the default evaluation's own sampler's)")
 a = p.parse_args()
 with one_line_errors():
     set_threads(a.threads)
@@ -39,9 +42,10 @@ with one_line_errors():
     own = r / "actions" / kind / f"{a.video}.zarr"
     own = own if own.exists() else None
     lat, fr = r / "latents" / f"{a.video}.zarr", r / "frames" / f"{a.video}.zarr"
-    steer(a.dynamics, a.tokenizer, lat, fr, a.start, a.context, actions, a.out, own, seed=a.seed, log=logger())
+    steer(a.dynamics, a.tokenizer, lat, fr, a.start, a.context, actions, a.out, own, temperature=a.temperature,
+          seed=a.seed, log=logger())
     if a.sweep:
         model, codec, ckpt = load(a.dynamics, a.tokenizer)
         ctx, ctx_actions = context_of(ckpt, lat, a.start, a.context, own)
         truth = np.asarray(open_store(fr)[a.start : a.start + a.context + len(actions)])
-        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, own_sampler(ckpt, model), seed=a.seed)
+        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, own_sampler(ckpt, model, a.temperature), seed=a.seed)
