@@ -284,6 +284,10 @@ def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
     model = checkpoint.build_model(ckpt, kind="dynamics")
     if kwargs["cfg"].tau_ctx is None:  # the context level the model was trained with
         kwargs["cfg"] = dataclasses.replace(kwargs["cfg"], tau_ctx=trained_tau_ctx(ckpt))
+    cooled = [s.name for s in kwargs["cfg"].samplers if s.temperature != 1]
+    if cooled and model.cfg.source == "noise":
+        kwargs.get("log", print)(f"[evaluate] note: samplers {cooled} scale a pure-noise start (dynamics.model.source: noise): "
+                                 "reduced-temperature sampling, measured only for source previous")
     actions = ckpt.get("actions")
     if actions is None and kwargs.get("action_paths"):
         raise PipelineError(f"{dynamics_path} has no action conditioning but action stores were given; rerun train_dynamics")

@@ -15,6 +15,8 @@ SAMPLER_KINDS = ["euler", "shortcut"]  # latentwm.sampler
 
 @dataclass
 class SamplerSpec:
+    """One sampler of an evaluation, by name: how each rollout frame is denoised."""
+
     name: str = setting(MISSING, "Label in the CSV and plots.", pattern=SAFE_NAME)
     kind: str = setting(MISSING, "euler: K steps at the finest step size (K <= k_max); shortcut: K steps of size 1/K (K a power "
                                  "of 2 <= k_max).",

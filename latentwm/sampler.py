@@ -14,7 +14,8 @@ Levels are uniform: tau_i = 1 - i / K, i = 0..K.
 
 Temperature: each frame's flow starts at its trained noise level times `temperature` (1: the trained
 start). Below 1 the start is nearer the frame before (source "previous"), so one sampled change
-strays less from the likeliest one.
+strays less from the likeliest one; for a pure-noise start (source "noise") it is reduced-temperature
+sampling, the start nearer 0 (not measured here).
 
 Context corruption: real context frames and every frame fed back into the context
 are noised to tau_ctx, as in training, and the model is told their level is tau_ctx.
@@ -27,7 +28,7 @@ import torch
 
 from .diffusion import euler_step, flow_start
 from .errors import PipelineError
-from .settings import SamplerConfig
+from .settings import EvalConfig, SamplerConfig
 
 
 def trained_tau_ctx(ckpt: dict) -> float:
@@ -35,9 +36,12 @@ def trained_tau_ctx(ckpt: dict) -> float:
     return float(ckpt.get("tau_ctx", 0.1))
 
 
-def own_sampler(ckpt: dict, model, temperature: float = 1.0) -> SamplerConfig:
+def own_sampler(ckpt: dict, model, temperature: float | None = None) -> SamplerConfig:
     """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
-    context at the level it trained with, its start noise times `temperature`."""
+    context at the level it trained with, its start noise times `temperature` (None: the default
+    evaluation's first sampler's)."""
+    if temperature is None:
+        temperature = EvalConfig().samplers[0].temperature
     return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt), temperature=temperature)
 
 

@@ -65,12 +65,12 @@ class FakeSampler:
 
 
 def fake_rollout(model, context, horizon, sampler, generator=None, teacher=None):
-    """(B, Cctx, C, h, w) -> (B, horizon, C, h, w): last seen frame + delta (+ seeded noise / steps)."""
+    """(B, Cctx, C, h, w) -> (B, horizon, C, h, w): last seen frame + delta (+ seeded noise x temperature / steps)."""
     prev, out = context[:, -1], []
     for t in range(horizon):
         nxt = prev + model.delta
         if model.noise:
-            nxt = nxt + model.noise / sampler.steps * torch.randn(prev.shape, generator=generator)
+            nxt = nxt + model.noise * sampler.temperature / sampler.steps * torch.randn(prev.shape, generator=generator)
         out.append(nxt)
         prev = teacher[:, t] if teacher is not None else nxt
     return torch.stack(out, 1)
@@ -500,3 +500,19 @@ def test_model_mean_averages_rollouts_of_the_first_sampler():
     assert mm["baseline"] == "copy_last"
     assert mm["per_step"]["psnr"][-1] > one["per_step"]["psnr"][-1]  # the mean of noisy rollouts wins PSNR ...
     assert mm["per_step"]["sharpness"][-1] < one["per_step"]["sharpness"][-1]  # ... by being smoother
+
+
+def test_each_sampler_runs_at_its_own_temperature():
+    """A sampler's temperature reaches its rollouts (single, teacher-forced and the mean): the same noisy
+    model scores higher when its noise is cooled, the baselines do not move, another sampler neither."""
+    samplers = lambda t: [{"name": "a", "kind": "euler", "steps": 1, "temperature": t},  # noqa: E731
+                          {"name": "b", "kind": "euler", "steps": 1}]
+    win = ramp_windows(3, cfg_())
+    hot, _, _ = evaluate(StepModel(0.0, noise=0.4), win, cfg_(samplers=samplers(1.0), mean_samples=2))
+    cool, _, _ = evaluate(StepModel(0.0, noise=0.4), win, cfg_(samplers=samplers(0.25), mean_samples=2))
+    for condition in ("model", "teacher_forced", "model_mean"):
+        assert (curve(cool, condition, "psnr", "a") > curve(hot, condition, "psnr", "a") + 1).all(), condition
+    np.testing.assert_allclose(curve(cool, "model", "psnr", "b"), curve(hot, "model", "psnr", "b"))
+    np.testing.assert_allclose(curve(cool, "copy_last", "psnr"), curve(hot, "copy_last", "psnr"))
+    with pytest.raises(PipelineError, match="temperature"):
+        cfg_(samplers=[{"name": "a", "kind": "euler", "steps": 1, "temperature": 0}])

@@ -137,5 +137,13 @@ def test_temperature_scales_the_start_noise_around_the_frame_before():
     noise = first(1.0) - ctx[:, -1]
     assert abs(noise.std().item() - 0.25) < 0.03
     torch.testing.assert_close(first(0.4) - ctx[:, -1], 0.4 * noise, atol=1e-5, rtol=1e-4)
+    # every frame of a longer rollout, around the one before it; a pure-noise start is scaled alike
+    s = lambda t: SamplerConfig("euler", 4, tau_ctx=0.0, temperature=t)  # noqa: E731
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    hot, cool = (rollout(Echo("previous", 0.25), ctx, 3, s(t), generator=gen(), use_cache=False) for t in (1.0, 0.4))
+    steps = lambda x: x - torch.cat([ctx[:, -1:], x[:, :-1]], 1)  # noqa: E731
+    torch.testing.assert_close(steps(cool), 0.4 * steps(hot), atol=1e-5, rtol=1e-4)
+    hot, cool = (rollout(Echo("noise", 0.5), ctx, 3, s(t), generator=gen(), use_cache=False) for t in (1.0, 0.4))
+    torch.testing.assert_close(cool, 0.4 * hot, atol=1e-5, rtol=1e-4)
     with pytest.raises(PipelineError, match="temperature"):
         SamplerConfig("euler", 4, temperature=0.0)

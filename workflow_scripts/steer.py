@@ -17,7 +17,6 @@ from latentwm import checkpoint
 from latentwm.errors import PipelineError, one_line_errors
 from latentwm.logs import logger, set_threads
 from latentwm.sampler import own_sampler
-from latentwm.settings import EvalConfig
 from latentwm.steer import context_of, load, steer, sweep
 from latentwm.store import open_store
 
@@ -28,8 +27,8 @@ p.add_argument("--start", type=int, default=0), p.add_argument("--context", type
 p.add_argument("--actions", required=True, help="comma-separated action ids, one per frame to imagine")
 p.add_argument("--out", required=True, help="the GIF"), p.add_argument("--sweep", help="also the action sweep PNG")
 p.add_argument("--threads", type=int, default=2), p.add_argument("--seed", type=int, default=0)
-p.add_argument("--temperature", type=float, default=EvalConfig().samplers[0].temperature,
-               help="share of the trained start noise (default: the default evaluation's own sampler's)")
+p.add_argument("--temperature", type=float,
+               help="share of the trained start noise (default: the first sampler's of the built-in evaluation defaults)")
 a = p.parse_args()
 with one_line_errors():
     set_threads(a.threads)
