@@ -107,8 +107,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
     """
     C, H = cfg.context, cfg.horizon
     first = cfg.samplers[0]  # the main sampler: also teacher-forced, the mean and the action conditions
-    samplers = {s.name: sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx, temperature=s.temperature)
-                for s in cfg.samplers}
+    samplers = {s.name: sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx, temperature=s.temperature) for s in cfg.samplers}
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}
@@ -284,10 +283,6 @@ def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
     model = checkpoint.build_model(ckpt, kind="dynamics")
     if kwargs["cfg"].tau_ctx is None:  # the context level the model was trained with
         kwargs["cfg"] = dataclasses.replace(kwargs["cfg"], tau_ctx=trained_tau_ctx(ckpt))
-    cooled = [s.name for s in kwargs["cfg"].samplers if s.temperature != 1]
-    if cooled and model.cfg.source == "noise":
-        kwargs.get("log", print)(f"[evaluate] note: samplers {cooled} scale a pure-noise start (dynamics.model.source: noise): "
-                                 "reduced-temperature sampling, measured only for source previous")
     actions = ckpt.get("actions")
     if actions is None and kwargs.get("action_paths"):
         raise PipelineError(f"{dynamics_path} has no action conditioning but action stores were given; rerun train_dynamics")
