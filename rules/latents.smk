@@ -11,8 +11,6 @@ rule encode_latents:
         "logs/encode_latents/{video}.log",
     conda:
         "../envs/torch.yaml"
-    resources:
-        gpu=1,
     params:
         cfg=config["latents"],
     script:
