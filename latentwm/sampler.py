@@ -87,8 +87,8 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     """Autoregressive rollout: context (B, C_ctx, C, h, w) normalised latents -> (B, horizon, C, h, w).
 
     Each new frame starts from seeded noise (around the frame before it for a model whose
-    `source` is "previous"; the trained noise level times `sampler.temperature`) and is denoised with `sampler`; then it is corrupted
-    to tau_ctx and appended to the context. With `teacher` (B, horizon, C, h, w), the real frame t
+    `source` is "previous"; the trained noise level times `sampler.temperature`) and is denoised
+    with `sampler`; then it is corrupted to tau_ctx and appended to the context. With `teacher` (B, horizon, C, h, w), the real frame t
     is appended instead of the generated one (teacher forcing, the drift diagnostic): each
     prediction is then one step ahead of real history. `use_cache` keeps keys/values of past
     frames (the network's `new_cache`), so the cost per frame stays flat up to the model's max_frames

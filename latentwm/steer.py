@@ -71,15 +71,12 @@ def imagine(model, codec, ctx, ctx_actions, future: torch.Tensor, sampler: Sampl
 
 
 def steer(dynamics_path, tokenizer_path, latents_path, frames_path, start: int, context: int, actions: list[int], out,
-          action_path=None, sampler: SamplerConfig | None = None, temperature: float | None = None, seed: int = 0,
-          log: Callable[[str], None] = print):
-    """Write a GIF (truth | steered) of the rollout under `actions` from the context at `start`; without a
-    `sampler`, the model's own at `temperature` (None: the default evaluation's first sampler's)."""
-    if sampler is not None and temperature is not None:
-        raise PipelineError("steer takes a sampler or a temperature for the model's own sampler, not both")
+          action_path=None, temperature: float | None = None, seed: int = 0, log: Callable[[str], None] = print):
+    """Write a GIF (truth | steered) of the rollout under `actions` from the context at `start`, with the
+    model's own sampler at `temperature` (None: the default evaluation's first sampler's)."""
     model, codec, ckpt = load(dynamics_path, tokenizer_path)
     ctx, ctx_actions = context_of(ckpt, latents_path, start, context, action_path)
-    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), sampler or own_sampler(ckpt, model, temperature))[0]
+    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), own_sampler(ckpt, model, temperature))[0]
     truth = np.asarray(open_store(frames_path)[start : start + context + len(actions)])
     if len(truth) < context + len(actions):  # past the end of the video: the truth panel holds its last frame
         truth = np.concatenate([truth, np.repeat(truth[-1:], context + len(actions) - len(truth), 0)])
