@@ -26,6 +26,9 @@ class SamplerSpec:
                                       "with (dynamics.model.source_noise): 1 samples the trained start; below 1 starts nearer "
                                       "the frame before (source previous) or nearer 0 (source noise: reduced-temperature "
                                       "sampling, not measured here).", exclusiveMinimum=0)
+    still: float = setting(0.0, "Latent cells whose sampled change from the frame before is below this (RMS over the "
+                                "latent channels, normalised units) keep the frame before exactly, so a still overlay "
+                                "(a HUD) does not drift over a rollout; 0: off.", minimum=0)
 
 
 @dataclass
@@ -37,6 +40,7 @@ class SamplerConfig:
     steps: int = 4
     tau_ctx: float = 0.1
     temperature: float = 1.0
+    still: float = 0.0
 
     def __post_init__(self):
         if self.kind not in SAMPLER_KINDS:
@@ -45,6 +49,8 @@ class SamplerConfig:
             raise PipelineError(f"sampler steps {self.steps} must be at least 1")
         if not self.temperature > 0:
             raise PipelineError(f"sampler temperature {self.temperature} must be above 0")
+        if self.still < 0:
+            raise PipelineError(f"sampler still {self.still} must be at least 0 (0: off)")
 
     def step_size(self, k_max: int) -> float:
         """The d passed to the model: 1/K for shortcut sampling, the finest 1/k_max for Euler.
@@ -74,8 +80,9 @@ class SamplerConfig:
 def _default_samplers() -> list[SamplerSpec]:
     # euler4 at temperature 0.4 (start noise 0.1 around the previous frame for the tiny preset's 0.25):
     # real footage step 1 +0.34 -> +0.62 dB over copy-last, SSIM and teacher-forced then beat at every
-    # step, the static pixels 0.4 dB nearer copy-last's at step 8 (docs/EXPERIMENTS.md)
-    return [SamplerSpec("euler4", "euler", 4, 0.4), SamplerSpec("euler1", "euler", 1)]
+    # step, the static pixels 0.4 dB nearer copy-last's at step 8; still 0.1: the static pixels
+    # -1.54 -> -0.32 dB against copy-last at step 8, PSNR +0.23 there (docs/EXPERIMENTS.md)
+    return [SamplerSpec("euler4", "euler", 4, 0.4, 0.1), SamplerSpec("euler1", "euler", 1)]
 
 
 @dataclass

@@ -17,6 +17,11 @@ start). Below 1 the start is nearer the frame before (source "previous"), so one
 strays less from the likeliest one; for a pure-noise start (source "noise") it is reduced-temperature
 sampling, the start nearer 0 (not measured here).
 
+Still cells (`still`): after each frame is sampled, a latent cell whose change from the frame before
+is below the threshold (RMS over the channels) keeps the frame before exactly. A still overlay (a
+HUD, a static background) is otherwise redrawn a little differently at every step, and the
+network, which reads motion off its past frames, carries that drift on.
+
 Context corruption: real context frames and every frame fed back into the context
 are noised to tau_ctx, as in training, and the model is told their level is tau_ctx.
 """
@@ -39,10 +44,11 @@ def trained_tau_ctx(ckpt: dict) -> float:
 def own_sampler(ckpt: dict, model, temperature: float | None = None) -> SamplerConfig:
     """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
     context at the level it trained with, its start noise times `temperature` (None: the default
-    evaluation's first sampler's)."""
-    if temperature is None:
-        temperature = EvalConfig().samplers[0].temperature
-    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt), temperature=temperature)
+    evaluation's first sampler's) and that sampler's `still`."""
+    first = EvalConfig().samplers[0]
+    temperature = first.temperature if temperature is None else temperature
+    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt), temperature=temperature,
+                         still=first.still)
 
 
 def _noise(shape, generator, device):
@@ -116,6 +122,7 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     hist_actions = None if actions is None else actions[:, :n_ctx]  # (B, frames in history)
     cache = model.new_cache() if use_cache else None
     out = []
+    last = context[:, -1:].float()  # the frame before the next one, uncorrupted (B, 1, C, h, w)
     for t in range(horizon):
         # the flow's start: noise, around the frame before (the last of the history: real or generated)
         z = flow_start(_noise((B, 1, C, h, w), generator, device), history[:, -1:].float(), model.cfg.source,
@@ -125,8 +132,12 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
             model, history, torch.full(history.shape[:2], t_ctx, device=device), z, sampler, d, cache=cache,
             prefix_actions=hist_actions, action=action,
         )
+        if sampler.still > 0:  # cells that barely changed keep the frame before exactly
+            change = (z - last).pow(2).mean(2, keepdim=True).sqrt()  # (B, 1, 1, h, w)
+            z = torch.where(change < sampler.still, last, z)
         out.append(z)
-        fed = corrupt(teacher[:, t : t + 1] if teacher is not None else z)
+        last = (teacher[:, t : t + 1] if teacher is not None else z).float()
+        fed = corrupt(last)
         history = fed if use_cache else torch.cat([history, fed], 1)
         if actions is not None:
             hist_actions = action if use_cache else torch.cat([hist_actions, action], 1)

@@ -13,7 +13,9 @@ from .evaluation_settings import DEVICES
 class TrainConfig:
     """The shared training loop (latentwm.train): optimizer, schedule, logging, checkpoints."""
 
-    steps: int = setting(1000, "Optimizer steps.", minimum=1)
+    steps: int = setting(1000, "Optimizer steps (where training runs in bf16; see fp32_steps).", minimum=1)
+    fp32_steps: int = setting(0, "Optimizer steps where training runs in fp32 instead (bf16 false, or no native bf16 here, "
+                                 "where a step costs about 2.5x as long: fewer steps keep the wall clock); 0: steps.", minimum=0)
     lr: float = setting(0.002, "Peak learning rate (AdamW).", exclusiveMinimum=0)
     min_lr_ratio: float = setting(0.1, "Cosine decay ends at lr * min_lr_ratio.", minimum=0, maximum=1)
     warmup: int = setting(20, "Linear warmup steps.", minimum=0)

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("default_run")
-    # about 14 minutes on 2 idle cores; the limit only guards against a hang
-    snakemake(workdir, yaml.safe_load((ROOT / "config.yaml").read_text()), "--cores", "2", timeout=1800)
+    # 11-15 minutes on 2 idle cores; the limit only guards against a hang (a busy CI machine took
+    # over 30 minutes), so it is far above the time: speed is measured in bench/, not here
+    snakemake(workdir, yaml.safe_load((ROOT / "config.yaml").read_text()), "--cores", "2", timeout=4200)
     return workdir
 
 

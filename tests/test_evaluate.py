@@ -62,6 +62,7 @@ class FakeSampler:
     steps: int
     tau_ctx: float = 0.1
     temperature: float = 1.0
+    still: float = 0.0
 
 
 def fake_rollout(model, context, horizon, sampler, generator=None, teacher=None):

@@ -147,3 +147,27 @@ def test_temperature_scales_the_start_noise_around_the_frame_before():
     torch.testing.assert_close(cool, 0.4 * hot, atol=1e-5, rtol=1e-4)
     with pytest.raises(PipelineError, match="temperature"):
         SamplerConfig("euler", 4, temperature=0.0)
+
+
+def test_still_cells_keep_the_frame_before_exactly():
+    """With `still`, a latent cell whose sampled change from the frame before is below it (RMS over the
+    channels) is the frame before exactly; the cells above it are the sample unchanged. With the Echo
+    model each frame is the frame before plus its start noise (0.25 x temperature), so half the
+    cells fall under the median change."""
+    ctx = torch.randn(2, 3, 4, 8, 8)
+
+    def run(still, horizon=1):
+        s = SamplerConfig("euler", 4, tau_ctx=0.0, still=still)
+        return rollout(Echo("previous", 0.25), ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=False)
+
+    free = run(0.0)
+    change = (free - ctx[:, -1:]).pow(2).mean(2, keepdim=True).sqrt()  # (B, 1, 1, h, w)
+    median = change.median().item()
+    held = run(median)
+    kept = (change < median).expand_as(free)
+    assert 0.4 < kept.float().mean() < 0.6
+    assert torch.equal(held[kept], ctx[:, -1:].expand_as(free)[kept]) and torch.equal(held[~kept], free[~kept])
+    # a threshold above every change: the whole rollout is the last context frame, at every step
+    assert torch.equal(run(1e6, horizon=3), ctx[:, -1:].expand(-1, 3, -1, -1, -1))
+    with pytest.raises(PipelineError, match="still"):
+        SamplerConfig("euler", 4, still=-0.1)
