@@ -107,8 +107,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
     """
     C, H = cfg.context, cfg.horizon
     first = cfg.samplers[0]  # the main sampler: also teacher-forced, the mean and the action conditions
-    samplers = {s.name: sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx, temperature=s.temperature, still=s.still)
-                for s in cfg.samplers}
+    samplers = {s.name: sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx, temperature=s.temperature, still=s.still) for s in cfg.samplers}
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}

@@ -72,11 +72,13 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and any(bool(check and check()) for check in checks)
 
 
-def for_precision(cfg: TrainConfig, device: torch.device) -> tuple[TrainConfig, bool]:
-    """(the config this run trains by, whether it trains in bf16): where it trains in fp32 (bf16 off, or
-    no native bf16 here) and fp32_steps is set, that many steps, at about the same wall clock."""
-    bf16 = cfg.bf16 and native_bf16(device)
-    return (cfg if bf16 or not cfg.fp32_steps else dataclasses.replace(cfg, steps=cfg.fp32_steps)), bf16
+def for_precision(cfg: TrainConfig, device: torch.device, fingerprint: str) -> tuple[TrainConfig, str, str]:
+    """(the config this run trains by, "bf16" or "fp32", the resume fingerprint with the precision in
+    it, so a run never resumes another precision's): where it trains in fp32 (bf16 off, or no native
+    bf16 here) and fp32_steps is set, that many steps, at about the same wall clock."""
+    if cfg.bf16 and native_bf16(device):
+        return cfg, "bf16", f"{fingerprint}:bf16"
+    return (dataclasses.replace(cfg, steps=cfg.fp32_steps) if cfg.fp32_steps else cfg), "fp32", f"{fingerprint}:fp32"
 
 
 def to_device(batch, device):
@@ -252,12 +254,11 @@ def train(
     """
     ctx = distributed.context()
     device = distributed.init(ctx, pick_device(cfg.device))
-    cfg, bf16 = for_precision(cfg, device)
-    fingerprint = f"{fingerprint}:{'bf16' if bf16 else 'fp32'}"  # never resume another precision's run
+    cfg, precision, fingerprint = for_precision(cfg, device, fingerprint)
     torch.manual_seed(cfg.seed + ctx.rank)  # ranks draw different noise for their samples
     batches = distributed.shard(batches, ctx)
     log = log if ctx.main else silent
-    log(f"[{name}] {'bf16' if bf16 else 'fp32'} on {device.type}: {cfg.steps} steps")
+    log(f"[{name}] {precision} on {device.type}: {cfg.steps} steps")
     model.to(device)
     opt, sched = make_optimizer(model, cfg, device)
     resume_path, curve_path = Path(resume_path), Path(curve_path)
@@ -278,7 +279,7 @@ def train(
                                       step=at_step, rows=curve.rows, rng=rng, fingerprint=fingerprint, best=best.state())
 
     fwd = wrap(model, cfg, ctx, device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     curve = Curve(name, curve_path, cfg.steps, cfg.log_every, rows, step, log, ctx.main)
     model.train()
     clean = False  # set once every rank is past its last collective
@@ -310,7 +311,7 @@ def train(
         final = snapshot(step)
         final.pop("fingerprint")
         best.apply(final, health.data, step, lambda m: log(f"[{name}] {m}"))
-        health.data.update(plateau=plateau_check(curve.rows), steps=step, precision="bf16" if bf16 else "fp32")
+        health.data.update(plateau=plateau_check(curve.rows), steps=step, precision=precision)
         health.save(resumes())
         final["health"] = health.data
         clean = True
