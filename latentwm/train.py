@@ -76,9 +76,10 @@ def for_precision(cfg: TrainConfig, device: torch.device, fingerprint: str) -> t
     """(the config this run trains by, "bf16" or "fp32", the resume fingerprint with the precision in
     it, so a run never resumes another precision's): where it trains in fp32 (bf16 off, or no native
     bf16 here) and fp32_steps is set, that many steps, at about the same wall clock."""
-    if cfg.bf16 and native_bf16(device):
-        return cfg, "bf16", f"{fingerprint}:bf16"
-    return (dataclasses.replace(cfg, steps=cfg.fp32_steps) if cfg.fp32_steps else cfg), "fp32", f"{fingerprint}:fp32"
+    precision = "bf16" if cfg.bf16 and native_bf16(device) else "fp32"
+    if precision == "fp32" and cfg.fp32_steps:
+        cfg = dataclasses.replace(cfg, steps=cfg.fp32_steps)
+    return cfg, precision, f"{fingerprint}:{precision}"
 
 
 def to_device(batch, device):

@@ -156,3 +156,12 @@ def test_bf16_autocast_runs_where_the_hardware_has_it_and_nowhere_else(tmp_path,
     assert seen == [native] * CFG.steps
     same = all(torch.equal(a, b) for a, b in zip(on["model"].values(), off["model"].values()))
     assert same != native
+
+
+def test_fp32_runs_train_fp32_steps_and_never_resume_a_bf16_run():
+    from latentwm.train import for_precision
+
+    cfg = TrainConfig(steps=10, fp32_steps=4, bf16=False)
+    run_cfg, precision, fp = for_precision(cfg, torch.device("cpu"), "abc")
+    assert (run_cfg.steps, precision, fp) == (4, "fp32", "abc:fp32")
+    assert for_precision(TrainConfig(steps=10, bf16=False), torch.device("cpu"), "abc")[0].steps == 10  # 0: steps
