@@ -102,12 +102,12 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
                      log: Callable[[str], None] = print):
     """Run every condition on every window. Returns (long DataFrame, frames/s per sampler, samples).
 
-    `rollout(model, context, horizon, sampler, generator=, teacher=)` and `sampler_config(kind=,
-    steps=, tau_ctx=, temperature=, still=)` are latentwm.sampler's, passed in so tests can use stand-ins.
+    `rollout(model, context, horizon, sampler, generator=, teacher=)` and `sampler_config(tau_ctx=,
+    **SamplerSpec.sampling())` are latentwm.sampler's, passed in so tests can use stand-ins.
     """
     C, H = cfg.context, cfg.horizon
     first = cfg.samplers[0]  # the main sampler: also teacher-forced, the mean and the action conditions
-    samplers = {s.name: sampler_config(kind=s.kind, steps=s.steps, tau_ctx=cfg.tau_ctx, temperature=s.temperature, still=s.still) for s in cfg.samplers}
+    samplers = {s.name: sampler_config(tau_ctx=cfg.tau_ctx, **s.sampling()) for s in cfg.samplers}
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}

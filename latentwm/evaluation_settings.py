@@ -3,7 +3,7 @@ latentwm.settings declares every section: defaults, constraints and documentatio
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass
+from dataclasses import MISSING, dataclass, fields
 
 from .config import setting
 from .errors import PipelineError
@@ -29,6 +29,10 @@ class SamplerSpec:
     still: float = setting(0.0, "Latent cells whose sampled change from the frame before is below this (RMS over the "
                                 "latent channels, normalised units) keep the frame before exactly, so a still overlay "
                                 "(a HUD) does not drift over a rollout; 0: off.", minimum=0)
+
+    def sampling(self) -> dict:
+        """Every field but the name: what a SamplerConfig takes from this spec (beside tau_ctx)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
 
 
 @dataclass
