@@ -11,8 +11,8 @@ stops exactly the daemons it started, by PID.
 Clients find the cluster through SLURM_CONF. Jobs need one more thing: the Slurm executor's job
 step drops every SLURM_* variable but the job's identity before its nested `srun`, so srun reads
 the default /etc/slurm/slurm.conf. While the cluster runs, that path is a symlink to our
-slurm.conf; it is created only where no file is there (a site's own Slurm is never touched) and
-removed on stop.
+slurm.conf; it is created only where no file is there (a site's own Slurm is never touched) or
+where a killed run of ours left its link, and removed on stop.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+CLUSTER = "latentwm"
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "munged"]
 
@@ -70,6 +71,27 @@ def _node_hardware() -> dict[str, int]:
     return {"cpus": int(fields["CPUs"]), "mem_mb": int(fields["RealMemory"])}
 
 
+def _left_by_a_killed_run(link: Path) -> bool:
+    """True when `link` is a symlink a LocalSlurm made and did not remove (its run was killed):
+    it dangles, or it points at a slurm.conf of ours whose slurmctld no longer runs. A site's own
+    slurm.conf (a file, or a link to a conf of another cluster) is never ours."""
+    if not link.is_symlink():
+        return False
+    if not link.exists():
+        return True
+    conf = link.read_text()
+    if not conf.startswith(f"ClusterName={CLUSTER}\n"):
+        return False
+    pidfile = Path(link.resolve().parent, "slurmctld.pid")
+    try:
+        os.kill(int(pidfile.read_text().strip()), 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class LocalSlurm:
     """Context manager: a started single-node cluster; `.env` is the environment for its clients."""
 
@@ -87,7 +109,7 @@ class LocalSlurm:
             (r / d).mkdir(parents=True, exist_ok=True)
         host = socket.gethostname().split(".")[0]
         conf = f"""\
-ClusterName=latentwm
+ClusterName={CLUSTER}
 SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
@@ -134,8 +156,8 @@ PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 
     def start(self):
         self._write_conf()
-        if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists():
-            SYSTEM_CONF.unlink()  # left dangling by a run that was killed
+        if _left_by_a_killed_run(SYSTEM_CONF):
+            SYSTEM_CONF.unlink()
         if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
             raise RuntimeError(f"{SYSTEM_CONF} exists (a Slurm is configured here); not starting a test cluster over it")
         SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ slurm/config.yaml is copied into the run directory as `slurm/` with tiny resourc
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -17,9 +18,34 @@ import pytest
 import yaml
 
 from conftest import ROOT, tiny_config
-from slurm_cluster import LocalSlurm, install
+from slurm_cluster import CLUSTER, LocalSlurm, _left_by_a_killed_run, install
 
-pytestmark = pytest.mark.slow
+
+
+def test_only_a_killed_runs_link_is_taken_for_stale(tmp_path):
+    """A link our killed run left (dangling, or to our conf whose slurmctld is gone) is removed
+    before a new cluster starts; a site's own conf, as a file or a link, never is."""
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()  # a PID that no longer runs
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    for d, name in ((ours, CLUSTER), (theirs, "site")):
+        d.mkdir()
+        (d / "slurm.conf").write_text(f"ClusterName={name}\nSlurmctldPort=6817\n")
+        (d / "slurmctld.pid").write_text(f"{dead.pid}\n")
+    link = tmp_path / "slurm.conf"
+    link.symlink_to(ours / "slurm.conf")
+    assert _left_by_a_killed_run(link)
+    (ours / "slurmctld.pid").write_text(f"{os.getpid()}\n")  # its slurmctld still runs
+    assert not _left_by_a_killed_run(link)
+    link.unlink()
+    link.symlink_to(theirs / "slurm.conf")
+    assert not _left_by_a_killed_run(link)
+    link.unlink()
+    link.symlink_to(tmp_path / "gone.conf")
+    assert _left_by_a_killed_run(link)
+    link.unlink()
+    link.write_text(f"ClusterName={CLUSTER}\n")
+    assert not _left_by_a_killed_run(link)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +82,7 @@ def slurm_jobs(env: dict) -> dict[int, dict[str, str]]:
     return jobs
 
 
+@pytest.mark.slow
 def test_profile_is_found_and_complete():
     """`--profile slurm` resolves to ./slurm from the repository root; GPU rules ask for a GPU."""
     profile = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())
@@ -73,6 +100,7 @@ def test_profile_is_found_and_complete():
     assert "slurm and workflow specific profile profiles/default" in p.stdout
 
 
+@pytest.mark.slow
 def test_tiny_pipeline_runs_as_slurm_jobs(cluster, tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
