@@ -16,10 +16,8 @@ resuming at step s replays the same batches whatever the process count.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,26 +27,7 @@ import torch.distributed as dist
 from .config import from_dict
 from .errors import PipelineError, one_line_errors
 from .logs import logger, set_threads
-
-
-@dataclass(frozen=True)
-class Context:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        """Rank 0 writes logs, curves, checkpoints and health files."""
-        return self.rank == 0
-
-
-def context() -> Context:
-    """This process's place in the job, from the torchrun-style environment (single if unset)."""
-    env = os.environ
-    if int(env.get("WORLD_SIZE", "1")) <= 1:
-        return Context()
-    return Context(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", env["RANK"])))
+from .ranks import Context, context  # noqa: F401 (the stages ask distributed.context())
 
 
 def init(ctx: Context, device: torch.device) -> torch.device:

@@ -6,15 +6,15 @@ import sys
 import time
 from typing import Callable
 
+from .ranks import context
+
 
 def silent(msg: str) -> None:
     """The log of data-parallel ranks other than 0."""
 
 
 def logger(path: str | None = None) -> Callable[[str], None]:
-    """Log lines of rank 0; other data-parallel ranks (distributed.py) stay silent."""
-    from .distributed import context
-
+    """Log lines of rank 0; other data-parallel ranks (ranks.py) stay silent."""
     if not context().main:
         return silent
 

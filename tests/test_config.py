@@ -92,12 +92,18 @@ def test_dynamics_window_sets_the_attention_window_once():
     assert conv.model_config([8, 16, 16]).max_frames == 4
 
 
+def _latentwm_imports(files) -> list[str]:
+    """Every `from latentwm...`/`import latentwm...` line of `files` (at any indent, a parenthesised
+    one up to its closing parenthesis), dedented."""
+    pattern = r"^ *(from|import) latentwm(\S* import \([^)]*\)|.*)$"
+    return [m.group(0).strip() for f in files for m in re.finditer(pattern, f.read_text(), re.M)]
+
+
 def test_parse_time_check_imports_no_torch():
     # what the workflow imports while Snakemake parses it (every `from latentwm...` line of the
     # Snakefile and rules/), then the config check: none of it may pull in a heavy library
     # (a parenthesised import runs over several lines: up to its closing parenthesis)
-    lines = [m.group(0) for f in [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
-             for m in re.finditer(r"^(from|import) latentwm(\S* import \([^)]*\)|.*)$", f.read_text(), re.M)]
+    lines = _latentwm_imports([ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))])
     assert any("latentwm.sources" in line for line in lines), lines
     code = (
         "import sys, yaml\n" + "\n".join(lines) + "\n"
@@ -106,5 +112,24 @@ def test_parse_time_check_imports_no_torch():
         f"assert config_problems(config, {str(ROOT / 'schemas/config.schema.yaml')!r}) == []\n"
         "heavy = sorted(m for m in ('torch', 'pandas', 'zarr', 'matplotlib') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+# the jobs that touch no network weights: each is a fresh Python process per video, and torch's
+# import (about 2 s) would be most of its time (48 clips: the data stages 3 min 16 s with it, 59 s without)
+DATA_SCRIPTS = ["download", "extract_frames", "given_actions", "splits", "resolve_source", "source_away",
+                "plot_training", "plot_evaluation"]
+
+
+def test_data_jobs_import_no_torch():
+    scripts = [ROOT / "workflow_scripts" / f"{name}.py" for name in DATA_SCRIPTS]
+    lines = _latentwm_imports(scripts)
+    assert any("latentwm.video" in line for line in lines), lines
+    code = (
+        "import sys\n" + "\n".join(lines) + "\n"
+        "from latentwm.logs import logger\n"
+        "logger(None)('a line')\n"  # every job logs: asking for its rank must not import torch
+        "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:3]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
