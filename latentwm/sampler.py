@@ -22,6 +22,10 @@ is below the threshold (RMS over the channels) keeps the frame before exactly. A
 HUD, a static background) is otherwise redrawn a little differently at every step, and the
 network, which reads motion off its past frames, carries that drift on.
 
+Action guidance (`guidance`, classifier-free): an action model's prediction is pushed along the
+action's effect, the difference between the prediction with the frame's action and with "no
+action" (which action dropout trains), at the cost of a second network call per step.
+
 Context corruption: real context frames and every frame fed back into the context
 are noised to tau_ctx, as in training, and the model is told their level is tau_ctx.
 """
@@ -41,20 +45,29 @@ def trained_tau_ctx(ckpt: dict) -> float:
     return float(ckpt.get("tau_ctx", 0.1))
 
 
-def own_sampler(ckpt: dict, model, temperature: float | None = None) -> SamplerConfig:
+def own_sampler(ckpt: dict, model, temperature: float | None = None, guidance: float | None = None) -> SamplerConfig:
     """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
-    context at the level it trained with, its start noise times `temperature` (None: the default
-    evaluation's first sampler's) and that sampler's `still`."""
+    context at the level it trained with, its start noise times `temperature` and its action
+    `guidance` (None: the default evaluation's first sampler's) and that sampler's `still`."""
     first = EvalConfig().samplers[0]
     temperature = first.temperature if temperature is None else temperature
+    guidance = first.guidance if guidance is None else guidance
     return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt), temperature=temperature,
-                         still=first.still)
+                         still=first.still, guidance=guidance)
 
 
 def _noise(shape, generator, device):
     """Standard normal noise drawn on the generator's device (CPU by default), then moved."""
     gdev = generator.device if generator is not None else "cpu"
     return torch.randn(shape, generator=generator, device=gdev).to(device)
+
+
+def _last_frame(model, inp, lv, d, cache, commit, actions):
+    """The network's clean-frame prediction of the last frame of inp (B, T, C, h, w) -> (B, 1, C, h, w)."""
+    new = torch.zeros(lv.shape, dtype=torch.bool, device=inp.device)
+    new[:, -1] = True  # only the new frame's prediction is used
+    kw = {} if actions is None else {"actions": actions}
+    return model(inp, lv, torch.full_like(lv, d), cache=cache, commit=commit, predict=new, **kw)[:, -1:].float()
 
 
 def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float, cache=None, prefix_actions=None,
@@ -65,10 +78,14 @@ def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float
     Without a cache, `prefix` is the whole history and is recomputed at every step. With a
     cache, `prefix` holds only the frames not yet cached: they are committed in the first step
     and later steps run the one new frame against the cache. An action model also gets the actions
-    of the prefix frames (B, P) and of the new frame (B, 1); None: no action conditioning.
+    of the prefix frames (B, P) and of the new frame (B, 1); None: no action conditioning. With
+    `sampler.guidance` g != 1 each step's prediction is x_free + g (x_act - x_free), x_free the same
+    call with the new frame's action "none" (the conv sees only that action, so x_free is exactly
+    the model that action dropout trains; the transformer keeps the history's actions in both).
     """
     B = z.shape[0]
     levels = sampler.levels()
+    guided = action is not None and sampler.guidance != 1 and bool((action >= 0).any())
     for i in range(sampler.steps):
         tau, tau_next = levels[i], levels[i + 1]
         inp, lv, acts = z, torch.full((B, 1), tau, device=z.device), action
@@ -76,11 +93,12 @@ def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float
         if P:
             inp, lv = torch.cat([prefix, z], 1), torch.cat([prefix_tau, lv], 1)
             acts = None if action is None else torch.cat([prefix_actions, action], 1)
-        kw = {} if action is None else {"actions": acts}
-        new = torch.zeros(lv.shape, dtype=torch.bool, device=z.device)
-        new[:, -1] = True  # only the new frame's prediction is used
-        x_hat = model(inp, lv, torch.full_like(lv, d), cache=cache, commit=P if cache is not None else 0, predict=new, **kw)
-        x_hat = x_hat[:, -1:].float()  # (B, 1, C, h, w)
+        commit = P if cache is not None else 0
+        if guided:  # before the call that commits the prefix: the new frame's action "none"
+            x_free = _last_frame(model, inp, lv, d, cache, 0, torch.cat([acts[:, :-1], torch.full_like(action, -1)], 1))
+        x_hat = _last_frame(model, inp, lv, d, cache, commit, acts)
+        if guided:
+            x_hat = x_free + sampler.guidance * (x_hat - x_free)
         z = x_hat if tau_next == 0 else euler_step(z, x_hat, tau, tau - tau_next)
         if cache is not None:
             prefix = None  # committed: later steps see it through the cache

@@ -10,6 +10,9 @@ import pytest
 import torch
 import yaml
 
+from latentwm.dynamics import network
+from latentwm.settings import DynamicsConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,3 +69,13 @@ def cache_matches_full_forward(model, z, tau):
     torch.testing.assert_close(torch.cat(outs, 1), full, atol=1e-5, rtol=1e-4)
     assert cache.pos == z.shape[1]
     return cache
+
+
+def conv_model(seed=0, K=2, **kw) -> torch.nn.Module:
+    """A 2-block conv on 4x8x8 latents seeing K past frames; the zero-initialised output randomised."""
+    torch.manual_seed(seed)
+    cfg = DynamicsConfig(arch="conv", latent_channels=4, latent_hw=(8, 8), conv_width=16, conv_blocks=2, conv_frames=K, k_max=4, **kw)
+    m = network(cfg.resolved([4, 8, 8], 6))
+    with torch.no_grad():
+        m.out.weight.normal_(0, 0.1)
+    return m.eval()

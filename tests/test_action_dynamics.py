@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import conv_model
 from latentwm.actions import conditioning, write_store
 from latentwm.config import from_dict
 from latentwm.data import LatentWindows
@@ -140,3 +141,29 @@ def test_fit_with_given_actions_writes_an_action_model(tmp_path):
     assert ckpt["actions"] == {"kind": "given", "n": 5, "lam_hash": None}
     assert checkpoint.build_model(ckpt, kind="dynamics").cfg.actions == 5
     assert "probe_val_next_loss" in out.curve.read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("arch", ["transformer", "conv"])
+def test_action_guidance_pushes_along_the_actions_effect(arch):
+    """With guidance g each step's prediction is x_free + g (x_act - x_free), x_free the same call
+    with the new frame's action "none". One step from noise makes the frame that prediction itself:
+    g 0 is the rollout without the new frame's action, g 3 lies three times as far along the action's
+    effect; the cache gives the same over several frames; a rollout without actions ignores g."""
+    net = _action_net()[1] if arch == "transformer" else conv_model(actions=5)
+    ctx = torch.randn(2, 3, 4, 8, 8)
+    acts = torch.randint(0, 5, (2, 6))
+    free = acts[:, :4].clone()
+    free[:, 3] = -1  # the new frame's action "none", the context's kept
+
+    def run(g, a=acts[:, :4], horizon=1, cache=True):
+        s = SamplerConfig("euler", 1, 0.1, guidance=g)
+        return rollout(net, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=cache, actions=a)
+
+    act, none = run(1), run(1, free)
+    assert not torch.allclose(act, none, atol=1e-3), "the action changes the prediction"
+    torch.testing.assert_close(run(0), none, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(run(3), none + 3 * (act - none), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(run(3, acts, 3), run(3, acts, 3, cache=False), atol=1e-4, rtol=1e-4)
+    assert torch.equal(run(3, torch.full_like(acts, -1), 3), run(1, torch.full_like(acts, -1), 3))
+    with pytest.raises(PipelineError, match="guidance"):
+        SamplerConfig("euler", 1, guidance=-1.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import cache_matches_full_forward
+from conftest import cache_matches_full_forward, conv_model
 from latentwm import checkpoint
 from latentwm.config import to_dict
 from latentwm.conv_dynamics import ConvDynamics
@@ -15,16 +15,6 @@ from latentwm.dynamics import denoised, network
 from latentwm.errors import PipelineError
 from latentwm.sampler import rollout
 from latentwm.settings import DynamicsConfig, ObjectiveConfig, SamplerConfig
-
-
-def conv_model(seed=0, K=2, **kw) -> ConvDynamics:
-    """A 2-block conv on 4x8x8 latents seeing K past frames; the zero-initialised output randomised."""
-    torch.manual_seed(seed)
-    cfg = DynamicsConfig(arch="conv", latent_channels=4, latent_hw=(8, 8), conv_width=16, conv_blocks=2, conv_frames=K, k_max=4, **kw)
-    m = network(cfg.resolved([4, 8, 8], 6))
-    with torch.no_grad():
-        m.out.weight.normal_(0, 0.1)
-    return m.eval()
 
 
 def test_preset_network_and_window():

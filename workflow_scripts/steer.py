@@ -29,6 +29,8 @@ p.add_argument("--out", required=True, help="the GIF"), p.add_argument("--sweep"
 p.add_argument("--threads", type=int, default=2), p.add_argument("--seed", type=int, default=0)
 p.add_argument("--temperature", type=float,
                help="share of the trained start noise (default: the first sampler's of the built-in evaluation defaults)")
+p.add_argument("--guidance", type=float,
+               help="action guidance, 1: none; above 1 the actions count more (default: as --temperature)")
 a = p.parse_args()
 with one_line_errors():
     set_threads(a.threads)
@@ -42,9 +44,10 @@ with one_line_errors():
     own = own if own.exists() else None
     lat, fr = r / "latents" / f"{a.video}.zarr", r / "frames" / f"{a.video}.zarr"
     steer(a.dynamics, a.tokenizer, lat, fr, a.start, a.context, actions, a.out, own, temperature=a.temperature,
-          seed=a.seed, log=logger())
+          seed=a.seed, log=logger(), guidance=a.guidance)
     if a.sweep:
         model, codec, ckpt = load(a.dynamics, a.tokenizer)
         ctx, ctx_actions = context_of(ckpt, lat, a.start, a.context, own)
         truth = np.asarray(open_store(fr)[a.start : a.start + a.context + len(actions)])
-        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, own_sampler(ckpt, model, a.temperature), seed=a.seed)
+        sampler = own_sampler(ckpt, model, a.temperature, a.guidance)
+        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, sampler, seed=a.seed)
