@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from latentwm.evaluate import (
 from latentwm.metrics import METRICS
 from latentwm.summary import build, checks, read_metrics, summarise
 from latentwm.samples import write_samples
+from latentwm.settings import SamplerConfig
 from latentwm.store import StoreWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,15 +54,6 @@ class StepModel(torch.nn.Module):
     def __init__(self, delta: float, noise: float = 0.0):
         super().__init__()
         self.delta, self.noise = delta, noise
-
-
-@dataclass
-class FakeSampler:
-    kind: str
-    steps: int
-    tau_ctx: float = 0.1
-    temperature: float = 1.0
-    still: float = 0.0
 
 
 def fake_rollout(model, context, horizon, sampler, generator=None, teacher=None):
@@ -97,7 +88,7 @@ def cfg_(**kw) -> EvalConfig:
 
 
 def evaluate(model, win, cfg):
-    return evaluate_windows(model, codec(), win, cfg, fake_rollout, FakeSampler, log=lambda m: None)
+    return evaluate_windows(model, codec(), win, cfg, fake_rollout, SamplerConfig, log=lambda m: None)
 
 
 def curve(df, condition, metric, sampler="none"):
@@ -288,7 +279,7 @@ def test_dynamics_of_another_tokenizer_is_refused(tmp_path):
     with pytest.raises(PipelineError, match="trained on latents of tokenizer"):
         run(dynamics_path=dyn, tokenizer_path=tok, stats_path=tmp_path / "stats.json", videos=[], frame_paths=[],
             latent_paths=[], cfg=cfg_(), metrics_csv=tmp_path / "m.csv", summary_json=tmp_path / "s.json",
-            rollout=fake_rollout, sampler_config=FakeSampler)
+            rollout=fake_rollout, sampler_config=SamplerConfig)
 
 
 # ------------------------------------------------------------------ config
@@ -424,7 +415,7 @@ def world_rollout(model, context, horizon, sampler, generator=None, teacher=None
 def world_eval(model, n: int = 8, **kw):
     """(metrics DataFrame, summary.json's statistics) of `model` on n world windows, through evaluate_windows."""
     cfg = cfg_(**{"samplers": [{"name": "a", "kind": "euler", "steps": 1}], "mean_samples": 0, "batch_size": n, **kw})
-    df, fps, _ = evaluate_windows(model, codec(), world_windows(n, cfg), cfg, world_rollout, FakeSampler,
+    df, fps, _ = evaluate_windows(model, codec(), world_windows(n, cfg), cfg, world_rollout, SamplerConfig,
                                   log=lambda m: None)
     return df, build(df, fps, cfg.horizon)
 
