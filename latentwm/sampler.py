@@ -45,15 +45,13 @@ def trained_tau_ctx(ckpt: dict) -> float:
     return float(ckpt.get("tau_ctx", 0.1))
 
 
-def own_sampler(ckpt: dict, model, temperature: float | None = None, guidance: float | None = None) -> SamplerConfig:
+def own_sampler(ckpt: dict, model, **overrides) -> SamplerConfig:
     """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
-    context at the level it trained with, its start noise times `temperature` and its action
-    `guidance` (None: the default evaluation's first sampler's) and that sampler's `still`."""
-    first = EvalConfig().samplers[0]
-    temperature = first.temperature if temperature is None else temperature
-    guidance = first.guidance if guidance is None else guidance
-    return SamplerConfig(kind="euler", steps=model.cfg.k_max, tau_ctx=trained_tau_ctx(ckpt), temperature=temperature,
-                         still=first.still, guidance=guidance)
+    context at the level it trained with, and the default evaluation's first sampler's settings
+    (temperature, still, guidance), each overridden by a keyword that is not None."""
+    first = EvalConfig().samplers[0].sampling()
+    settings = {**first, "kind": "euler", "steps": model.cfg.k_max, "tau_ctx": trained_tau_ctx(ckpt)}
+    return SamplerConfig(**{**settings, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def _noise(shape, generator, device):

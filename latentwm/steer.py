@@ -71,13 +71,12 @@ def imagine(model, codec, ctx, ctx_actions, future: torch.Tensor, sampler: Sampl
 
 
 def steer(dynamics_path, tokenizer_path, latents_path, frames_path, start: int, context: int, actions: list[int], out,
-          action_path=None, temperature: float | None = None, seed: int = 0, log: Callable[[str], None] = print,
-          guidance: float | None = None):
+          action_path=None, seed: int = 0, log: Callable[[str], None] = print, **sampling):
     """Write a GIF (truth | steered) of the rollout under `actions` from the context at `start`, with the
-    model's own sampler at `temperature` and `guidance` (None: the default evaluation's first sampler's)."""
+    model's own sampler, its settings overridden by `sampling` (temperature=, guidance=; None: the default's)."""
     model, codec, ckpt = load(dynamics_path, tokenizer_path)
     ctx, ctx_actions = context_of(ckpt, latents_path, start, context, action_path)
-    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), own_sampler(ckpt, model, temperature, guidance))[0]
+    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), own_sampler(ckpt, model, **sampling))[0]
     truth = np.asarray(open_store(frames_path)[start : start + context + len(actions)])
     if len(truth) < context + len(actions):  # past the end of the video: the truth panel holds its last frame
         truth = np.concatenate([truth, np.repeat(truth[-1:], context + len(actions) - len(truth), 0)])

@@ -49,5 +49,5 @@ with one_line_errors():
         model, codec, ckpt = load(a.dynamics, a.tokenizer)
         ctx, ctx_actions = context_of(ckpt, lat, a.start, a.context, own)
         truth = np.asarray(open_store(fr)[a.start : a.start + a.context + len(actions)])
-        sampler = own_sampler(ckpt, model, a.temperature, a.guidance)
+        sampler = own_sampler(ckpt, model, temperature=a.temperature, guidance=a.guidance)
         sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, sampler, seed=a.seed)
