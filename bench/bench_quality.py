@@ -49,6 +49,7 @@ from latentwm.fit_dynamics import build, fit
 from latentwm.logs import logger, set_threads
 from latentwm.summary import label
 from latentwm.settings import DynamicsStage, EvalConfig, SamplerConfig, SamplerSpec, TrainConfig
+from latentwm.store import video_store
 from reference import ConvPredictor, fit_reference, reference_rollout
 
 SHOW_STEP = 8  # the later horizon step the table shows (the horizon when shorter)
@@ -201,12 +202,12 @@ def main():
     ref_cfg = dataclasses.replace(ecfg, samplers=[SamplerSpec("reference", first.kind, first.steps)], mean_samples=0)
     k = min(SHOW_STEP, ecfg.horizon)
     splits = json.loads((r / "splits.json").read_text())
-    train_latents = [r / f"latents/{v}.zarr" for v in splits["train"]]
+    train_latents = [video_store(r / "latents", v) for v in splits["train"]]
     stats_path = r / "latents/stats.json"
     stats = json.loads(stats_path.read_text())
     inputs = dict(tokenizer_path=r / "tokenizer/tokenizer.pt", stats_path=stats_path, videos=splits["test"],
                   frame_paths=[r / f"frames/{v}.zarr" for v in splits["test"]],
-                  latent_paths=[r / f"latents/{v}.zarr" for v in splits["test"]], log=log)  # fmt: skip
+                  latent_paths=[video_store(r / "latents", v) for v in splits["test"]], log=log)  # fmt: skip
 
     results, metas = [], {}
     for steps in a.steps:

@@ -22,6 +22,7 @@ from .diffusion import FlowObjective, flow_start
 from .dynamics import network
 from .errors import PipelineError
 from .settings import DataConfig, DynamicsConfig, DynamicsStage
+from .store import stores_in
 from .train import WithLoss, fingerprint, train
 
 
@@ -148,13 +149,16 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
     Resumes from `resume` and deletes it when done."""
     stats_text = Path(inputs.stats).read_text()
     stats = json.loads(stats_text)
+    # stores or their encode jobs' shards (results/latents/train_000); the actions paired by video
+    lat = {"train": stores_in(inputs.latents), "val": stores_in(inputs.val)}
+    acts = {k: stores_in(getattr(inputs, f"{k}_actions"), [Path(p).stem for p in s])
+            for k, s in lat.items() if hasattr(inputs, f"{k}_actions")}
     actions = None
     if stage.actions != "none":  # the stores of the train videos tell the number of actions and their provenance
-        actions = conditioning(stage.actions, list(inputs.train_actions), getattr(inputs, "lam", None))
+        actions = conditioning(stage.actions, acts["train"], getattr(inputs, "lam", None))
         log(f"[dynamics] conditioned on {stage.actions} actions: {actions['n']} ids, dropout {stage.action_dropout}")
     torch.manual_seed(stage.train.seed)  # the model's initial weights
-    flow, batches = build(stage, stats, list(inputs.latents), log, actions, getattr(inputs, "train_actions", None),
-                          getattr(inputs, "tokenizer", None))
+    flow, batches = build(stage, stats, lat["train"], log, actions, acts.get("train"), getattr(inputs, "tokenizer", None))
     net = flow.network
     log(f"[dynamics] {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M parameters, {len(batches.paths)} videos, "
         f"config {to_dict(net.cfg)}")
@@ -170,8 +174,7 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text, *([actions["lam_hash"]] if actions else [])),
         log=log,
         probe=probes(collapse_probe(net.cfg, seed=stage.train.seed),
-                     val_probe(stage, net.cfg, list(inputs.val), stats, log, actions,
-                               getattr(inputs, "val_actions", None))),
+                     val_probe(stage, net.cfg, lat["val"], stats, log, actions, acts.get("val"))),
         health_path=out.health,
     )
     if not distributed.context().main:

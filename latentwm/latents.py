@@ -1,7 +1,8 @@
 """Frames -> latents with a trained tokenizer, and the per-channel statistics of the latents.
 
-    results/latents/{video}.zarr  float16 (T, C, h, w), chunked along time, uncompressed (float16
-                                  latents barely compress, and raw chunks read twice as fast)
+    results/latents/{shard}/{video}.zarr  float16 (T, C, h, w), chunked along time, uncompressed
+                                  (float16 latents barely compress, and raw chunks read twice as fast);
+                                  a shard (SPLIT_NNN) is the videos one encode job writes
     attrs: tokenizer_hash (checkpoint.file_hash of tokenizer.pt), latent_shape [C, h, w], fps,
            source, video, frames_store, height, width (+ frames, complete from StoreWriter)
     results/latents/stats.json    {"mean": [C], "std": [C], "tokenizer_hash", "latent_shape", "videos"}

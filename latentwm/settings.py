@@ -130,6 +130,11 @@ class TokenizerStage:
 class LatentsConfig:
     """Encoding every video's frames into latents (encode_latents); no retraining on change."""
 
+    videos_per_job: int = setting(64, "Videos one encode job writes (encode_latents, and encode_actions with latent "
+                                      "actions): each split's videos in runs of this many, a folder results/latents/"
+                                      "SPLIT_NNN each. Every job pays Python, torch and the model's start (seconds); "
+                                      "fewer jobs also keep the DAG small (1,000 videos: 2,000 jobs, not 3,000).",
+                                  minimum=1)
     batch_size: int = setting(64, "Frames per encoder call.", minimum=1)
     chunk_frames: int = setting(64, "Latent frames per zarr chunk (time axis).", minimum=1)
     device: str = setting("auto", enum=DEVICES)

@@ -29,3 +29,17 @@ def assign_splits(videos: list[str], val: float, test: float, seed: int = 0) -> 
         "val": sorted(order[n_test : n_test + n_val]),
         "train": sorted(order[n_test + n_val :]),
     }
+
+
+def shards(splits: dict[str, list[str]], size: int) -> dict[str, list[str]]:
+    """The encode jobs' shards: each split's sorted videos cut into runs of `size`, named SPLIT_000,
+    SPLIT_001, ... ({"train_000": [...], "val_000": [...], ...}; an empty split has none).
+
+    A shard never mixes splits, so a stage that reads one split depends on that split's shards
+    only, and the shards of a split concatenated in name order list its videos in sorted order.
+    """
+    return {
+        f"{split}_{k // size:03d}": videos[k : k + size]
+        for split, videos in splits.items()
+        for k in range(0, len(videos), size)
+    }

@@ -1,8 +1,8 @@
 """Zarr stores of frames and latents: streamed in, committed atomically, opened with checks.
 
 Layout: one zarr (v3) array per video at the store path, time on axis 0:
-    results/frames/{video}.zarr   uint8   (T, 3, H, W)
-    results/latents/{video}.zarr  float16 (T, C, h, w)
+    results/frames/{video}.zarr           uint8   (T, 3, H, W)
+    results/latents/{shard}/{video}.zarr  float16 (T, C, h, w)
 chunked along time so that a random window touches one or two chunks. Provenance lives in the
 array attrs; `complete: true` is written last, just before the rename, so a store found at its
 final path was whole when written (a killed job leaves only a hidden .tmp directory behind).
@@ -25,7 +25,7 @@ import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import zarr
@@ -34,6 +34,7 @@ from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from .atomic import is_write_failure, remove, sweep, temp_path, write_failure
+from .atomic import write as atomic_write
 from .errors import PipelineError
 
 
@@ -245,3 +246,39 @@ def input_identity(paths) -> list:
         a = dict(open_store(p).attrs)
         out.append([str(p), a.get("frames"), a.get("source"), a.get("fps"), a.get("height"), a.get("width")])
     return out
+
+
+def stores_in(paths, videos=None) -> list[str]:
+    """The stores `paths` name, in order: each path is a store (VIDEO.zarr) or a shard, the folder
+    of stores one encode job writes (results/latents/train_000/VIDEO.zarr, ...), read in sorted
+    order. With `videos`, the stores must be exactly those videos' in that order (stores read side by
+    side pair by position)."""
+    out = []
+    for p in map(Path, paths):
+        out += [str(s) for s in sorted(p.glob("*.zarr"))] if p.is_dir() and p.suffix != ".zarr" else [str(p)]
+    if videos is not None and [Path(s).stem for s in out] != list(videos):
+        missing = sorted(set(videos) - {Path(s).stem for s in out}) or "none"
+        raise PipelineError(f"the stores {', '.join(map(str, paths))} are not those of the videos {', '.join(videos)} "
+                            f"(missing: {missing}); rerun the rules that write them")
+    return out
+
+
+def write_shard(out, sources, encode: Callable[[str, Path], object]) -> None:
+    """One encode job's shard: `encode(source, store)` for each source store into out/NAME.zarr
+    (NAME: the source's), written in a hidden folder renamed into place when whole, so a shard that
+    exists holds every store of its videos."""
+
+    def fill(tmp: Path) -> None:
+        tmp.mkdir()
+        for source in sources:
+            encode(source, tmp / Path(source).name)
+
+    sweep(out)  # a killed job's half-written shard
+    atomic_write(out, fill)
+
+
+def video_store(folder, video: str) -> Path:
+    """The store of `video` in `folder` (results/latents, results/actions/KIND): FOLDER/VIDEO.zarr,
+    or FOLDER/SHARD/VIDEO.zarr where an encode job wrote it in a shard (the first path when neither is)."""
+    found = [Path(folder) / f"{video}.zarr", *sorted(Path(folder).glob(f"*/{video}.zarr"))]
+    return next((p for p in found if p.exists()), found[0])

@@ -13,7 +13,7 @@ from latentwm.sources import (
     static_videos,
     with_parts,
 )
-from latentwm.splits import assign_splits
+from latentwm.splits import assign_splits, shards
 
 
 wildcard_constraints:
@@ -21,6 +21,7 @@ wildcard_constraints:
     source=r"[A-Za-z0-9][A-Za-z0-9_]*",
     split=r"train|val|test",
     evaluation=r"[A-Za-z0-9][A-Za-z0-9_]*",
+    shard=r"(train|val|test)_\d\d\d+",
 
 
 # the configured sources, a local file cut in parts where too few videos come otherwise (all_video_specs
@@ -56,9 +57,36 @@ def all_videos():
     return sorted(video_specs())
 
 
-def split_videos(split):
+def split_map():
     s = config["splits"]
-    return assign_splits(all_videos(), s["val"], s["test"], s["seed"])[split]
+    return assign_splits(all_videos(), s["val"], s["test"], s["seed"])
+
+
+def split_videos(split):
+    return split_map()[split]
+
+
+def shard_map():
+    """Shard name -> its videos: the runs of latents.videos_per_job that one encode job writes."""
+    return shards(split_map(), config["latents"]["videos_per_job"])
+
+
+def shard_frames(wildcards):
+    """Input function of an encode job: the frame stores of its shard's videos."""
+    videos = shard_map().get(wildcards.shard)
+    if videos is None:
+        raise ValueError(
+            f"shard {wildcards.shard!r} holds no videos (see results/splits.json)"
+        )
+    return frames(videos)
+
+
+def encoded(kind, *split_names):
+    """The shard folders (results/{kind}/SPLIT_NNN) of every video of `split_names` (all: every split)."""
+    names = [
+        s for s in shard_map() if not split_names or s.split("_")[0] in split_names
+    ]
+    return expand("results/{kind}/{shard}", kind=kind, shard=names)
 
 
 def video_source_files(wildcards):
@@ -142,10 +170,6 @@ def all_frames(wildcards):
     return frames(all_videos())
 
 
-def latents(videos):
-    return expand("results/latents/{video}.zarr", video=videos)
-
-
 def train_frames(wildcards):
     return frames(split_videos("train"))
 
@@ -154,29 +178,28 @@ def val_frames(wildcards):
     return frames(split_videos("val"))
 
 
-def train_latents(wildcards):
-    return latents(split_videos("train"))
-
-
 ACTIONS = config["dynamics"]["actions"]  # none | latent | given
 
 
-def action_stores(videos, kind=ACTIONS):
-    """The action stores of `videos` that dynamics and evaluation read; none without actions."""
+def action_stores(split, kind=ACTIONS):
+    """The action stores of the videos of `split` that dynamics and evaluation read: the given ones
+    per video, the latent ones in their encode jobs' shards; none without actions."""
     if kind == "none":
         return []
-    return expand("results/actions/{kind}/{video}.zarr", kind=kind, video=videos)
+    if kind == "latent":
+        return encoded("actions/latent", split)
+    return expand("results/actions/given/{video}.zarr", video=split_videos(split))
 
 
-def action_inputs(*splits):
-    """Input function: the action stores of the videos of `splits` (one named input per split),
+def action_inputs(*split_names):
+    """Input function: the action stores of the videos of `split_names` (one named input per split),
     and the latent action model whose ids they are (its hash is checked against theirs).
     """
 
     def inputs(wildcards):
         if ACTIONS == "none":
             return {}
-        out = {f"{s}_actions": action_stores(split_videos(s)) for s in splits}
+        out = {f"{s}_actions": action_stores(s) for s in split_names}
         if ACTIONS == "latent":
             out["lam"] = "results/lam/lam.pt"
         return out
@@ -188,7 +211,7 @@ def truth_actions(wildcards):
     """The test videos' given actions, scored against the latent ones (latent actions only)."""
     if ACTIONS != "latent":
         return {}
-    return {"truth": action_stores(split_videos("test"), "given")}
+    return {"truth": action_stores("test", "given")}
 
 
 def all_targets(wildcards):
@@ -198,7 +221,7 @@ def all_targets(wildcards):
         *all_frames(wildcards),
         *rules.splits.output,
         *rules.train_tokenizer.output,
-        *latents(all_videos()),
+        *encoded("latents"),
         *rules.latent_stats.output,
         *(rules.train_lam.output if ACTIONS == "latent" else []),
         *rules.train_dynamics.output,

@@ -5,8 +5,8 @@
 rule train_dynamics:
     input:
         unpack(action_inputs("train", "val")),
-        latents=lambda w: latents(split_videos("train")),
-        val=lambda w: latents(split_videos("val")),
+        latents=lambda w: encoded("latents", "train"),
+        val=lambda w: encoded("latents", "val"),
         stats="results/latents/stats.json",
         tokenizer="results/tokenizer/tokenizer.pt",  # the pixel loss decodes with it
     output:

@@ -10,7 +10,7 @@ rule evaluate_rollouts:
         dynamics="results/dynamics/dynamics.pt",
         tokenizer="results/tokenizer/tokenizer.pt",
         stats="results/latents/stats.json",
-        latents=lambda w: latents(split_videos("test")),
+        latents=lambda w: encoded("latents", "test"),
         frames=lambda w: frames(split_videos("test")),
     output:
         metrics="results/eval/{evaluation}/metrics.csv",

@@ -1,5 +1,6 @@
 # Latent action model (only with dynamics.actions: latent): frames of the train videos ->
-# results/lam/lam.pt; then every video's frames -> results/actions/latent/{video}.zarr.
+# results/lam/lam.pt; then every video's frames -> results/actions/latent/{shard}/{video}.zarr (the
+# shards of encode_latents).
 
 
 rule train_lam:
@@ -27,11 +28,11 @@ rule train_lam:
 rule encode_actions:
     input:
         lam="results/lam/lam.pt",
-        frames="results/frames/{video}.zarr",
+        frames=shard_frames,
     output:
-        directory("results/actions/latent/{video}.zarr"),
+        directory("results/actions/latent/{shard}"),
     log:
-        "logs/encode_actions/{video}.log",
+        "logs/encode_actions/{shard}.log",
     conda:
         "../envs/torch.yaml"
     script:

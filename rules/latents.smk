@@ -1,14 +1,15 @@
-# Frames -> results/latents/{video}.zarr float16 (T, C, h, w) with the tokenizer; train-video stats.
+# Frames -> results/latents/{shard}/{video}.zarr float16 (T, C, h, w) with the tokenizer, one job
+# per shard (latents.videos_per_job videos of one split: train_000, ...); train-video stats.
 
 
 rule encode_latents:
     input:
         tokenizer="results/tokenizer/tokenizer.pt",
-        frames="results/frames/{video}.zarr",
+        frames=shard_frames,
     output:
-        directory("results/latents/{video}.zarr"),
+        directory("results/latents/{shard}"),
     log:
-        "logs/encode_latents/{video}.log",
+        "logs/encode_latents/{shard}.log",
     conda:
         "../envs/torch.yaml"
     params:
@@ -20,7 +21,7 @@ rule encode_latents:
 rule latent_stats:
     input:
         tokenizer="results/tokenizer/tokenizer.pt",
-        latents=train_latents,
+        latents=lambda w: encoded("latents", "train"),
     output:
         "results/latents/stats.json",
     log:

@@ -34,7 +34,10 @@ def test_latent_actions_flow_through_the_dag(latent_run):
     assert (r / "lam/lam.pt").exists() and (r / "lam/metrics.json").exists()
     metrics = json.loads((r / "lam/metrics.json").read_text())
     assert {"val_perplexity", "val_usage", "val_action_gain"} <= set(metrics)
-    for store in (r / "actions/latent").glob("*.zarr"):
+    stores = sorted((r / "actions/latent").glob("*/*.zarr"))  # in the encode jobs' shards, as the latents
+    assert [s.relative_to(r / "actions/latent") for s in stores] == sorted(
+        p.relative_to(r / "latents") for p in (r / "latents").glob("*/*.zarr")), stores
+    for store in stores:
         ids = read_store(store)
         assert ids[0] == -1 and (ids[1:] >= 0).all() and (ids[1:] < 4).all()
     summary = json.loads((r / "eval/default/summary.json").read_text())
@@ -54,7 +57,7 @@ def test_steering_command_writes_a_gif(latent_run, tmp_path):
     from latentwm.samples import gif_frames
 
     r = latent_run / "results"
-    video = sorted(p.stem for p in (r / "latents").glob("*.zarr"))[0]
+    video = sorted(p.stem for p in (r / "latents").glob("*/*.zarr"))[0]  # in its encode job's shard folder
     cmd = [sys.executable, str(ROOT / "workflow_scripts/steer.py"), "--dynamics", str(r / "dynamics/dynamics.pt"),
            "--tokenizer", str(r / "tokenizer/tokenizer.pt"), "--results", str(r), "--video", video, "--start", "2",
            "--context", "3", "--actions", "1,1,2,3", "--out", str(tmp_path / "s.gif"), "--sweep", str(tmp_path / "s.png"),

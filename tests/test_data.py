@@ -1,5 +1,7 @@
 """FrameBatches and LatentWindows over real zarr stores: determinism, windows, refusals, workers."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -171,3 +173,35 @@ def test_store_of_all_zero_chunks_is_whole(tmp_path):
         w.commit()
     arr = open_store(tmp_path / "black.zarr")
     assert arr.attrs["chunk_files"] == 3 and int(arr[:].sum()) == 0
+
+
+def test_encode_jobs_write_whole_shards_read_back_in_video_order(tmp_path):
+    """Shards: each split's sorted videos in runs of videos_per_job, never mixing splits; a shard
+    is written whole or not at all (a failing video leaves no folder, the temp one removed); its
+    stores read back in video order, paired by video or refused with the missing ones named."""
+    from latentwm.splits import shards
+    from latentwm.store import open_store, stores_in, video_store, write_shard
+
+    split = {"train": ["a", "b", "c", "d", "e"], "val": ["f"], "test": []}
+    assert shards(split, 2) == {"train_000": ["a", "b"], "train_001": ["c", "d"], "train_002": ["e"], "val_000": ["f"]}
+    assert shards(split, 64) == {"train_000": split["train"], "val_000": ["f"]}
+    assert [v for vs in shards(split, 2).values() for v in vs] == split["train"] + split["val"]  # name order = sorted
+
+    frames = [frame_store(tmp_path / f"frames/{v}.zarr", 9, i)[0] for i, v in enumerate("abc")]
+    copy = lambda src, dst: latent_store(dst, open_store(src).shape[0], ord(Path(src).stem[0]))  # noqa: E731
+    out = tmp_path / "latents/train_000"
+    write_shard(out, frames, copy)
+    assert stores_in([out]) == [str(out / f"{v}.zarr") for v in "abc"]
+    assert stores_in([out], videos=["a", "b", "c"]) == stores_in([str(out / "a.zarr"), out / "b.zarr", out / "c.zarr"])
+    with pytest.raises(PipelineError, match=r"not those of the videos a, b, c, d \(missing: \['d'\]\)"):
+        stores_in([out], videos=["a", "b", "c", "d"])
+    assert video_store(tmp_path / "latents", "b") == out / "b.zarr"
+
+    def fails_on_c(src, dst):
+        if Path(src).stem == "c":
+            raise PipelineError("c is broken")
+        copy(src, dst)
+
+    with pytest.raises(PipelineError, match="c is broken"):
+        write_shard(tmp_path / "latents/val_000", frames, fails_on_c)
+    assert sorted(p.name for p in (tmp_path / "latents").iterdir()) == ["train_000"]  # no half shard, no temp

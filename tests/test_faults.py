@@ -151,19 +151,23 @@ def test_kill9_during_extraction_or_encoding_leaves_no_store_taken_as_complete(t
     assert open_store(frames / "long.zarr").shape[0] == 90 * 10  # 90 s resampled to frames.fps 10
     assert not [x for x in frames.iterdir() if ".tmp" in x.name]  # the killed run's temp store, swept
 
-    # the same for latent encoding: tokenizer and the short videos' latents first
-    short = [f"results/latents/gen_00{i}.zarr" for i in (0, 1)]
-    snakemake(work, cfg, "--cores", "2", "results/tokenizer/tokenizer.pt", *short)
-    latents = work / "results/latents"
-    p = start(work, cfg, "--cores", "1", "results/latents/long.zarr")
-    kill9_when(p, lambda: any(x.name.startswith(".long.zarr.tmp") for x in latents.iterdir()))
-    assert not (latents / "long.zarr").exists()
+    # the same for latent encoding, one job per split here (3 videos: one each): the tokenizer and
+    # the short videos' shards first
+    snakemake(work, cfg, "--cores", "2", "results/tokenizer/tokenizer.pt")
+    splits = json.loads((work / "results/splits.json").read_text())
+    shard = {v: f"{split}_000" for split in ("train", "val", "test") for v in splits[split]}
+    short = [f"results/latents/{shard[v]}" for v in ("gen_000", "gen_001")]
+    snakemake(work, cfg, "--cores", "2", *short)
+    latents, target = work / "results/latents", f"results/latents/{shard['long']}"
+    p = start(work, cfg, "--cores", "1", target)
+    kill9_when(p, lambda: any(latents.glob(f".{shard['long']}.tmp*/.long.zarr.tmp*")))
+    assert not (work / target).exists()  # the shard is written in a hidden folder, renamed when whole
     snakemake(work, cfg, "--unlock")
-    dry = snakemake(work, cfg, "-n", "--rerun-incomplete", "results/latents/long.zarr", *short)
-    assert re.search(r"encode_latents\s+1\b", dry.stdout) and "video=gen_00" not in dry.stdout, dry.stdout[-2000:]
-    snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", "results/latents/long.zarr")
-    assert open_store(latents / "long.zarr").shape[0] == 90 * 10
-    assert not [x for x in latents.iterdir() if ".tmp" in x.name]
+    dry = snakemake(work, cfg, "-n", "--rerun-incomplete", target, *short)
+    assert re.search(r"encode_latents\s+1\b", dry.stdout) and f"shard={shard['long']}" in dry.stdout, dry.stdout[-2000:]
+    snakemake(work, cfg, "--cores", "2", "--rerun-incomplete", target)
+    assert open_store(work / target / "long.zarr").shape[0] == 90 * 10
+    assert not [x for x in latents.iterdir() if ".tmp" in x.name]  # the killed job's shard, swept
 
 
 def test_broken_videos_fail_alone_with_one_line_each(tmp_path):
@@ -234,7 +238,8 @@ def test_damaged_store_is_refused_never_read_as_zeros(tiny_run, tmp_path):
     work = copy_run(tiny_run, tmp_path / "run")
     cfg = tiny_config()
     video = json.loads((work / "results/splits.json").read_text())["test"][0]
-    lat, fr = f"results/latents/{video}.zarr", f"results/frames/{video}.zarr"
+    shard = "results/latents/test_000"  # the test videos' encode job (fewer than latents.videos_per_job)
+    lat, fr = f"{shard}/{video}.zarr", f"results/frames/{video}.zarr"
     metrics = "results/eval/default/metrics.csv"
     (work / lat / "c/1/0/0/0").unlink()  # 48 frames in chunks of 16: the middle one
     p = snakemake(work, cfg, "--cores", "2", "--forcerun", "evaluate_rollouts", metrics, check=False)
@@ -247,9 +252,9 @@ def test_damaged_store_is_refused_never_read_as_zeros(tiny_run, tmp_path):
 
     chunk = work / fr / "c/0/0/0/0"
     chunk.write_bytes(chunk.read_bytes()[:1000])
-    p = snakemake(work, cfg, "--cores", "2", "--forcerun", "encode_latents", lat, check=False)
+    p = snakemake(work, cfg, "--cores", "2", "--forcerun", "encode_latents", shard, check=False)
     assert p.returncode != 0
-    errors = error_lines(work / f"logs/encode_latents/{video}.log")
+    errors = error_lines(work / "logs/encode_latents/test_000.log")
     want = rf"^ERROR: store {fr} is damaged: chunk c/0/0/0/0 \(1 of 3\) has 1000 bytes, \d+ expected; delete it and rerun"
     assert len(errors) == 1 and re.search(want, errors[0]), p.stdout[-3000:]
     assert "Traceback" not in p.stdout

@@ -15,7 +15,7 @@ from latentwm.data import LatentWindows
 from latentwm.errors import PipelineError
 from latentwm.latents import encode_store, latent_stats
 from latentwm.settings import DataConfig, TokenizerConfig, TokenizerStage
-from latentwm.store import StoreWriter, open_store
+from latentwm.store import StoreWriter, open_store, video_store
 from latentwm.tokenizer import Tokenizer, check_collapse, evaluate, fit, to_float, to_uint8
 
 from conftest import snakemake
@@ -157,8 +157,13 @@ def test_tiny_run_latents_and_stats(tiny_run):
     h = checkpoint.file_hash(tiny_run / "results/tokenizer/tokenizer.pt")
     splits = json.loads((tiny_run / "results/splits.json").read_text())
     shape = json.loads((tiny_run / "results/tokenizer/metrics.json").read_text())["latent_shape"]
+    # one encode job per split here (each holds fewer than latents.videos_per_job videos): its folder
+    # holds exactly that split's stores
+    for split in ("train", "val", "test"):
+        shard = tiny_run / f"results/latents/{split}_000"
+        assert sorted(p.stem for p in shard.glob("*.zarr")) == splits[split], split
     for video in splits["train"] + splits["val"] + splits["test"]:
-        arr = open_store(tiny_run / f"results/latents/{video}.zarr", {"tokenizer_hash": h, "latent_shape": shape})
+        arr = open_store(video_store(tiny_run / "results/latents", video), {"tokenizer_hash": h, "latent_shape": shape})
         frames = open_store(tiny_run / f"results/frames/{video}.zarr")
         assert arr.dtype == np.float16 and arr.shape == (frames.shape[0], *shape)
         assert arr.attrs["video"] == video and arr.attrs["fps"] == frames.attrs["fps"]

@@ -12,6 +12,7 @@ from latentwm.errors import one_line_errors
 from latentwm.evaluate import EvalConfig, run
 from latentwm.samples import write_samples
 from latentwm.logs import logger, set_threads
+from latentwm.store import stores_in
 
 
 def main(inp, out, cfg: dict, name: str, log_path=None, threads: int = 2) -> None:
@@ -19,11 +20,14 @@ def main(inp, out, cfg: dict, name: str, log_path=None, threads: int = 2) -> Non
     with one_line_errors(log_path):
         set_threads(threads)
         ecfg = from_dict(EvalConfig, cfg, f"evaluations.{name}")
+        videos = [Path(f).stem for f in inp["frames"]]  # results/frames/{video}.zarr
+        # the other stores by video, each given as stores or shards (results/latents/test_000)
+        paired = {k: stores_in(inp[k], videos) if inp.get(k) else None for k in ("latents", "actions", "truth")}
         summary, samples = run(
             dynamics_path=inp["dynamics"], tokenizer_path=inp["tokenizer"], stats_path=inp["stats"],
-            videos=inp["videos"], frame_paths=inp["frames"], latent_paths=inp["latents"], cfg=ecfg,
+            videos=videos, frame_paths=inp["frames"], latent_paths=paired["latents"], cfg=ecfg,
             metrics_csv=out["metrics"], summary_json=out["summary"], name=name, log=log,
-            action_paths=inp.get("actions"), truth_paths=inp.get("truth"),
+            action_paths=paired["actions"], truth_paths=paired["truth"],
         )
         listed = write_samples(samples, ecfg.context, Path(out["samples"]))
         log(f"[evaluate] {name}: wrote {out['metrics']}, {out['summary']} and {len(listed)} samples")
@@ -34,7 +38,6 @@ if "snakemake" in globals():
     main(
         {"dynamics": sm.input.dynamics, "tokenizer": sm.input.tokenizer, "stats": sm.input.stats,
          "frames": list(sm.input.frames), "latents": list(sm.input.latents),
-         "videos": [Path(f).stem for f in sm.input.frames],  # results/frames/{video}.zarr
          # an action model's: the test videos' action stores (latent or given), and their true ones
          "actions": list(sm.input.get("test_actions", [])) or None, "truth": list(sm.input.get("truth", [])) or None},
         {"metrics": sm.output.metrics, "summary": sm.output.summary, "samples": sm.output.samples},
@@ -49,7 +52,7 @@ else:  # by hand: explicit paths, e.g. the rule's inputs; the evaluation's setti
     p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)
     p.add_argument("--stats", required=True, help="the latents' stats.json")
     p.add_argument("--frames", nargs="+", required=True, help="frame stores of the test videos (VIDEO.zarr)")
-    p.add_argument("--latents", nargs="+", required=True, help="their latent stores, in the same order")
+    p.add_argument("--latents", nargs="+", required=True, help="their latent stores in the same order, or the shard folders that hold them (results/latents/test_000)")
     p.add_argument("--config", help="a config file whose evaluations.NAME is used (none: the defaults)")
     p.add_argument("--name", default="default"), p.add_argument("--out", required=True), p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
@@ -57,8 +60,7 @@ else:  # by hand: explicit paths, e.g. the rule's inputs; the evaluation's setti
     d = Path(a.out)
     d.mkdir(parents=True, exist_ok=True)
     main(
-        {"dynamics": a.dynamics, "tokenizer": a.tokenizer, "stats": a.stats, "frames": a.frames, "latents": a.latents,
-         "videos": [Path(f).stem for f in a.frames]},
+        {"dynamics": a.dynamics, "tokenizer": a.tokenizer, "stats": a.stats, "frames": a.frames, "latents": a.latents},
         {"metrics": d / "metrics.csv", "summary": d / "summary.json", "samples": d / "samples"},
         cfg, a.name, None, a.threads,
     )

@@ -4,8 +4,8 @@
         --tokenizer results/tokenizer/tokenizer.pt --video arena_003 --start 20 --context 8 \
         --actions 1,1,1,1,4,4,4,4 --out steer.gif [--sweep sweep.png]
 
---video names the stores results/latents/VIDEO.zarr and results/frames/VIDEO.zarr (and, for the
-context frames' own actions, results/actions/KIND/VIDEO.zarr of the model's kind, when present).
+--video names the stores results/latents/SHARD/VIDEO.zarr and results/frames/VIDEO.zarr (and, for
+the context frames' own actions, results/actions/KIND/[SHARD/]VIDEO.zarr of the model's kind, when present).
 """
 
 import argparse
@@ -18,7 +18,7 @@ from latentwm.errors import PipelineError, one_line_errors
 from latentwm.logs import logger, set_threads
 from latentwm.sampler import own_sampler
 from latentwm.steer import context_of, load, steer, sweep
-from latentwm.store import open_store
+from latentwm.store import open_store, video_store
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)
@@ -40,9 +40,9 @@ with one_line_errors():
     except ValueError:
         raise PipelineError(f"--actions {a.actions!r}: give comma-separated integer ids, e.g. 1,1,2,2") from None
     kind = (checkpoint.load(a.dynamics).get("actions") or {}).get("kind", "none")  # the model's kind of actions
-    own = r / "actions" / kind / f"{a.video}.zarr"
+    own = video_store(r / "actions" / kind, a.video)
     own = own if own.exists() else None
-    lat, fr = r / "latents" / f"{a.video}.zarr", r / "frames" / f"{a.video}.zarr"
+    lat, fr = video_store(r / "latents", a.video), r / "frames" / f"{a.video}.zarr"
     steer(a.dynamics, a.tokenizer, lat, fr, a.start, a.context, actions, a.out, own, temperature=a.temperature,
           seed=a.seed, log=logger(), guidance=a.guidance)
     if a.sweep:
