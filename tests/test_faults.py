@@ -121,9 +121,10 @@ def test_kill9_during_training_resumes_from_the_last_checkpoint(tmp_path):
 
 
 def test_kill9_during_extraction_or_encoding_leaves_no_store_taken_as_complete(tmp_path):
-    """kill -9 during frame extraction of a long video, then during its latent encoding
-    Only a hidden .tmp store is left, never a store at the final path; after `--unlock`, the
-    rerun redoes that video's store and no other, and sweeps the killed run's temp store."""
+    """kill -9 during frame extraction of a long video, then during the encode job of its shard
+    Only a hidden .tmp store (a hidden .tmp shard folder) is left, never a store or a shard at the
+    final path; after `--unlock`, the rerun redoes that store (that shard) and no other, and sweeps
+    the killed run's temp one."""
     data = tmp_path / "data"
     data.mkdir()
     long = data / "long.mp4"
