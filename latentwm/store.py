@@ -257,7 +257,7 @@ def stores_in(paths, videos=None) -> list[str]:
     for p in map(Path, paths):
         out += [str(s) for s in sorted(p.glob("*.zarr"))] if p.is_dir() and p.suffix != ".zarr" else [str(p)]
     if videos is not None and [Path(s).stem for s in out] != list(videos):
-        missing = sorted(set(videos) - {Path(s).stem for s in out}) or "none"
+        missing = ", ".join(sorted(set(videos) - {Path(s).stem for s in out})) or "none"
         raise PipelineError(f"the stores {', '.join(map(str, paths))} are not those of the videos {', '.join(videos)} "
                             f"(missing: {missing}); rerun the rules that write them")
     return out
@@ -278,7 +278,6 @@ def write_shard(out, sources, encode: Callable[[str, Path], object]) -> None:
 
 
 def video_store(folder, video: str) -> Path:
-    """The store of `video` in `folder` (results/latents, results/actions/KIND): FOLDER/VIDEO.zarr,
-    or FOLDER/SHARD/VIDEO.zarr where an encode job wrote it in a shard (the first path when neither is)."""
-    found = [Path(folder) / f"{video}.zarr", *sorted(Path(folder).glob(f"*/{video}.zarr"))]
-    return next((p for p in found if p.exists()), found[0])
+    """The store of `video` in `folder` (results/latents, results/actions/KIND): FOLDER/SHARD/VIDEO.zarr
+    where an encode job wrote it in a shard, else FOLDER/VIDEO.zarr (a store by hand, or a given action store)."""
+    return next(iter(sorted(Path(folder).glob(f"*/{video}.zarr"))), Path(folder) / f"{video}.zarr")

@@ -193,7 +193,7 @@ def test_encode_jobs_write_whole_shards_read_back_in_video_order(tmp_path):
     write_shard(out, frames, copy)
     assert stores_in([out]) == [str(out / f"{v}.zarr") for v in "abc"]
     assert stores_in([out], videos=["a", "b", "c"]) == stores_in([str(out / "a.zarr"), out / "b.zarr", out / "c.zarr"])
-    with pytest.raises(PipelineError, match=r"not those of the videos a, b, c, d \(missing: \['d'\]\)"):
+    with pytest.raises(PipelineError, match=r"not those of the videos a, b, c, d \(missing: d\)"):
         stores_in([out], videos=["a", "b", "c", "d"])
     assert video_store(tmp_path / "latents", "b") == out / "b.zarr"
 
