@@ -96,13 +96,13 @@ def _stores(tmp_path, n=3, T=24, given=True):
     lat, act = [], []
     for i in range(n):
         z = np.broadcast_to((100 * i + np.arange(T, dtype=np.float32))[:, None, None, None], (T, 4, 8, 8))
-        p = tmp_path / f"l{i}.zarr"
+        p = tmp_path / f"latents/v{i}.zarr"  # each video's stores under the same name, as the rules write them
         with StoreWriter(p, (4, 8, 8), "float16", 8, {"tokenizer_hash": "tok", "latent_shape": [4, 8, 8]}) as w:
             w.append(z)
             w.commit()
         a = (i + np.arange(T)) % 5
         a[0] = -1
-        q = tmp_path / f"a{i}.zarr"
+        q = tmp_path / f"actions/v{i}.zarr"
         write_store(q, a if given else np.full(T, -1), {"given": given, "n_actions": 5 if given else 0, "video": f"v{i}"})
         lat.append(str(p))
         act.append(str(q))
