@@ -295,5 +295,5 @@ def encode_store(model: Lam, ckpt: dict, frames_path, out_path, lam_hash: str, b
              "video": Path(out_path).name.removesuffix(".zarr")}
     A.write_store(out_path, actions, attrs)
     used = np.bincount(actions[1:], minlength=model.cfg.codes)
-    log(f"[actions] wrote {out_path}: {n} frames, codes used {used.tolist()}")
+    log(f"[actions] {Path(out_path).name}: {n} frames, codes used {used.tolist()}")  # out_path: in the shard's temp folder
     return n
