@@ -6,7 +6,9 @@ Everything comes from package registries, nothing from the open internet:
   freedoom*_demo*  Freedoom (BSD licence) built-in demos, first person with the status-bar HUD,
                    rendered headless by the dsda-doom / prboom-plus source port (-timedemo with
                    -viddump, SDL dummy video driver) at 640x480, 35 fps (one frame per game tic)
-                   [Debian: prboom-plus, freedoom; installed with apt-get when missing and root]
+                   [Debian: prboom-plus, freedoom; installed with apt-get when missing and root],
+                   each with its sidecar freedoom*_demo*.actions.txt: the player's input behind
+                   every frame, read from the demo and named by latentwm.doom_demo.ACTIONS
   bbb_*            Big Buck Bunny (c) Blender Foundation, CC-BY 3.0: the full film ships in the
                    moviepy 2.2.1 sdist on PyPI (docs/.../moviepy_10_minutes.zip), fetched with pip
   opencv_vtest     OpenCV's vtest.avi, a fixed street camera with pedestrians (Debian: opencv-doc,
@@ -31,9 +33,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from latentwm import doom_demo
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "data" / "real"
-WADS = {1: Path("/usr/share/games/doom/freedoom1.wad"), 2: Path("/usr/share/games/doom/freedoom2.wad")}
+WADS = doom_demo.IWADS
 DOOM_MAX_S = 90  # longer demos are cut to their first 90 s
 MOVIEPY = "2.2.1"  # its sdist carries the whole Big Buck Bunny film (1280x720, 24 fps, 9:56)
 BBB_MEMBER = "docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip"
@@ -124,11 +128,7 @@ def demo_lumps(wad: Path) -> list[tuple[str, bytes]]:
 
 
 def doom_port() -> str | None:
-    for name in ("dsda-doom", "prboom-plus"):  # both have -viddump with cap_* pipe commands
-        exe = shutil.which(name) or (f"/usr/games/{name}" if os.access(f"/usr/games/{name}", os.X_OK) else None)
-        if exe:
-            return exe
-    return None
+    return doom_demo.port()
 
 
 def ensure_doom() -> str | None:
@@ -162,31 +162,27 @@ def doom_clips() -> list[tuple[str, int, str, bytes, str]]:
 
 def render_doom(port: str, phase: int, demo: bytes, out: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="fetch_real_doom.") as tmp:
-        tmp = Path(tmp)
-        (tmp / "demo.lmp").write_bytes(demo)
-        raw = tmp / "raw.mkv"  # lossless intermediate; the final encode cuts and compresses it
-        cfg = tmp / "capture.cfg"
-        cfg.write_text(
-            'videomode "Software"\nscreen_resolution "640x480"\nuse_fullscreen 0\nuncapped_framerate 0\n'
-            "render_wipescreen 0\nhudadd_demoprogressbar 0\nhud_displayed 0\n"
-            'cap_soundcommand "cat > /dev/null"\n'
-            f'cap_videocommand "{FFMPEG} -loglevel error -f rawvideo -pix_fmt rgb24 -r %r -s %wx%h -i - '
-            f'-c:v libx264 -preset ultrafast -qp 0 -threads 1 -y {raw}"\n'
-            'cap_muxcommand "true"\n'
-            f'cap_tempfile1 "{tmp}/unused_a"\ncap_tempfile2 "{tmp}/unused_b"\ncap_remove_tempfiles 0\n'
-            "cap_wipescreen 0\ncap_fps 35\n"
-        )
-        env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-        env.update(HOME=str(tmp), SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy")
-        # -timedemo runs as fast as it can and captures every tic (-playdemo runs in real time and,
-        # in this port, captures almost nothing)
-        cmd = [port, "-config", str(cfg), "-iwad", str(WADS[phase]), "-nosound", "-nomusic",
-               "-timedemo", str(tmp / "demo.lmp"), "-viddump", str(tmp / "unused.mkv")]
-        r = subprocess.run(nice(cmd), cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
-        if not raw.exists() or raw.stat().st_size == 0:
-            tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
-            raise RuntimeError(f"{Path(port).name} wrote no video (exit {r.returncode}): {' | '.join(tail)}")
+        raw = Path(tmp) / "raw.mkv"  # lossless intermediate; the final encode cuts and compresses it
+        doom_demo.render(port, WADS[phase], demo, raw)
         encode(["-i", str(raw), "-t", str(DOOM_MAX_S)], out, "fps=35")
+
+
+def write_sidecar(clip: str, demo: bytes, what: str) -> None:
+    """data/real/CLIP.actions.txt: the demo's action per tic, one line per frame of the rendered clip
+    (frame t shows the view after tic t; a clip cut at DOOM_MAX_S keeps its first tics)."""
+    import imageio_ffmpeg
+
+    side = OUT / f"{clip}.actions.txt"
+    if side.exists():
+        return
+    ids = doom_demo.actions(doom_demo.read(demo, clip))
+    frames = imageio_ffmpeg.count_frames_and_secs(str(OUT / f"{clip}.mp4"))[0]
+    if frames != min(len(ids), DOOM_MAX_S * 35):
+        raise RuntimeError(f"{clip}.mp4 has {frames} frames but its demo {len(ids)} tics (cut at {DOOM_MAX_S * 35}); "
+                           f"delete {clip}.mp4 and rerun to render it again")
+    tmp = side.with_name(f".{side.name}.tmp")
+    tmp.write_text(doom_demo.sidecar_text(ids[:frames], what))
+    os.replace(tmp, side)
 
 
 def fetch_doom() -> int:
@@ -204,12 +200,12 @@ def fetch_doom() -> int:
     bad = 0
     for clip, phase, lump, demo, what in clips:
         out = OUT / f"{clip}.mp4"
-        if out.exists():
-            report(clip, what, "present")
-            continue
         try:
-            render_doom(port, phase, demo, out)
-            report(clip, what, "made")
+            state = "present" if out.exists() else "made"
+            if not out.exists():
+                render_doom(port, phase, demo, out)
+            write_sidecar(clip, demo, what)
+            report(clip, what + ", with its inputs", state)
         except Exception as e:
             fail([clip], str(e))
             bad += 1

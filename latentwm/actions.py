@@ -7,8 +7,9 @@ t-1 to frame t); frame 0 has none, NO_ACTION = -1. Action ids are integers 0..n-
 Sidecar format (a local video's own actions; latentwm.sources.sidecar_path finds it): beside
 VIDEO.mp4 a text file VIDEO.actions.txt with one line per frame of the video at its own frame
 rate; line t (counting from 0) holds the integer id of the action that produced frame t, -1 for
-none (frame 0). Blank lines and lines starting with '#' are ignored. A file whose line count
-differs from the video's frame count is refused.
+none (frame 0). Blank lines and lines starting with '#' are ignored, except one header line
+"# actions: NAME0 NAME1 ..." that names the ids (shown in the action sweep). A file whose line
+count differs from the video's frame count is refused.
 
 Files and stores (time on axis 0, aligned with the frame and latent stores):
     results/videos/{video}.actions.json   {"actions": [T ints] | null, "fps", "names": [...] | null}
@@ -18,7 +19,10 @@ Files and stores (time on axis 0, aligned with the frame and latent stores):
     results/actions/latent/{video}.zarr   int16 (T,) the latent action model's ids; attrs lam_hash,
                                           tokenizer_hash, n_actions
 Extraction's fps resampling keeps or repeats whole source frames (ffmpeg's fps filter, rounding
-to the nearest output tick): an extracted frame takes the action of the source frame it shows.
+to the nearest output tick). An extracted frame's action stands for the inputs since the previous
+extracted frame: the most frequent action of the source frames from the one after the previous
+extracted frame's to the one it shows (ties: the latest), so a turn held across dropped frames is
+still a turn. A repeated frame takes the action of the source frame it shows.
 """
 
 from __future__ import annotations
@@ -40,11 +44,17 @@ from .video import probe
 NO_ACTION = -1
 
 
-def read_sidecar(path) -> np.ndarray:
-    """int64 (T,) actions of a sidecar file; one line naming the file, line and fix on a bad entry."""
-    out = []
+NAMES_HEADER = "# actions:"
+
+
+def read_sidecar(path) -> tuple[np.ndarray, list[str] | None]:
+    """int64 (T,) actions of a sidecar file and the names of its header (None without one); one line
+    naming the file, line and fix on a bad entry."""
+    out, names = [], None
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
         text = line.strip()
+        if text.startswith(NAMES_HEADER):
+            names = text[len(NAMES_HEADER):].split()
         if not text or text.startswith("#"):
             continue
         try:
@@ -57,14 +67,17 @@ def read_sidecar(path) -> np.ndarray:
         out.append(a)
     if not out:
         raise PipelineError(f"actions file {path} holds no actions; write one integer per frame of its video or delete it")
-    return np.array(out, np.int64)
+    if names is not None and max(out) >= len(names):
+        raise PipelineError(f"actions file {path} names {len(names)} actions in its '{NAMES_HEADER}' line but uses id "
+                            f"{max(out)}; name every id used, or delete that line")
+    return np.array(out, np.int64), names
 
 
 def given_for_file(video_path, sidecar) -> dict:
     """The actions record of a local video: its sidecar's actions, checked against its frame count."""
     if sidecar is None or not Path(sidecar).exists():
         return {"actions": None, "fps": None, "names": None}
-    actions = read_sidecar(sidecar)
+    actions, names = read_sidecar(sidecar)
     info = probe(video_path, count_frames=True)
     n, fps = info.get("frames"), info["fps"]
     if n is None:
@@ -72,7 +85,7 @@ def given_for_file(video_path, sidecar) -> dict:
     if len(actions) != n:
         raise PipelineError(f"actions file {sidecar} has {len(actions)} actions but video {video_path} has {n} frames; "
                             "give exactly one action per frame (line t: the action that produced frame t)")
-    return {"actions": actions.tolist(), "fps": fps, "names": None}
+    return {"actions": actions.tolist(), "fps": fps, "names": names}
 
 
 def write_record(path, record: dict) -> None:
@@ -92,14 +105,22 @@ def source_index(n_out: int, fps_in: float, fps_out: float) -> np.ndarray:
 
 
 def resample(actions: np.ndarray, fps_in: float, fps_out: float, n_out: int, where: str) -> np.ndarray:
-    """int64 (n_out,) actions of the extracted frames; frame 0 gets NO_ACTION (nothing in the clip
-    produced it). Refuses a record too short for the extracted frames."""
+    """int64 (n_out,) actions of the extracted frames: each the most frequent action of the source
+    frames since the previous extracted frame (ties: the latest); frame 0 gets NO_ACTION (nothing in
+    the clip produced it). Refuses a record too short for the extracted frames."""
     idx = source_index(n_out, fps_in, fps_out)
     if idx[-1] >= len(actions):
         raise PipelineError(f"{where}: {n_out} frames extracted at {fps_out:g} fps need source frame {idx[-1]} at "
                             f"{fps_in:g} fps but the actions cover {len(actions)} frames; give one action per source "
                             "frame (a variable frame rate video cannot carry actions: re-encode it at a constant rate)")
-    out = np.asarray(actions, np.int64)[idx]
+    actions = np.asarray(actions, np.int64)
+    out = actions[idx]
+    for k in range(1, n_out):
+        span = actions[idx[k - 1] + 1 : idx[k] + 1]  # empty for a repeated frame: it keeps its own
+        if len(span) > 1:
+            ids, last = np.unique(span[::-1], return_index=True)  # last: distance from the end
+            counts = np.bincount(np.searchsorted(ids, span), minlength=len(ids))
+            out[k] = ids[np.lexsort((last, -counts))[0]]
     out[0] = NO_ACTION
     return out
 

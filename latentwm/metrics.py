@@ -6,6 +6,8 @@ Functions on float images (B, 3, H, W) in [0, data_range]; each returns one valu
     sharpness            mean gradient magnitude of x relative to y's (B,): 1 as sharp, < 1 blur, > 1 noise
     collapse_ratio       how much outputs vary across a batch relative to their inputs (a scalar):
                          about 1 for a faithful model, near 0 for one that ignores its input
+    dense_flow, global_flow  classical dense optical flow between frames (OpenCV's Farneback: no
+                         learned weights) and its mean, in pixels of the frames
 
 METRICS (bottom of the file) lists what the rollout evaluation scores: its CSV rows, summary,
 intervals, verdict, plots and report tables all loop over it. Adding a metric = one entry here
@@ -17,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -113,6 +117,70 @@ def collapse_ratio(outputs: torch.Tensor, inputs: torch.Tensor, eps: float = 1e-
     return out / ref.clamp_min(eps)
 
 
+# Motion: Farneback flow on the frames' luma. A window of 9 px and 3 pyramid levels follow shifts of
+# up to about 10 px on 64 px frames; a blurred copy of a frame has next to no flow to it.
+FLOW_PARAMS = dict(pyr_scale=0.5, levels=3, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
+MIN_MOTION = 0.25  # px: true frames whose mean flow magnitude is under this do not move; motion is NaN
+STILL_BELOW = 0.5  # motion (predicted over true flow magnitude) under this at any step: the scene stays put
+
+
+def _luma(x: torch.Tensor) -> np.ndarray:
+    """Float frames (N, 3, H, W) in [0, 1] -> uint8 luma (N, H, W)."""
+    w = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32)[:, None, None]
+    return (x.float().cpu().clamp(0, 1) * w).sum(1).mul(255).round().to(torch.uint8).numpy()
+
+
+def dense_flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Optical flow from frames a to frames b (N, 3, H, W) in [0, 1]: (N, H, W, 2) px, (dx, dy):
+    the content at (x, y) in a is at (x + dx, y + dy) in b."""
+    _check(a, b)
+    la, lb = _luma(a), _luma(b)
+    return torch.from_numpy(np.stack([cv2.calcOpticalFlowFarneback(p, q, None, **FLOW_PARAMS) for p, q in zip(la, lb)]))
+
+
+def global_flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The mean flow from a to b (N, 3, H, W): (N, 2) px, (dx, dy); dx > 0: the view's content moved right."""
+    return dense_flow(a, b).mean((1, 2))
+
+
+_FLOWS: dict[int, tuple[tuple[torch.Tensor, ...], torch.Tensor]] = {}  # score() asks three metrics for the same flows
+
+
+def _step_flows(frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """(B, T, H, W, 2): each frame's flow from the frame before it in the same sequence (step 1: from
+    the window's last context frame; window (B, S, ...), S = context + T), for frames (B, T, 3, H, W).
+    Step to step, not from the last context frame: a turn's shift grows with the step and leaves
+    the tracker's range within two steps. Remembered for the same tensors (the truth's, every condition)."""
+    hit = _FLOWS.get(id(frames))
+    if hit is not None and hit[0][0] is frames and hit[0][1] is window:
+        return hit[1]
+    B, T = frames.shape[:2]
+    before = torch.cat([window[:, window.shape[1] - T - 1 :][:, :1], frames[:, :-1]], 1)  # (B, T, 3, H, W)
+    out = dense_flow(before.flatten(0, 1), frames.flatten(0, 1)).view(B, T, *frames.shape[3:], 2)
+    if len(_FLOWS) > 4:
+        _FLOWS.clear()
+    _FLOWS[id(frames)] = ((frames, window), out)
+    return out
+
+
+def _flow_epe(pred, truth, window):
+    """Endpoint error (B, T): the mean distance between the predicted step's flow and the true one's."""
+    return (_step_flows(pred, window) - _step_flows(truth, window)).norm(dim=-1).flatten(2).mean(2)
+
+
+def _flow_global(pred, truth, window):
+    """(B, T): distance between the predicted and the true mean flow: did the view move as far, the same way?"""
+    d = _step_flows(pred, window).mean((2, 3)) - _step_flows(truth, window).mean((2, 3))
+    return d.norm(dim=-1)
+
+
+def _motion(pred, truth, window):
+    """(B, T): mean flow magnitude of the prediction over the truth's; NaN where the truth stays still."""
+    mp = _step_flows(pred, window).norm(dim=-1).flatten(2).mean(2)
+    mt = _step_flows(truth, window).norm(dim=-1).flatten(2).mean(2)
+    return torch.where(mt >= MIN_MOTION, mp / mt.clamp_min(MIN_MOTION), torch.nan)
+
+
 # ---------------------------------------------------------------- the registry of rollout metrics
 
 PSNR_CAP_DB = 100.0  # 10 log10(1 / 1e-10): psnr floors the mse at 1e-10, so identical frames stay finite
@@ -187,6 +255,15 @@ METRICS: tuple[Metric, ...] = (
     Metric("sharpness", per_frame(sharpness), None,
            "mean spatial gradient magnitude of the prediction over the truth's: 1 = as sharp, < 1 blur, > 1 noise",
            ideal=1.0, flags=(("blurred", "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE))),
+    Metric("flow_epe", _flow_epe, False,
+           "optical flow of each step (from the frame before): endpoint error of the prediction's against the truth's",
+           "px", needs=("window",)),
+    Metric("flow_global", _flow_global, False,
+           "optical flow of each step: error of the mean flow (did the view move as far, the same way?)",
+           "px", needs=("window",)),
+    Metric("motion", _motion, None,
+           "flow magnitude of each predicted step over the true step's: 1 = moves as much, "
+           "0 = stands still", needs=("window",), ideal=1.0, flags=(("still", "<", STILL_BELOW),)),
     Metric("mse", per_frame(mse), False, "pixel mean squared error", headline=False),
     Metric("latent_mse", _latent_mse, False, "mean squared error in the normalised latent space of the dynamics model",
            needs=("pred_z", "truth_z"), headline=False),

@@ -41,7 +41,7 @@ def test_sidecar_format_and_its_one_line_errors(tmp_path):
     side = sidecar_path(video)
     assert side.name == "match.actions.txt"
     side.write_text("# frame 0 has no action\n-1\n" + "\n".join(["1", "2"] * 4) + "\n\n3\n")
-    assert read_sidecar(side).tolist() == [-1, 1, 2, 1, 2, 1, 2, 1, 2, 3]
+    assert read_sidecar(side)[0].tolist() == [-1, 1, 2, 1, 2, 1, 2, 1, 2, 3]
     record = tmp_path / "match.actions.json"
     fetch({"video": "m", "source": "m", "kind": "path", "path": str(video)}, tmp_path / "out.mp4", {}, lambda m: None, record)
     assert json.loads(record.read_text())["actions"] == [-1, 1, 2, 1, 2, 1, 2, 1, 2, 3]
@@ -75,9 +75,36 @@ def test_actions_follow_their_frames_through_fps_resampling(tmp_path, fps_in):
     src = render_clip(1, n, 32, seed=0).transpose(0, 3, 1, 2).astype(float)
     shown = np.array([np.argmin(((src - f) ** 2).mean((1, 2, 3))) for f in got])
     assert np.array_equal(shown, source_index(len(got), fps_in, 15))
-    want = clip_actions(1, n, 32, seed=0)[shown]
-    want[0] = NO_ACTION
+    want = held(clip_actions(1, n, 32, seed=0), shown)
     assert np.array_equal(read_store(tmp_path / "a.zarr", {"given": True}, frames=len(got)), want)
+
+
+def held(actions, shown) -> np.ndarray:
+    """What each extracted frame's action must be: the most frequent action of the source frames since
+    the previous extracted frame (ties: the latest), written out plainly."""
+    out = [NO_ACTION]
+    for prev, cur in zip(shown[:-1], shown[1:]):
+        span = list(actions[prev + 1 : cur + 1]) or [actions[cur]]
+        out.append(max(reversed(span), key=span.count))  # max keeps the first maximum: the latest
+    return np.array(out)
+
+
+def test_resampled_actions_stand_for_the_dropped_frames():
+    """35 -> 15 fps keeps every 2nd or 3rd source frame; a turn held on the dropped frames is still a
+    turn, a one-frame tap between two extracted frames loses to what was held."""
+    from latentwm.actions import resample
+
+    a = np.array([0, 0, 0, 3, 3, 0, 3, 3, 0, 0, 0, 0, 0, 0, 4, 0, 1, 1, 2, 2])
+    idx = source_index(9, 35, 15)
+    assert idx.tolist() == [1, 3, 5, 8, 10, 12, 15, 17, 19], "ffmpeg's fps filter: frames 2 or 3 source frames apart"
+    got = resample(a, 35, 15, 9, "test")
+    assert got[0] == NO_ACTION
+    assert got[3] == 3, "frames 6-7 held turn 3 and frame 8 (shown) released it: the turn, held longest, wins"
+    assert got[6] == 0, "a one-frame tap of 4 between noops is outvoted"
+    assert got[1] == 3 and got[2] == 0, "a tie goes to the latest"
+    assert got[7:].tolist() == [1, 2]
+    assert np.array_equal(got, held(a, idx))
+    assert (got[1:] == a[idx][1:]).mean() < 1, "the rule is not 'the action of the frame shown'"
 
 
 def test_nmi():

@@ -152,3 +152,51 @@ def test_static_psnr_scores_only_the_pixels_that_never_change():
     jitter = window.clone()
     jitter[0, ::2, :, :2] += 10 / 255  # coding jitter of a still HUD is still static
     assert metrics.static_mask(jitter)[0, :2].all()
+
+
+def _scene(size: int = 64, seed: int = 0) -> torch.Tensor:
+    """A textured frame (3, size, size) in [0, 1] that wraps around (np.roll is a true shift of it)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    x = gaussian_filter(rng.random((3, size, size)), (0, 2, 2), mode="wrap")
+    x = (x - x.min()) / (x.max() - x.min())
+    return torch.tensor(x, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_global_flow_of_a_shift_is_the_shift_of_a_copy_zero(k):
+    x = _scene()
+    right, down = torch.roll(x, k, dims=2), torch.roll(x, -k, dims=1)  # content moved right by k; up by k
+    flow = metrics.global_flow(x[None].repeat(3, 1, 1, 1), torch.stack([right, down, x]))
+    assert flow[0].tolist() == pytest.approx([k, 0], abs=0.15 * k + 0.1)
+    assert flow[1].tolist() == pytest.approx([0, -k], abs=0.15 * k + 0.1)
+    assert flow[2].abs().max() < 1e-3, "a copy does not move"
+
+
+def test_flow_metrics_name_a_blurred_or_still_prediction():
+    """A world that turns by 3 px a step: the truth scores 0 flow error and motion 1; copying the last
+    frame and a blurred copy of it both stand still (motion < STILL_BELOW) and err by the step's shift."""
+    from scipy.ndimage import gaussian_filter
+
+    x = _scene(seed=1)
+    T = 4
+    window = torch.stack([torch.roll(x, 3 * s, dims=2) for s in range(-3, T + 1)])[None]  # 4 context + T, moving right
+    truth = window[:, -T:]
+    copy = window[:, -T - 1 : -T].expand_as(truth)
+    blurred = torch.tensor(gaussian_filter(copy.numpy(), (0, 0, 0, 3, 3)), dtype=torch.float32)  # a mean that stays put
+    scores = {n: metrics.score(p, truth, window=window, pred_z=p[:, :, :1], truth_z=truth[:, :, :1])
+              for n, p in (("truth", truth), ("copy", copy), ("blurred", blurred))}
+    shift = torch.full((T,), 3.0)
+    assert scores["truth"]["flow_epe"].max() < 0.2 and scores["truth"]["flow_global"].max() < 0.2
+    assert scores["truth"]["motion"][0].tolist() == pytest.approx([1.0] * T, abs=0.02)
+    for name in ("copy", "blurred"):
+        s = scores[name]
+        assert torch.allclose(s["flow_global"][0], shift, rtol=0.2), f"{name}: the view did not move"
+        assert (s["flow_epe"][0] > 0.7 * shift).all()
+        assert (s["motion"][0] < metrics.STILL_BELOW).all(), f"{name} is named still"
+    m = metrics.metric("motion")
+    assert m.flags == (("still", "<", metrics.STILL_BELOW),) and m.higher_is_better is None
+    still = window.clone()
+    still[:] = x  # nothing moves: motion is undefined, not 0 or 1
+    assert torch.isnan(metrics.score(still[:, -T:], still[:, -T:], window=still, pred_z=still, truth_z=still)["motion"]).all()
