@@ -114,8 +114,9 @@ class EvalConfig:
     tau_ctx: float | None = setting(None, "Noise level of the context frames; null: the level the model was trained "
                                           "with (dynamics.objective.tau_ctx, stored in its checkpoint).", minimum=0, maximum=1)
     mean_samples: int = setting(4, "Rollouts of the first sampler averaged in latent space into the model_mean condition (an "
-                                   "estimate of the conditional mean, reported beside the single rollout); 0 disables it, "
-                                   "1 is not allowed.", minimum=0)
+                                   "estimate of the conditional mean, reported beside the single rollout), and the best of "
+                                   "them per window by PSNR (model_best, best-of-N); 0 disables both, 1 is not allowed.",
+                                minimum=0)
     samples: int = setting(2, "The first N windows get a sample GIF and filmstrip.", minimum=0)
     seed: int = setting(0, "Sampler noise (window positions are fixed by stride and max_windows).")
     batch_size: int = setting(8, "Windows per rollout batch.", minimum=1)

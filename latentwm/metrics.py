@@ -82,6 +82,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     return (num / den).flatten(1).mean(1)
 
 
+BLURRED = "blurred"  # the sharpness flag that disqualifies a condition from beating anything (latentwm.summary)
 BLURRED_BELOW = 0.7  # sharpness under this at any step: the prediction is blurred (a mean, not a sample)
 NOISY_ABOVE = 1.5  # sharpness over this at any step: noise or artefacts, not detail
 
@@ -254,7 +255,7 @@ METRICS: tuple[Metric, ...] = (
            "dB", needs=("window",)),
     Metric("sharpness", per_frame(sharpness), None,
            "mean spatial gradient magnitude of the prediction over the truth's: 1 = as sharp, < 1 blur, > 1 noise",
-           ideal=1.0, flags=(("blurred", "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE))),
+           ideal=1.0, flags=((BLURRED, "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE))),
     Metric("flow_epe", _flow_epe, False,
            "optical flow of each step (from the frame before): endpoint error of the prediction's against the truth's",
            "px", needs=("window",)),

@@ -27,6 +27,7 @@ STYLE = {
     "copy_previous": dict(color="silver", linestyle=":", linewidth=2),
     "teacher_forced": dict(linestyle="-.", linewidth=1.2),
     "model_mean": dict(linestyle="--", linewidth=1.5, marker="s", markersize=3),
+    "model_best": dict(linestyle=(0, (1, 1)), linewidth=1.5, marker="^", markersize=3),
     "model": dict(linestyle="-", linewidth=2, marker="o", markersize=3),
 }
 

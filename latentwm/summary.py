@@ -2,7 +2,7 @@
 
 Every condition is paired with the baseline that has seen the same real frames (BASELINES):
 
-    model, model_mean  -> copy_last       both see only the context
+    model, model_mean, model_best  -> copy_last   all see only the context
     teacher_forced     -> copy_previous   both have seen the real frame before each target
 
 copy_last_pixels (the real frames, past the tokenizer) and the ceiling are paired with nothing.
@@ -15,8 +15,11 @@ skipped in means.
 
 The verdict: a condition beats its baseline on a ranked metric at steps 1..k for the largest k such
 that the interval of the paired difference lies entirely on the better side at every step 1..k; a
-difference whose interval contains 0 is never a win. Unranked metrics (sharpness) are read against
-their flags (metrics.Metric.flags: blurred, noisy).
+difference whose interval contains 0 is never a win. Unranked metrics (sharpness, motion) are read
+against their flags (metrics.Metric.flags: blurred, noisy, still). A condition flagged blurred at any
+step beats nothing (`verdict.beats_steps` all 0; its sentence starts with "blurred"): a blurred mean
+of the possible futures scores PSNR without predicting any of them. The paired differences stay in
+`vs_baseline`, with what they would have won in `beats_steps` there.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ import pandas as pd
 from . import metrics as M
 from .actions import nmi, read_store
 
-BASELINES = {"model": "copy_last", "model_mean": "copy_last", "teacher_forced": "copy_previous",
+BASELINES = {"model": "copy_last", "model_mean": "copy_last", "model_best": "copy_last", "teacher_forced": "copy_previous",
              "random_actions": "copy_last", "no_action": "copy_last"}
 PIXEL_COPY = "copy_last_pixels"  # the one condition not decoded by the tokenizer (latentwm.evaluate)
-ORDER = ("model", "model_mean", "teacher_forced", "random_actions", "no_action", "copy_last", PIXEL_COPY,
+ORDER = ("model", "model_mean", "model_best", "teacher_forced", "random_actions", "no_action", "copy_last", PIXEL_COPY,
          "copy_previous", "ceiling")  # conditions, as shown
 # an action model's rollout (with the window's actions) against the same sampler's rollouts with other
 # actions: model minus random_actions is the controllability
@@ -154,9 +157,11 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
                 row["beats_steps"] = beats_steps(lo, hi, m.higher_is_better)
                 row["worse_steps"] = worse_steps(lo, hi, m.higher_is_better)
             e["vs_baseline"][m.name] = row
+        found = _flags(e, reg)
         e["verdict"] = {"baseline": base,
-                        "beats_steps": {n: r["beats_steps"] for n, r in e["vs_baseline"].items() if "beats_steps" in r},
-                        **_flags(e, reg), "text": _text(label(e["condition"], e["sampler"]), e, reg)}
+                        "beats_steps": {n: 0 if found.get(M.BLURRED) else r["beats_steps"]
+                                        for n, r in e["vs_baseline"].items() if "beats_steps" in r},
+                        **found, "text": _text(label(e["condition"], e["sampler"]), e, reg)}
         if e["condition"] == "model":
             for other in ACTION_CONDITIONS:
                 if (other, e["sampler"], reg[0].name) not in mats:
@@ -203,6 +208,10 @@ def _text(name: str, e: dict, reg: list[M.Metric]) -> str:
         worse = f"; worse at steps {_steps(r['worse_steps'])}" if r["worse_steps"] else ""
         parts.append(f"{m.name} {where} ({detail}{worse})")
     head = f"{name} beats {e['baseline']} on " if "vs_baseline" in e else f"{name}: "
+    blurred = flags(e["per_step"]["sharpness"], M.metric("sharpness")).get(M.BLURRED) if "sharpness" in e["per_step"] else []
+    if blurred and "vs_baseline" in e:
+        head = (f"{name} is {M.BLURRED} (sharpness under {M.BLURRED_BELOW:g} of the truth's at steps {_steps(blurred)}), so it "
+                f"beats nothing; a blurred mean scores without predicting. Paired with {e['baseline']} it would be ahead on ")
     return head + "; ".join(parts)
 
 

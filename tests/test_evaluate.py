@@ -132,13 +132,14 @@ def test_long_csv_schema_and_summary():
     df, fps, _ = evaluate(StepModel(0.05, noise=0.2), win, cfg)
     assert list(df.columns) == CSV_COLUMNS
     labels = set(map(tuple, df[["condition", "sampler"]].drop_duplicates().to_numpy()))
-    assert labels == {("model", "a"), ("model", "b"), ("model_mean", "a"), ("teacher_forced", "a"), ("copy_last", "none"),
+    assert labels == {("model", "a"), ("model", "b"), ("model_mean", "a"), ("model_best", "a"), ("teacher_forced", "a"),
+                      ("copy_last", "none"),
                       ("copy_last_pixels", "none"), ("copy_previous", "none"), ("ceiling", "none")}
     assert set(df.metric) == {m.name for m in METRICS}  # the registry, nothing else
     assert sorted(set(df.step)) == list(range(1, cfg.horizon + 1))
     assert len(df) == 3 * len(labels) * cfg.horizon * len(METRICS)
     summary = summarise(df, fps)
-    assert set(summary) == {"model:a", "model:b", "model_mean:a", "teacher_forced:a", "copy_last", "copy_last_pixels",
+    assert set(summary) == {"model:a", "model:b", "model_mean:a", "model_best:a", "teacher_forced:a", "copy_last", "copy_last_pixels",
                             "copy_previous", "ceiling"}
     for entry in summary.values():
         assert len(entry["per_step"]["psnr"]) == cfg.horizon and entry["windows"] == 3
@@ -436,6 +437,34 @@ def test_a_blurred_model_gets_low_sharpness_and_is_flagged_blurred():
     assert c["verdict"]["blurred"] and c["verdict"]["blurred_steps"] == [1, 2, 3, 4] and not c["verdict"]["noisy"]
     assert "blurred at steps 1-4" in c["verdict"]["text"]
     assert not s["conditions"]["copy_last"]["verdict"]["blurred"]  # the baseline is as sharp as the truth
+
+
+def test_a_blurred_model_is_never_called_a_win():
+    """The blurred world model is ahead of copy-last in PSNR at every step, and beats nothing: the verdict's
+    first line says it is blurred, every beats_steps is 0, and no check counts it as beating copy-last."""
+    df, s = world_eval(WorldModel("blurred"))
+    c = s["conditions"]["model:a"]
+    assert c["vs_baseline"]["psnr"]["beats_steps"] == 4, "the paired PSNR gain itself is kept"
+    assert c["verdict"]["beats_steps"] == {m.name: 0 for m in METRICS if m.higher_is_better is not None}
+    assert s["verdict"][0].startswith("model:a is blurred (sharpness under 0.7 of the truth's at steps 1-4), so it beats nothing")
+    assert "beats copy_last" not in s["verdict"][0]
+    assert not s["checks"]["any_model_beats_copy_last_step1"]
+    _, sharp = world_eval(WorldModel("oracle"))
+    assert sharp["conditions"]["model:a"]["verdict"]["beats_steps"]["psnr"] == 4, "a sharp model still can win"
+
+
+def test_best_of_n_picks_the_rollout_closest_to_the_truth():
+    """model_best: per window the best of the mean_samples rollouts by PSNR; at least as good as one
+    rollout in PSNR, as sharp (one sample, not an average), paired with copy-last."""
+    df, s = world_eval(WorldModel("jitter"), mean_samples=4)
+    best, one, mean = (s["conditions"][f"{c}:a"] for c in ("model_best", "model", "model_mean"))
+    assert best["baseline"] == "copy_last" and "vs_baseline" in best
+    assert np.mean(best["per_step"]["psnr"]) > np.mean(one["per_step"]["psnr"])
+    assert abs(np.mean(best["per_step"]["sharpness"]) - np.mean(one["per_step"]["sharpness"])) < 0.1
+    assert np.mean(mean["per_step"]["sharpness"]) < np.mean(best["per_step"]["sharpness"]) - 0.1
+    w = df[(df.condition == "model_best") & (df.metric == "psnr")].groupby("window").value.mean()
+    draws = df[(df.condition == "model") & (df.metric == "psnr")].groupby("window").value.mean()
+    assert (w >= draws - 1e-9).all(), "per window, the best draw is at least the first draw"
 
 
 def test_a_noise_model_beats_copy_last_at_no_step():

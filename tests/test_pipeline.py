@@ -55,7 +55,7 @@ def test_metrics_are_finite_and_conditions_differ(tiny_run):
     for name, settings in evaluations().items():
         df = read_metrics(tiny_run / f"results/eval/{name}/metrics.csv")
         assert np.isfinite(df[df.metric.isin(["psnr", "ssim", "mse", "latent_mse"])].value).all()
-        assert set(df.condition) == {"model", "model_mean", "teacher_forced", "copy_last", "copy_last_pixels", "copy_previous",
+        assert set(df.condition) == {"model", "model_mean", "model_best", "teacher_forced", "copy_last", "copy_last_pixels", "copy_previous",
                                      "ceiling"}
         assert set(df.metric) == {m.name for m in METRICS}
         assert set(df[df.condition == "model"].sampler) == {s["name"] for s in settings["samplers"]}
