@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from . import checkpoint, metrics, summary as S
+from .action_eval import action_conditions, action_sweep, sweep_flows
 from .actions import read_store
 from .config import to_dict
 from .errors import PipelineError
@@ -72,6 +73,7 @@ class Windows:
     frames: torch.Tensor  # uint8 (N, S, 3, H, W), S = context + horizon
     latents: torch.Tensor  # float32 (N, S, C, h, w), normalised: (z - mean) / std
     actions: torch.Tensor | None = None  # int64 (N, S): the action that produced each frame (action models)
+    action_names: list[str] | None = None  # the given actions' names (a sidecar's header), if any
 
 
 class Codec:
@@ -168,7 +170,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         samples += filmstrips(keys, win.frames, pixels, [label("model", s.name) for s in cfg.samplers], keep, b0)
         if act and b0 == 0 and samples:  # the action sweep of the first sample: each action held for the horizon
             samples[0]["sweep"] = action_sweep(model, codec, rollout, ctx[:1], act["actions"][:1], H,
-                                               samplers[first.name], _seed(cfg, 0))
+                                               samplers[first.name], _seed(cfg, 0), win.action_names)
         done = b0 + len(keys)
         elapsed = time.perf_counter() - t_start
         log(f"[evaluate] windows {done}/{len(win.keys)} done, {elapsed:.0f} s, "
@@ -190,30 +192,6 @@ def filmstrips(keys, frames, pixels: dict, rollouts: list[str], keep, b0: int) -
     shown = rollouts + [n for n in pixels if n.startswith("model_mean")] + ["copy_last", "ceiling"]
     return [{"key": keys[i - b0], "truth": frames[i], "predictions": {n: to_uint8(pixels[n][i - b0]) for n in shown}}
             for i in keep]
-
-
-def action_sweep(model, codec: Codec, rollout: Callable, ctx, actions, horizon: int, sampler, generator) -> dict:
-    """One context (1, C, C_lat, h, w) rolled out once per action held over the whole horizon, the
-    context's own actions (1, S) before it: "action a" -> uint8 frames (horizon, 3, H, W)."""
-    n = model.cfg.actions
-    held = actions.repeat(n, 1)  # (n, S)
-    held[:, ctx.shape[1]:] = torch.arange(n, device=held.device)[:, None]
-    sweep = rollout(model, ctx.expand(n, -1, -1, -1, -1), horizon, sampler, generator=generator, actions=held)
-    px = codec.decode(sweep.float().cpu())  # (n, horizon, 3, H, W)
-    return {f"action {a}": to_uint8(px[a]) for a in range(n)}
-
-
-def action_conditions(act: dict, context: int, n_actions: int, seed: int) -> dict[str, torch.Tensor]:
-    """The action conditions of a batch: condition -> actions (B, S) whose horizon part is replaced,
-    random_actions by ids drawn uniformly (seeded), no_action by -1; {} for a model without actions."""
-    if not act:
-        return {}
-    a = act["actions"]
-    g = torch.Generator().manual_seed(seed)
-    rand, none = a.clone(), a.clone()
-    rand[:, context:] = torch.randint(0, n_actions, rand[:, context:].shape, generator=g).to(a.device)
-    none[:, context:] = -1
-    return {"random_actions": rand, "no_action": none}
 
 
 def _sync(device) -> None:
@@ -270,7 +248,8 @@ def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_h
         raise PipelineError(f"evaluation {name}: every test video is shorter than one window: {', '.join(short)}; {fix}")
     if short:
         log(f"WARNING: evaluation {name} skips test videos shorter than {cfg.span} frames: {', '.join(short)}; {fix}")
-    return Windows(keys, torch.stack(frames), torch.stack(latents), torch.stack(acts) if acts else None), short
+    names = dict(open_store(action_paths[0], scan=False).attrs).get("names") if action_paths else None
+    return Windows(keys, torch.stack(frames), torch.stack(latents), torch.stack(acts) if acts else None, names), short
 
 
 def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
@@ -343,6 +322,9 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
     if win.actions is not None:
         summary["actions"] = S.action_summary(summary["conditions"], cfg.samplers[0].name, action_paths, truth_paths,
                                               action_expect)
+        sampler = sampler_config(tau_ctx=cfg.tau_ctx, **cfg.samplers[0].sampling())
+        summary["actions"]["sweep_flow"] = sweep_flows(model, codec, rollout, win, cfg.context, cfg.horizon, sampler,
+                                                       cfg.seed, cfg.batch_size, win.action_names, log)
         for line in summary["actions"]["lines"]:
             log(f"[actions] {line}")
     for flag in summary["checks"]["identical_conditions"]:

@@ -266,6 +266,16 @@ def summary_table_html(summary: dict, path) -> None:
     described = "".join(f"<li><b>{html.escape(m['name'])}</b>: {html.escape(m['description'])}</li>" for m in ms)
     checks = "".join(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in summary["checks"].items())
     b = summary.get("bootstrap", {})
+    acts = summary.get("actions") or {}
+    sweep = acts.get("sweep_flow") or {}
+    actions = "" if not acts else (
+        "<h4>Actions</h4><ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in acts.get("lines", [])) + "</ul>"
+        + "<p>The action sweep, measured: each action held over the horizon from the same test contexts; the mean "
+          "horizontal optical flow of a predicted step (px; &gt; 0: the content moves right, as under a left turn), "
+          "with its 95% interval over windows, next to the true future's.</p>"
+        + _table(["held action", "mean horizontal flow per step (px)", "95% CI", "windows"],
+                 [[n, f"{r['dx']:+.2f}", f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", str(r["windows"])]
+                  for n, r in sweep.items()]))
     Path(path).write_text(
         "<html><head><meta charset='utf-8'><style>body{font-family:sans-serif;font-size:13px}"
         "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
@@ -274,7 +284,7 @@ def summary_table_html(summary: dict, path) -> None:
         f"<ul>{verdict}</ul><p style='font-size:11px'>A win needs the whole 95% bootstrap interval of the paired "
         f"difference (condition minus baseline, paired by window; {b.get('resamples', '')} resamples) on the better "
         "side of 0 at every step from 1 on; a difference whose interval contains 0 is never a win.</p>"
-        "<h4>Conditions</h4>" + _table(head, body) + "".join(per_video)
+        + actions + "<h4>Conditions</h4>" + _table(head, body) + "".join(per_video)
         + f"<h4>Metrics</h4><ul>{described}</ul><h4>Checks</h4><ul>{checks}</ul>"
         f"<p style='font-size:11px'>settings: {html.escape(str(summary['config']))}</p></body></html>"
     )
