@@ -72,9 +72,9 @@ class Lam(nn.Module):
     config_class = LamConfig
 
     def __init__(self, cfg: LamConfig, commitment: float = 0.25, null_action: float = 0.1, dead_code_every: int = 50,
-                 diversity: float = 0.0, continuous_steps: int = 0):
+                 diversity: float = 0.0, continuous_steps: int = 0, photometric: float = 0.0):
         super().__init__()
-        self.cfg = cfg
+        self.cfg, self.photometric = cfg, photometric
         C, W, K = 3 * cfg.patch**2, cfg.width, cfg.codes
         self.commitment, self.null_action, self.dead_code_every = commitment, null_action, dead_code_every
         self.diversity, self.continuous_steps = diversity, continuous_steps
@@ -153,7 +153,11 @@ class Lam(nn.Module):
         z = self.cells(batch)  # (B, context + 1, C, h, w)
         past, z_t, z_next = z[:, :-1], z[:, -2], z[:, -1]
         B, K = z.shape[0], self.cfg.codes
-        e = self.embed(z_t, z_next)
+        if self.training and self.photometric:  # the inverse model sees each frame under its own light
+            seen = self.cells(jitter(batch[:, -2:], self.photometric))
+            e = self.embed(seen[:, 0], seen[:, 1])
+        else:
+            e = self.embed(z_t, z_next)
         if self.training and int(self.steps) == self.continuous_steps > 0:  # end of the warmup: codes onto its outputs
             with torch.no_grad():
                 self.codebook.data[:] = e[torch.randperm(B, device=e.device)[:K]] if B >= K else self.codebook.data
@@ -200,6 +204,19 @@ class Lam(nn.Module):
             self.usage[dead] = 1.0 / self.cfg.codes
 
 
+def jitter(frames: torch.Tensor, p: float) -> torch.Tensor:
+    """Pixel values (B, T, 3, H, W) in [0, 255], each frame under its own brightness gain exp(U(-p, p)),
+    offset U(-p/3, p/3) and per-channel tint exp(U(-p/3, p/3)), clamped to [0, 255]."""
+    B, T = frames.shape[:2]
+
+    def u(*shape, r):
+        return (torch.rand(B, T, *shape, 1, 1, device=frames.device) * 2 - 1) * r
+
+    x = frames.float() / 255
+    x = x * torch.exp(u(1, r=p) + u(3, r=p / 3)) + u(1, r=p / 3)
+    return (x.clamp(0, 1) * 255)
+
+
 def perplexity(counts: torch.Tensor) -> torch.Tensor:
     """exp(entropy) of a histogram of codes (K,): K when all are used equally, 1 for one code."""
     p = counts / counts.sum().clamp_min(1)
@@ -212,7 +229,8 @@ def build(stage: LamStage, frame_shape) -> Lam:
     if H % p or W % p:
         raise PipelineError(f"frames of {W}x{H} cannot be cut into cells of lam.model.patch {p} pixels; set lam.model.patch "
                             f"to a divisor of both sides (e.g. {math.gcd(math.gcd(H, W), 4)})")
-    return Lam(stage.model, stage.commitment, stage.null_action, stage.dead_code_every, stage.diversity, stage.continuous_steps)
+    return Lam(stage.model, stage.commitment, stage.null_action, stage.dead_code_every, stage.diversity, stage.continuous_steps,
+               stage.photometric)
 
 
 def frame_windows(paths: list, stage: LamStage, batch_size: int, log) -> LatentWindows:

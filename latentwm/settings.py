@@ -174,6 +174,10 @@ class LamStage:
                                        "samples lately is moved onto a random encoder output of the batch.", minimum=1)
     diversity: float = setting(0.0, "Weight of the code-use term: soft assignments confident per transition and spread "
                                     "over the batch (against a codebook collapsed onto one code); 0: off.", minimum=0)
+    photometric: float = setting(0.0, "Photometric jitter of the inverse model's two frames in training, drawn for each "
+                                      "frame on its own: brightness gain exp(U(-p, p)), offset and per-channel tint "
+                                      "U(-p/3, p/3); so a change of exposure or tint cannot carry a code. 0: off.",
+                                 minimum=0, maximum=1)
     continuous_steps: int = setting(750, "Warmup steps in which the forward model gets the inverse model's continuous "
                                          "output instead of a code; then the codes start on its outputs. 0: codes from "
                                          "the start (on the generator's clips they collapsed onto one code).", minimum=0)
