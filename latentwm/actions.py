@@ -22,7 +22,7 @@ Extraction's fps resampling keeps or repeats whole source frames (ffmpeg's fps f
 to the nearest output tick). An extracted frame's action stands for the inputs since the previous
 extracted frame: the most frequent action of the source frames from the one after the previous
 extracted frame's to the one it shows (ties: the latest), so a turn held across dropped frames is
-still a turn. A repeated frame takes the action of the source frame it shows.
+still a turn. A repeated frame (a video slower than the extraction's rate) shows no change: NO_ACTION.
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ def source_index(n_out: int, fps_in: float, fps_out: float) -> np.ndarray:
 
 def resample(actions: np.ndarray, fps_in: float, fps_out: float, n_out: int, where: str) -> np.ndarray:
     """int64 (n_out,) actions of the extracted frames: each the most frequent action of the source
-    frames since the previous extracted frame (ties: the latest); frame 0 gets NO_ACTION (nothing in
-    the clip produced it). Refuses a record too short for the extracted frames."""
+    frames since the previous extracted frame (ties: the latest); frame 0 and repeated frames get
+    NO_ACTION (nothing in the clip produced them). Refuses a record too short for the extracted frames."""
     idx = source_index(n_out, fps_in, fps_out)
     if idx[-1] >= len(actions):
         raise PipelineError(f"{where}: {n_out} frames extracted at {fps_out:g} fps need source frame {idx[-1]} at "
@@ -116,8 +116,10 @@ def resample(actions: np.ndarray, fps_in: float, fps_out: float, n_out: int, whe
     actions = np.asarray(actions, np.int64)
     out = actions[idx]
     for k in range(1, n_out):
-        span = actions[idx[k - 1] + 1 : idx[k] + 1]  # empty for a repeated frame: it keeps its own
-        if len(span) > 1:
+        span = actions[idx[k - 1] + 1 : idx[k] + 1]
+        if len(span) == 0:  # a repeated frame: nothing changed
+            out[k] = NO_ACTION
+        elif len(span) > 1:
             ids, last = np.unique(span[::-1], return_index=True)  # last: distance from the end
             counts = np.bincount(np.searchsorted(ids, span), minlength=len(ids))
             out[k] = ids[np.lexsort((last, -counts))[0]]

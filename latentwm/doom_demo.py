@@ -19,6 +19,7 @@ line t; latentwm.actions). ACTIONS is the small action set the inputs are named 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import struct
 import subprocess
@@ -58,20 +59,20 @@ class Demo:
 
 def read(data: bytes, where: str = "demo") -> Demo:
     """A vanilla v1.9 demo's console player's inputs; one line naming the demo on anything else."""
-    if len(data) < HEADER + 1 or data[0] != VERSION:
-        raise PipelineError(f"{where} is not a vanilla Doom v1.9 demo (version byte {data[:1].hex() or 'missing'}, "
+    if not data or data[0] != VERSION:
+        raise PipelineError(f"{where} is not a vanilla Doom v1.9 demo (version byte {data[0] if data else 'missing'}, "
                             f"expected {VERSION}); record it with a vanilla-compatible port (-complevel 2)")
+    if len(data) < HEADER + 1:
+        raise PipelineError(f"{where} is {len(data)} bytes, shorter than a demo's header and end marker; the file is cut")
     players = [i for i in range(4) if data[9 + i]]
     if data[8] not in players:
         raise PipelineError(f"{where}: its console player {data[8]} is not in the game; the header is damaged")
     body = data[HEADER:]
-    end = body.find(bytes([END]), 0)
-    stride = 4 * len(players)
-    # 0x80 may occur inside a ticcmd (a full-speed backward move): the end is the first 0x80 at a tic boundary
-    while end >= 0 and end % stride:
-        end = body.find(bytes([END]), end + 1)
-    if end < 0:
+    # the engine reads 0x80 at the start of any player's ticcmd as the end; inside a ticcmd it is a value
+    starts = np.flatnonzero(np.frombuffer(body, np.uint8)[::4] == END)
+    if not len(starts):
         raise PipelineError(f"{where} has no end marker (0x80) after its tics; the demo is truncated")
+    end = 4 * int(starts[0]) // (4 * len(players)) * (4 * len(players))  # whole tics before the marker
     tics = np.frombuffer(body[:end], np.uint8).reshape(-1, len(players), 4)[:, players.index(data[8])]
     signed = tics.view(np.int8)
     return Demo(data[1], data[2], data[3], signed[:, 0].astype(np.int64), signed[:, 1].astype(np.int64),
@@ -147,7 +148,7 @@ def render(exe: str, iwad, demo: bytes, out, size: str = "640x480", timeout: int
             "render_wipescreen 0\nhudadd_demoprogressbar 0\nhud_displayed 0\n"
             'cap_soundcommand "cat > /dev/null"\n'
             f'cap_videocommand "{ffmpeg_exe()} -loglevel error -f rawvideo -pix_fmt rgb24 -r %r -s %wx%h -i - '
-            f'-c:v libx264 -preset ultrafast -qp 0 -threads 1 -y {Path(out).resolve()}"\n'
+            f'-c:v libx264 -preset ultrafast -qp 0 -threads 1 -y {shlex.quote(str(Path(out).resolve()))}"\n'
             'cap_muxcommand "true"\n'
             f'cap_tempfile1 "{tmp}/unused_a"\ncap_tempfile2 "{tmp}/unused_b"\ncap_remove_tempfiles 0\n'
             "cap_wipescreen 0\ncap_fps 35\n"
@@ -157,6 +158,8 @@ def render(exe: str, iwad, demo: bytes, out, size: str = "640x480", timeout: int
         # -playdemo runs in real time and, headless, captures almost nothing; -timedemo captures every tic
         cmd = [exe, "-config", str(cfg), "-iwad", str(iwad), "-nosound", "-nomusic",
                "-timedemo", str(tmp / "demo.lmp"), "-viddump", str(tmp / "unused.mkv")]
+        cmd = (["nice", "-n", "10"] if shutil.which("nice") else []) + cmd  # a background job beside the user's
+        Path(out).unlink(missing_ok=True)  # what was there before is no proof of this render
         r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
         if not Path(out).exists() or Path(out).stat().st_size == 0:
             tail = (r.stdout + r.stderr).strip().splitlines()[-3:]

@@ -248,7 +248,11 @@ def load_windows(videos, frame_paths, latent_paths, cfg: EvalConfig, tokenizer_h
         raise PipelineError(f"evaluation {name}: every test video is shorter than one window: {', '.join(short)}; {fix}")
     if short:
         log(f"WARNING: evaluation {name} skips test videos shorter than {cfg.span} frames: {', '.join(short)}; {fix}")
-    names = dict(open_store(action_paths[0], scan=False).attrs).get("names") if action_paths else None
+    names = {json.dumps(dict(open_store(p, scan=False).attrs).get("names")) for p in action_paths or []}
+    if len(names) > 1:
+        raise PipelineError(f"the test videos' action stores name their actions differently ({' / '.join(sorted(names))}); "
+                            "give every video's sidecar the same '# actions:' line")
+    names = json.loads(names.pop()) if names else None
     return Windows(keys, torch.stack(frames), torch.stack(latents), torch.stack(acts) if acts else None, names), short
 
 

@@ -144,23 +144,27 @@ def global_flow(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return dense_flow(a, b).mean((1, 2))
 
 
-_FLOWS: dict[int, tuple[tuple[torch.Tensor, ...], torch.Tensor]] = {}  # score() asks three metrics for the same flows
+_FLOWS: dict[tuple[int, int], tuple] = {}  # score() asks three metrics
+FLOW_CACHE = 8  # (frames, window) pairs remembered: the truth's and a few conditions'
 
 
 def _step_flows(frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """(B, T, H, W, 2): each frame's flow from the frame before it in the same sequence (step 1: from
     the window's last context frame; window (B, S, ...), S = context + T), for frames (B, T, 3, H, W).
     Step to step, not from the last context frame: a turn's shift grows with the step and leaves
-    the tracker's range within two steps. Remembered for the same tensors (the truth's, every condition)."""
-    hit = _FLOWS.get(id(frames))
-    if hit is not None and hit[0][0] is frames and hit[0][1] is window:
-        return hit[1]
+    the tracker's range within two steps. Remembered for the same unmodified tensors (the truth's is
+    asked for by every condition)."""
+    key = (id(frames), frames._version)
+    hit = _FLOWS.get(key)
+    if hit is not None and hit[0] is frames and hit[1] is window and window._version == hit[3]:
+        _FLOWS[key] = _FLOWS.pop(key)  # most recently used: the truth's stays while conditions come and go
+        return hit[2]
     B, T = frames.shape[:2]
     before = torch.cat([window[:, window.shape[1] - T - 1 :][:, :1], frames[:, :-1]], 1)  # (B, T, 3, H, W)
     out = dense_flow(before.flatten(0, 1), frames.flatten(0, 1)).view(B, T, *frames.shape[3:], 2)
-    if len(_FLOWS) > 4:
-        _FLOWS.clear()
-    _FLOWS[id(frames)] = ((frames, window), out)
+    while len(_FLOWS) >= FLOW_CACHE:
+        _FLOWS.pop(next(iter(_FLOWS)))  # the least recently used
+    _FLOWS[key] = (frames, window, out, window._version)
     return out
 
 

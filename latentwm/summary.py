@@ -17,8 +17,9 @@ The verdict: a condition beats its baseline on a ranked metric at steps 1..k for
 that the interval of the paired difference lies entirely on the better side at every step 1..k; a
 difference whose interval contains 0 is never a win. Unranked metrics (sharpness, motion) are read
 against their flags (metrics.Metric.flags: blurred, noisy, still). A condition flagged blurred at any
-step beats nothing (`verdict.beats_steps` all 0; its sentence starts with "blurred"): a blurred mean
-of the possible futures scores PSNR without predicting any of them. The paired differences stay in
+step beats nothing (`verdict.beats_steps` all 0; its sentence says "is blurred" first): a blurred
+mean of the possible futures scores PSNR without predicting any of them. model_best picks its
+rollout by PSNR against the truth (an oracle choice), and its sentence says so. The paired differences stay in
 `vs_baseline`, with what they would have won in `beats_steps` there.
 """
 
@@ -207,6 +208,8 @@ def _text(name: str, e: dict, reg: list[M.Metric]) -> str:
             detail = "undefined on every window"
         worse = f"; worse at steps {_steps(r['worse_steps'])}" if r["worse_steps"] else ""
         parts.append(f"{m.name} {where} ({detail}{worse})")
+    if e["condition"] == "model_best":
+        name = f"{name} (the best of the rollouts by PSNR against the truth: an oracle choice)"
     head = f"{name} beats {e['baseline']} on " if "vs_baseline" in e else f"{name}: "
     blurred = flags(e["per_step"]["sharpness"], M.metric("sharpness")).get(M.BLURRED) if "sharpness" in e["per_step"] else []
     if blurred and "vs_baseline" in e:

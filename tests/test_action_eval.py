@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from latentwm.action_eval import action_names, sweep_flows
+from latentwm.action_eval import SWEEP_WINDOWS, action_names, sweep_flows
 from latentwm.evaluate import Codec, Windows
 
 SHIFT = {0: 2, 1: -2, 2: 0}  # px per step: "left" turns the view so its content moves right, "right" the other way
@@ -48,7 +48,7 @@ def windows(n: int, context: int, horizon: int, size: int = 64) -> Windows:
 
 
 def test_sweep_flows_name_each_action_with_its_flow_and_interval():
-    win = windows(6, 3, 4)
+    win = windows(40, 3, 4)  # more than SWEEP_WINDOWS: an evenly spaced subset, each with its own last frame
     model = SimpleNamespace(cfg=SimpleNamespace(actions=3))
     codec = Codec(Identity(), torch.zeros(3), torch.ones(3), "cpu")
     out = sweep_flows(model, codec, turning_rollout, win, 3, 4, None, 0, 4, win.action_names, log=lambda m: None)
@@ -56,7 +56,7 @@ def test_sweep_flows_name_each_action_with_its_flow_and_interval():
     assert out["left"]["dx"] == pytest.approx(2, abs=0.3) and out["left"]["ci_low"] > 0
     assert out["right"]["dx"] == pytest.approx(-2, abs=0.3) and out["right"]["ci_high"] < 0
     assert abs(out["still"]["dx"]) < 0.05 and out["still"]["ci_low"] <= out["still"]["dx"] <= out["still"]["ci_high"]
-    assert out["truth"]["dx"] == pytest.approx(-1, abs=0.2) and out["left"]["windows"] == 6
+    assert out["truth"]["dx"] == pytest.approx(-1, abs=0.2) and out["left"]["windows"] == SWEEP_WINDOWS
 
 
 def test_action_names():

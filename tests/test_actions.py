@@ -84,8 +84,8 @@ def held(actions, shown) -> np.ndarray:
     the previous extracted frame (ties: the latest), written out plainly."""
     out = [NO_ACTION]
     for prev, cur in zip(shown[:-1], shown[1:]):
-        span = list(actions[prev + 1 : cur + 1]) or [actions[cur]]
-        out.append(max(reversed(span), key=span.count))  # max keeps the first maximum: the latest
+        span = list(actions[prev + 1 : cur + 1])
+        out.append(max(reversed(span), key=span.count) if span else NO_ACTION)  # max keeps the first maximum: the latest
     return np.array(out)
 
 
@@ -105,6 +105,8 @@ def test_resampled_actions_stand_for_the_dropped_frames():
     assert got[7:].tolist() == [1, 2]
     assert np.array_equal(got, held(a, idx))
     assert (got[1:] == a[idx][1:]).mean() < 1, "the rule is not 'the action of the frame shown'"
+    slow = resample(np.array([5, 1, 2, 3]), 10, 15, 6, "test")  # 10 -> 15 fps repeats every other frame
+    assert slow.tolist() == [NO_ACTION, NO_ACTION, 1, 2, NO_ACTION, 3], "a repeated frame shows no change: no action"
 
 
 def test_nmi():

@@ -36,8 +36,10 @@ def test_the_action_set_names_each_input():
 
 
 def test_damaged_demos_get_one_line():
-    with pytest.raises(PipelineError, match=r"^bad.lmp is not a vanilla Doom v1.9 demo .*version byte 6e"):
+    with pytest.raises(PipelineError, match=r"^bad.lmp is not a vanilla Doom v1.9 demo .*version byte 110, expected 109"):
         D.read(b"\x6e" + D.write([0], [0], [0])[1:], "bad.lmp")
+    with pytest.raises(PipelineError, match=r"^short.lmp is 5 bytes, shorter than a demo's header"):
+        D.read(D.write([0], [0], [0])[:5], "short.lmp")
     with pytest.raises(PipelineError, match=r"no end marker .* truncated"):
         D.read(D.write([0, 0], [0, 0], [0, 0])[:-1], "cut.lmp")
     half_turn = D.write([0, 0], [0, 0], [-128, 0])  # 0x80 inside a tic is not the end

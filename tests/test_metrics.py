@@ -186,7 +186,7 @@ def test_flow_metrics_name_a_blurred_or_still_prediction():
     copy = window[:, -T - 1 : -T].expand_as(truth)
     blurred = torch.tensor(gaussian_filter(copy.numpy(), (0, 0, 0, 3, 3)), dtype=torch.float32)  # a mean that stays put
     scores = {n: metrics.score(p, truth, window=window, pred_z=p[:, :, :1], truth_z=truth[:, :, :1])
-              for n, p in (("truth", truth), ("copy", copy), ("blurred", blurred))}
+              for n, p in (("truth", truth.clone()), ("copy", copy), ("blurred", blurred))}
     shift = torch.full((T,), 3.0)
     assert scores["truth"]["flow_epe"].max() < 0.2 and scores["truth"]["flow_global"].max() < 0.2
     assert scores["truth"]["motion"][0].tolist() == pytest.approx([1.0] * T, abs=0.02)
@@ -197,6 +197,11 @@ def test_flow_metrics_name_a_blurred_or_still_prediction():
         assert (s["motion"][0] < metrics.STILL_BELOW).all(), f"{name} is named still"
     m = metrics.metric("motion")
     assert m.flags == (("still", "<", metrics.STILL_BELOW),) and m.higher_is_better is None
+    pred = truth.clone()
+    before = metrics.score(pred, truth, window=window, pred_z=pred, truth_z=truth)["flow_global"]
+    pred.copy_(copy)  # the same tensor, changed in place: its flows are computed anew
+    after = metrics.score(pred, truth, window=window, pred_z=pred, truth_z=truth)["flow_global"]
+    assert before.max() < 0.2 and torch.allclose(after, scores["copy"]["flow_global"])
     still = window.clone()
     still[:] = x  # nothing moves: motion is undefined, not 0 or 1
     assert torch.isnan(metrics.score(still[:, -T:], still[:, -T:], window=still, pred_z=still, truth_z=still)["motion"]).all()
