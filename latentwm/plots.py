@@ -8,6 +8,7 @@ Inputs are the declared CSV/JSON outputs of the stages, never the models.
 from __future__ import annotations
 
 import html
+import itertools
 import math
 from pathlib import Path
 
@@ -133,12 +134,14 @@ def _axis_label(m: dict) -> str:
 
 
 def _styles(conditions: dict) -> dict[str, dict]:
-    """Condition label -> matplotlib style; conditions without a fixed colour get the next of tab10."""
-    colors = iter(plt.get_cmap("tab10").colors)
+    """Condition label -> matplotlib style; conditions without a fixed colour get the next of tab10
+    (round again past ten)."""
+    colors = itertools.cycle(plt.get_cmap("tab10").colors)
     out = {}
     for name, c in conditions.items():
         style = dict(STYLE.get(c["condition"], {}))
-        style.setdefault("color", next(colors))
+        if "color" not in style:
+            style["color"] = next(colors)
         out[name] = style
     return out
 

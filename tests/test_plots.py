@@ -32,12 +32,17 @@ CONDITIONS = [("model", "euler8", 1.0), ("model", "shortcut4", 0.8), ("model_mea
               ("ceiling", "none", 3.0)]
 
 
-def long_table(H=4, windows=6) -> pd.DataFrame:
+# an action model evaluated with three samplers: more conditions than tab10 has colours
+MANY = CONDITIONS + [("model", "euler1", 0.5), ("model_best", "shortcut4", 1.1), ("random_actions", "shortcut4", 0.4),
+                     ("no_action", "shortcut4", 0.6), ("copy_last_pixels", "none", 0.2)]
+
+
+def long_table(H=4, windows=6, conditions=CONDITIONS) -> pd.DataFrame:
     """A metrics.csv of every registry metric: better conditions score `quality` higher, with window noise."""
     rng = np.random.default_rng(0)
     rows = []
     for w in range(windows):
-        for cond, sampler, quality in CONDITIONS:
+        for cond, sampler, quality in conditions:
             for step in range(1, H + 1):
                 for m in METRICS:
                     sign = 1 if m.higher_is_better is not False else -1
@@ -46,10 +51,10 @@ def long_table(H=4, windows=6) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["video", "window", "condition", "sampler", "step", "metric", "value"])
 
 
-def summary(H=4):
-    df = long_table(H)
+def summary(H=4, conditions=CONDITIONS):
+    df = long_table(H, conditions=conditions)
     return {"evaluation": "default", "windows": [{}] * 6, "config": {"horizon": H},
-            **build(df, {"euler8": 3.0, "shortcut4": 40.0}, H)}
+            **build(df, {"euler8": 3.0, "shortcut4": 40.0, "euler1": 90.0}, H)}
 
 
 def is_png(path, min_size=(200, 150)):
@@ -84,6 +89,16 @@ def test_a_figure_per_registry_metric(tmp_path):
     assert a.shape != b.shape or not np.array_equal(a, b)  # different data, different picture
     plots.paired_differences(s, tmp_path / "paired.png", "default")
     assert is_png(tmp_path / "paired.png", (800, 300)).std() > 0
+
+
+def test_every_figure_draws_more_conditions_than_colours(tmp_path):
+    s = summary(conditions=MANY)
+    assert len(s["conditions"]) > 10
+    paths = plots.metrics_by_step(s, tmp_path / "by_step")
+    assert len(paths) == len(METRICS) and all(is_png(p).std() > 0 for p in paths)
+    plots.paired_differences(s, tmp_path / "paired.png", "default")
+    plots.summary_table_html(s, tmp_path / "summary.html")
+    assert "model_best:shortcut4" in (tmp_path / "summary.html").read_text()
 
 
 def test_speed_quality_and_table(tmp_path):
