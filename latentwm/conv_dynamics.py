@@ -11,7 +11,12 @@ observations), through `conv_blocks` residual 3x3 conv blocks whose GroupNorm is
 by the frame's conditioning: its own level and step size, the levels of the K frames it sees, and
 its action. Past frames enter as their best linear guess `denoised(z, tau)` (a frame at pure noise,
 or one before the window start, is 0). With `residual`, the output is added to the previous frame's
-guess: the untrained network copies the last frame, so static parts (a HUD) cost nothing.
+guess: the untrained network copies the last frame, so static parts (a HUD) cost nothing. With
+`conv_warp`, that previous frame is first shifted by a global translation (dx, dy) in latent cells,
+predicted from the frame's conditioning (its action, its levels) and the pooled input features
+(zero at initialisation: the plain residual model), and the blocks see the shifted frame too: a
+turn of the camera moves the whole frame several cells at once, which 3x3 convs otherwise have to
+learn to carry across their receptive field and, unsure of the amount, blur instead.
 
 Why a conv: every latent cell sees its neighbours at full resolution from the first layer, where
 the tiny transformer's 4x4 patches blur fine detail; the A/B on real footage is in
@@ -54,6 +59,18 @@ class FrameCache:
         self.frames, self.tau = z[:, -self.keep :], tau[:, -self.keep :]
 
 
+def translate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """x (M, C, h, w) moved by shift (M, 2) = (dx, dy) cells (content moves right / down for > 0),
+    bilinear, the border repeated; differentiable in the shift."""
+    M, _, h, w = x.shape
+    theta = torch.zeros(M, 2, 3, device=x.device, dtype=torch.float32)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = -2 * shift[:, 0].float() / w  # output(x) = input(x - dx), in [-1, 1] units
+    theta[:, 1, 2] = -2 * shift[:, 1].float() / h
+    grid = F.affine_grid(theta, [M, 1, h, w], align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
+
+
 class FiLMBlock(nn.Module):
     """Residual block: GroupNorm, FiLM (scale, shift) per sample, two 3x3 convs."""
 
@@ -81,6 +98,12 @@ class ConvDynamics(nn.Module):
         self.film = nn.Linear(W, cfg.conv_blocks * 2 * W)
         self.blocks = nn.ModuleList(FiLMBlock(W) for _ in range(cfg.conv_blocks))
         self.out = nn.Conv2d(W, C, 3, padding=1)
+        self.warp = None
+        if cfg.conv_warp:  # (conditioning, pooled input features) -> (dx, dy) in cells; the shifted frame joins the input
+            self.warp = nn.Linear(2 * W, 2)
+            self.warp_in = nn.Conv2d(C, W, 3, padding=1)
+            nn.init.zeros_(self.warp.weight)
+            nn.init.zeros_(self.warp.bias)
         if cfg.residual:  # the untrained model predicts "copy the previous frame" exactly
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
@@ -120,9 +143,14 @@ class ConvDynamics(nn.Module):
                 action_index(self.cfg, actions, tau)  # refuses actions for a model without them
             films = self.film(F.silu(c)).chunk(len(self.blocks), 1)  # each (M, 2W)
             h = self.inp(stack.flatten(1, 2).contiguous(memory_format=torch.channels_last))  # (M, W, h, w)
+            base = out[sel]  # (M, C, h, w): the previous frame (residual) or 0
+            if self.warp is not None:
+                shift = self.warp(F.silu(torch.cat([c, h.mean((2, 3))], 1)))  # (M, 2) cells
+                base = translate(base, shift)
+                h = h + self.warp_in(base.to(h.dtype).contiguous(memory_format=torch.channels_last))
             for blk, film in zip(self.blocks, films):
                 h = blk(h, film)
-            out[sel] = out[sel] + self.out(F.silu(h)).to(out.dtype)
+            out[sel] = base + self.out(F.silu(h)).to(out.dtype)
         if cache is not None and commit:
             cache.commit(z[:, :commit], tau[:, :commit])
         return out
