@@ -12,11 +12,15 @@ by the frame's conditioning: its own level and step size, the levels of the K fr
 its action. Past frames enter as their best linear guess `denoised(z, tau)` (a frame at pure noise,
 or one before the window start, is 0). With `residual`, the output is added to the previous frame's
 guess: the untrained network copies the last frame, so static parts (a HUD) cost nothing. With
-`conv_warp`, that previous frame is first shifted by a global translation (dx, dy) in latent cells,
-predicted from the frame's conditioning (its action, its levels) and the pooled input features
-(zero at initialisation: the plain residual model), and the blocks see the shifted frame too: a
-turn of the camera moves the whole frame several cells at once, which 3x3 convs otherwise have to
-learn to carry across their receptive field and, unsure of the amount, blur instead.
+`conv_warp`, that previous frame is first moved as a whole: a mixture of its copies shifted by
+-R..R cells across (R = w / 4) and -R'..R' down (R' = h / 8), with weights (a softmax per axis)
+from the frame's conditioning (its action) and how the frame before it matched the previous one
+under each shift (the camera's motion so far: a global block-matching cost, as classical video
+coding estimates it); the blocks see the moved frame too. A camera that turns moves the whole
+frame several cells at once, which 3x3 convs otherwise have to carry across their receptive field
+and, unsure of the amount, blur instead; a mixture over every shift gets a gradient for each of
+them, where a single predicted shift only learns from its neighbours (a bilinear shift measured
+on real footage stayed under a quarter cell). At initialisation the no-shift copy has most weight.
 
 Why a conv: every latent cell sees its neighbours at full resolution from the first layer, where
 the tiny transformer's 4x4 patches blur fine detail; the A/B on real footage is in
@@ -59,16 +63,43 @@ class FrameCache:
         self.frames, self.tau = z[:, -self.keep :], tau[:, -self.keep :]
 
 
-def translate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """x (M, C, h, w) moved by shift (M, 2) = (dx, dy) cells (content moves right / down for > 0),
-    bilinear, the border repeated; differentiable in the shift."""
-    M, _, h, w = x.shape
-    theta = torch.zeros(M, 2, 3, device=x.device, dtype=torch.float32)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
-    theta[:, 0, 2] = -2 * shift[:, 0].float() / w  # output(x) = input(x - dx), in [-1, 1] units
-    theta[:, 1, 2] = -2 * shift[:, 1].float() / h
-    grid = F.affine_grid(theta, [M, 1, h, w], align_corners=False)
-    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False).to(x.dtype)
+def shifted(x: torch.Tensor, R: int, dim: int) -> torch.Tensor:
+    """x (M, C, h, w) -> (M, 2R + 1, C, h, w): x moved by s = -R..R cells along dim (-1: to the right
+    for s > 0; -2: down), the border repeated."""
+    n = x.shape[dim]
+    xp = F.pad(x, (R, R, 0, 0) if dim == -1 else (0, 0, R, R), mode="replicate")
+    return torch.stack([xp.narrow(dim, R - s, n) for s in range(-R, R + 1)], 1)  # out(i) = x(i - s)
+
+
+def match_costs(before: torch.Tensor, after: torch.Tensor, R: int, dim: int) -> torch.Tensor:
+    """(M, 2R + 1): how well `before` (M, C, h, w) moved by each shift matches `after`, as the mean
+    squared difference over the frame divided by its mean over the shifts (scale-free)."""
+    cost = (shifted(before, R, dim) - after[:, None]).pow(2).mean((2, 3, 4))
+    return cost / cost.mean(1, keepdim=True).clamp_min(1e-6)
+
+
+class GlobalMotion(nn.Module):
+    """(conditioning (M, W), the two frames before (M, C, h, w) each) -> the previous frame moved by a
+    mixture of whole-frame shifts, across then down (module docstring)."""
+
+    def __init__(self, W: int, h: int, w: int, center: float = 3.0):
+        super().__init__()
+        self.rx, self.ry = max(1, w // 4), max(1, h // 8)
+        n = 2 * self.rx + 1 + 2 * self.ry + 1
+        self.mlp = nn.Sequential(nn.Linear(W + n, W), nn.SiLU(), nn.Linear(W, n))
+        nn.init.zeros_(self.mlp[2].weight)
+        with torch.no_grad():  # the no-shift copy first: softmax weight about 0.7 across, 0.8 down
+            bias = torch.zeros(n)
+            bias[self.rx] = bias[2 * self.rx + 1 + self.ry] = center
+            self.mlp[2].bias.copy_(bias)
+
+    def forward(self, c, prev2, prev):
+        prev2, prev = prev2.float(), prev.float()
+        costs = torch.cat([match_costs(prev2, prev, self.rx, -1), match_costs(prev2, prev, self.ry, -2)], 1)
+        logits = self.mlp(torch.cat([c.float(), costs], 1).to(c.dtype)).float()
+        wx, wy = logits[:, : 2 * self.rx + 1].softmax(1), logits[:, 2 * self.rx + 1 :].softmax(1)
+        across = (shifted(prev, self.rx, -1) * wx[:, :, None, None, None]).sum(1)
+        return (shifted(across, self.ry, -2) * wy[:, :, None, None, None]).sum(1)
 
 
 class FiLMBlock(nn.Module):
@@ -99,11 +130,9 @@ class ConvDynamics(nn.Module):
         self.blocks = nn.ModuleList(FiLMBlock(W) for _ in range(cfg.conv_blocks))
         self.out = nn.Conv2d(W, C, 3, padding=1)
         self.warp = None
-        if cfg.conv_warp:  # (conditioning, pooled input features) -> (dx, dy) in cells; the shifted frame joins the input
-            self.warp = nn.Linear(2 * W, 2)
+        if cfg.conv_warp:  # the previous frame moved as a whole; the moved frame joins the input
+            self.warp = GlobalMotion(W, *cfg.latent_hw)
             self.warp_in = nn.Conv2d(C, W, 3, padding=1)
-            nn.init.zeros_(self.warp.weight)
-            nn.init.zeros_(self.warp.bias)
         if cfg.residual:  # the untrained model predicts "copy the previous frame" exactly
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
@@ -144,9 +173,8 @@ class ConvDynamics(nn.Module):
             films = self.film(F.silu(c)).chunk(len(self.blocks), 1)  # each (M, 2W)
             h = self.inp(stack.flatten(1, 2).contiguous(memory_format=torch.channels_last))  # (M, W, h, w)
             base = out[sel]  # (M, C, h, w): the previous frame (residual) or 0
-            if self.warp is not None:
-                shift = self.warp(F.silu(torch.cat([c, h.mean((2, 3))], 1)))  # (M, 2) cells
-                base = translate(base, shift)
+            if self.warp is not None:  # stack[:, K - 2], stack[:, K - 1]: the two frames before
+                base = self.warp(c, stack[:, K - 2], stack[:, K - 1]).to(out.dtype)
                 h = h + self.warp_in(base.to(h.dtype).contiguous(memory_format=torch.channels_last))
             for blk, film in zip(self.blocks, films):
                 h = blk(h, film)

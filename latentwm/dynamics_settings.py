@@ -80,10 +80,10 @@ class DynamicsConfig:
 
     conv_width: int = setting(96, "conv: channels of the residual blocks.", minimum=8)
     conv_blocks: int = setting(4, "conv: residual blocks (full resolution, 3x3).", minimum=1)
-    conv_warp: bool = setting(False, "conv, residual: the change is taken from the previous frame shifted by a global "
-                                     "translation the network predicts from the frame's conditioning (its action) and "
-                                     "its input, so a camera that turns moves the whole frame at once; the blocks see "
-                                     "the shifted frame and correct it. false: from the previous frame as it is.")
+    conv_warp: bool = setting(False, "conv, residual (conv_frames >= 2): the change is taken from the previous frame moved "
+                                     "as a whole, a mixture of its shifted copies weighted from the frame's action and the "
+                                     "camera's motion so far (latentwm/conv_dynamics.py), so a turning camera moves the "
+                                     "whole frame at once; false: from the previous frame as it is.")
     conv_frames: int = setting(4, "conv: past frames a frame is predicted from (its max_frames is this + 1); in training "
                                   "a frame nearer the window start sees the missing ones as pure noise.", minimum=1)
 
@@ -104,8 +104,9 @@ class DynamicsConfig:
                 raise PipelineError(f"dynamics.model.patch {self.patch} does not divide the latent grid {h}x{w}; pick a divisor")
         if self.arch == "transformer" and (self.dim % self.heads or (self.dim // self.heads) % 2):
             raise PipelineError(f"dynamics.model.dim {self.dim} must split into {self.heads} heads of even width")
-        if self.conv_warp and not (self.arch == "conv" and self.residual):
-            raise PipelineError("dynamics.model.conv_warp needs arch: conv and residual: true (it shifts the previous frame)")
+        if self.conv_warp and not (self.arch == "conv" and self.residual and self.conv_frames >= 2):
+            raise PipelineError("dynamics.model.conv_warp needs arch: conv, residual: true and conv_frames >= 2 (it moves the "
+                                "previous frame by the motion of the two before)")
         if self.residual and not self.prev_frame:
             raise PipelineError("dynamics.model.residual needs dynamics.model.prev_frame: true (the change is taken from it)")
         if self.k_max < 1 or self.k_max & (self.k_max - 1):

@@ -116,21 +116,34 @@ def test_learns_a_motion_beyond_copying_the_last_frame():
     assert model_mse < 0.7 * copy_mse, (model_mse, copy_mse)
 
 
-def test_warp_starts_as_the_plain_residual_and_moves_the_whole_frame():
-    """conv_warp: untrained, the previous frame copied as it is; with a shift of two cells to the right,
-    the previous frame moved by two cells; a checkpoint without the key loads as before (no warp)."""
+def test_warp_moves_the_whole_previous_frame_by_its_mixture_of_shifts():
+    """conv_warp: the previous frame as a mixture of its shifted copies; all weight on no shift copies it,
+    all weight on two cells to the right moves it by two; untrained, most weight is on no shift."""
     torch.manual_seed(0)
     m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1, conv_warp=True).resolved([4, 8, 8], 4))
     z = torch.randn(2, 3, 4, 8, 8)
     tau = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    rx, bias = m.warp.rx, m.warp.mlp[2].bias
     with torch.no_grad():
+        untrained = m(z, tau)
+        bias.zero_()
+        bias[rx] = bias[2 * rx + 1 + m.warp.ry] = 50.0  # no shift
         torch.testing.assert_close(m(z, tau)[:, 1:], z[:, :-1])
-        m.warp.bias.copy_(torch.tensor([2.0, 0.0]))
+        bias[rx], bias[rx + 2] = 0.0, 50.0  # two cells to the right
         out = m(z, tau)
     torch.testing.assert_close(out[:, 1:, :, :, 2:], z[:, :-1, :, :, :-2], atol=1e-5, rtol=1e-5)
+    assert (untrained[:, 1:] - z[:, :-1]).abs().mean() < 0.5 * z.abs().mean(), "untrained: mostly the copy"
     assert DynamicsConfig.before["conv_warp"] is False
     with pytest.raises(PipelineError, match="conv_warp needs arch: conv"):
         DynamicsConfig(arch="transformer", conv_warp=True)
+
+
+def test_match_costs_find_the_camera_shift():
+    from latentwm.conv_dynamics import match_costs
+
+    x = torch.randn(3, 4, 8, 16)
+    costs = match_costs(x, x.roll(3, -1), 4, -1)  # moved 3 cells to the right (its border aside)
+    assert costs.argmin(1).tolist() == [4 + 3] * 3
 
 
 def test_warp_learns_an_action_that_turns_the_view():
