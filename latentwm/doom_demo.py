@@ -63,10 +63,12 @@ def read(data: bytes, where: str = "demo") -> Demo:
         raise PipelineError(f"{where} is not a vanilla Doom v1.9 demo (version byte {data[0] if data else 'missing'}, "
                             f"expected {VERSION}); record it with a vanilla-compatible port (-complevel 2)")
     if len(data) < HEADER + 1:
-        raise PipelineError(f"{where} is {len(data)} bytes, shorter than a demo's header and end marker; the file is cut: copy or extract the demo again")
+        raise PipelineError(f"{where} is {len(data)} bytes, shorter than a demo's header and end marker; the file is "
+                            "cut: copy or extract the demo again")
     players = [i for i in range(4) if data[9 + i]]
     if data[8] not in players:
-        raise PipelineError(f"{where}: its console player {data[8]} is not in the game; the header is damaged: use an undamaged copy of the demo")
+        raise PipelineError(f"{where}: its console player {data[8]} is not in the game; the header is damaged: use an "
+                            "undamaged copy of the demo")
     body = data[HEADER:]
     # the engine reads 0x80 at the start of any player's ticcmd as the end; inside a ticcmd it is a value
     starts = np.flatnonzero(np.frombuffer(body, np.uint8)[::4] == END)
