@@ -33,7 +33,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from latentwm import doom_demo
+from latentwm import atomic, doom_demo
+from latentwm.video import probe as probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "data" / "real"
@@ -127,13 +128,9 @@ def demo_lumps(wad: Path) -> list[tuple[str, bytes]]:
     return out
 
 
-def doom_port() -> str | None:
-    return doom_demo.port()
-
-
 def ensure_doom() -> str | None:
-    if doom_port() and all(w.exists() for w in WADS.values()):
-        return doom_port()
+    if doom_demo.port() and all(w.exists() for w in WADS.values()):
+        return doom_demo.port()
     if os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing prboom-plus and freedoom with apt-get ...", flush=True)
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -141,8 +138,8 @@ def ensure_doom() -> str | None:
                            capture_output=True, text=True)
         if r.returncode != 0:
             print(r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "apt-get failed", flush=True)
-    if doom_port() and all(w.exists() for w in WADS.values()):
-        return doom_port()
+    if doom_demo.port() and all(w.exists() for w in WADS.values()):
+        return doom_demo.port()
     return None
 
 
@@ -170,19 +167,15 @@ def render_doom(port: str, phase: int, demo: bytes, out: Path) -> None:
 def write_sidecar(clip: str, demo: bytes, what: str) -> None:
     """data/real/CLIP.actions.txt: the demo's action per tic, one line per frame of the rendered clip
     (frame t shows the view after tic t; a clip cut at DOOM_MAX_S keeps its first tics)."""
-    import imageio_ffmpeg
-
     side = OUT / f"{clip}.actions.txt"
     if side.exists():
         return
     ids = doom_demo.actions(doom_demo.read(demo, clip))
-    frames = imageio_ffmpeg.count_frames_and_secs(str(OUT / f"{clip}.mp4"))[0]
+    frames = probe_video(OUT / f"{clip}.mp4", count_frames=True)["frames"]
     if frames != min(len(ids), DOOM_MAX_S * 35):
         raise RuntimeError(f"{clip}.mp4 has {frames} frames but its demo {len(ids)} tics (cut at {DOOM_MAX_S * 35}); "
                            f"delete {clip}.mp4 and rerun to render it again")
-    tmp = side.with_name(f".{side.name}.tmp")
-    tmp.write_text(doom_demo.sidecar_text(ids[:frames], what))
-    os.replace(tmp, side)
+    atomic.write(side, lambda tmp: tmp.write_text(doom_demo.sidecar_text(ids[:frames], what)))
 
 
 def fetch_doom() -> int:

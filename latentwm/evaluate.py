@@ -131,7 +131,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         # the given ones); the action conditions replace the future's with random ones or none
         act = {} if win.actions is None else {"actions": win.actions[b0 : b0 + len(keys)].to(device)}  # (B, S)
         truth_px = window_px[:, C:]  # (B, H, 3, H, W)
-        preds: dict[str, torch.Tensor] = {}  # label -> normalised latents (B, H, C, h, w)
+        preds, decoded = {}, {}  # label -> normalised latents (B, H, C, h, w); label -> frames decoded already
         for s in cfg.samplers:
             sampler = samplers[s.name]
             _sync(device)
@@ -154,11 +154,12 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
                 for r in range(1, cfg.mean_samples)
             ]
             preds[label("model_mean", first.name)] = torch.stack(draws).mean(0)
-            preds[label("model_best", first.name)] = best_of(draws, codec, truth_px)
+            best = label("model_best", first.name)
+            preds[best], decoded[best], decoded[label("model", first.name)] = best_of(draws, codec, truth_px)  # decoded once
         preds["copy_last"] = lat[:, C - 1 : C].expand(-1, H, -1, -1, -1)  # (B, H, C, h, w)
         preds["copy_previous"] = lat[:, C - 1 : C + H - 1]  # the real frame before each target
         preds["ceiling"] = codec.encode(truth_px)
-        pixels = {name: codec.decode(z) for name, z in preds.items()}
+        pixels = {name: decoded[name] if name in decoded else codec.decode(z) for name, z in preds.items()}
         preds[S.PIXEL_COPY] = preds["copy_last"]  # its latent metrics are copy_last's, its frames real:
         pixels[S.PIXEL_COPY] = window_px[:, C - 1 : C].expand_as(truth_px)  # (B, H, 3, H, W)
         for name, z in preds.items():
@@ -179,11 +180,13 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
     return pd.concat(rows, ignore_index=True)[CSV_COLUMNS], fps, samples
 
 
-def best_of(draws: list[torch.Tensor], codec: Codec, truth_px: torch.Tensor) -> torch.Tensor:
-    """Per window, the draw (B, H, C, h, w) whose decoded frames have the highest PSNR over the horizon."""
-    score = torch.stack([metrics.psnr(codec.decode(z).flatten(0, 1), truth_px.flatten(0, 1)).view(truth_px.shape[:2]).mean(1)
-                         for z in draws])  # (N, B)
-    return torch.stack(draws)[score.argmax(0), torch.arange(len(truth_px))]
+def best_of(draws: list[torch.Tensor], codec: Codec, truth_px: torch.Tensor):
+    """Per window the draw of best PSNR over the horizon: (its latents, its frames, the first draw's frames)."""
+    px = [codec.decode(z) for z in draws]
+    score = torch.stack([metrics.psnr(p.flatten(0, 1), truth_px.flatten(0, 1)).view(truth_px.shape[:2]).mean(1)
+                         for p in px])  # (N, B)
+    pick, rows = score.argmax(0), torch.arange(len(truth_px))
+    return torch.stack(draws)[pick, rows], torch.stack(px)[pick, rows], px[0]
 
 
 def filmstrips(keys, frames, pixels: dict, rollouts: list[str], keep, b0: int) -> list[dict[str, Any]]:

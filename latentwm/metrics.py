@@ -160,7 +160,7 @@ def _step_flows(frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
         _FLOWS[key] = _FLOWS.pop(key)  # most recently used: the truth's stays while conditions come and go
         return hit[2]
     B, T = frames.shape[:2]
-    before = torch.cat([window[:, window.shape[1] - T - 1 :][:, :1], frames[:, :-1]], 1)  # (B, T, 3, H, W)
+    before = torch.cat([window[:, -T - 1 : -T], frames[:, :-1]], 1)  # (B, T, 3, H, W): the last context frame first
     out = dense_flow(before.flatten(0, 1), frames.flatten(0, 1)).view(B, T, *frames.shape[3:], 2)
     while len(_FLOWS) >= FLOW_CACHE:
         _FLOWS.pop(next(iter(_FLOWS)))  # the least recently used

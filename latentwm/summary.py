@@ -148,7 +148,8 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
     for e in out.values():
         base = e["baseline"]
         if base is None or base not in out:
-            e["verdict"] = {**_flags(e, reg), "text": _text(label(e["condition"], e["sampler"]), e, reg)}
+            found = _flags(e, reg)
+            e["verdict"] = {**found, "text": _text(label(e["condition"], e["sampler"]), e, reg, found)}
             continue
         e["vs_baseline"] = {}
         for m in reg:
@@ -162,7 +163,7 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
         e["verdict"] = {"baseline": base,
                         "beats_steps": {n: 0 if found.get(M.BLURRED) else r["beats_steps"]
                                         for n, r in e["vs_baseline"].items() if "beats_steps" in r},
-                        **found, "text": _text(label(e["condition"], e["sampler"]), e, reg)}
+                        **found, "text": _text(label(e["condition"], e["sampler"]), e, reg, found)}
         if e["condition"] == "model":
             for other in ACTION_CONDITIONS:
                 if (other, e["sampler"], reg[0].name) not in mats:
@@ -187,7 +188,7 @@ def _flags(e: dict, reg: list[M.Metric]) -> dict[str, Any]:
     return found
 
 
-def _text(name: str, e: dict, reg: list[M.Metric]) -> str:
+def _text(name: str, e: dict, reg: list[M.Metric], found: dict) -> str:
     """One sentence: where the condition beats its baseline, with the step-1 difference and interval."""
     H = len(next(iter(e["per_step"].values())))
     parts = []
@@ -211,7 +212,7 @@ def _text(name: str, e: dict, reg: list[M.Metric]) -> str:
     if e["condition"] == "model_best":
         name = f"{name} (the best of the rollouts by PSNR against the truth: an oracle choice)"
     head = f"{name} beats {e['baseline']} on " if "vs_baseline" in e else f"{name}: "
-    blurred = flags(e["per_step"]["sharpness"], M.metric("sharpness")).get(M.BLURRED) if "sharpness" in e["per_step"] else []
+    blurred = found.get(f"{M.BLURRED}_steps")
     if blurred and "vs_baseline" in e:
         head = (f"{name} is {M.BLURRED} (sharpness under {M.BLURRED_BELOW:g} of the truth's at steps {_steps(blurred)}), so it "
                 f"beats nothing; a blurred mean scores without predicting. Paired with {e['baseline']} it would be ahead on ")
