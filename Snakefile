@@ -1,6 +1,6 @@
 # latentwm: raw video -> frames (zarr) -> tokenizer -> latents (zarr) -> dynamics -> evaluation.
 from snakemake.utils import min_version, validate
-from latentwm.validate import check, check_yaml
+from latentwm.pipeline.check import check, check_yaml
 
 min_version("9.0")
 

@@ -1,4 +1,4 @@
-"""Frame extraction throughput: latentwm.video.extract vs bare ffmpeg on the same clip.
+"""Frame extraction throughput: latentwm.data.video.extract vs bare ffmpeg on the same clip.
 
     python bench/bench_extract.py [--frames 1200] [--size 256] [--out 64] [--repeat 3]
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import ffmpeg
 
-from latentwm.synthetic import write_clip
-from latentwm.video import extract, ffmpeg_exe, frame_stream
+from latentwm.data.synthetic import write_clip
+from latentwm.data.video import extract, ffmpeg_exe, frame_stream
 from timing import best_time
 
 FPS = 15

@@ -5,7 +5,7 @@
 
 Needs a finished run with true actions (`dynamics.actions: given`, e.g. configs/real_doom.yaml):
 its frame stores, splits.json and given action stores. Trains the `lam` section of the config (keys
-overridden by --set) on the train videos' frames with latentwm.lam.fit, as train_lam does, labels
+overridden by --set) on the train videos' frames with latentwm.training.fit_lam.fit, as train_lam does, labels
 every transition of the test videos, and reports against the true actions on them:
   nmi          normalised mutual information of codes and true actions (chance: about 0)
   probe        accuracy of the best code -> action map (each code names its most frequent true
@@ -28,12 +28,14 @@ import numpy as np
 import torch
 import yaml
 
-from latentwm import checkpoint, lam
-from latentwm.actions import nmi, read_store
-from latentwm.config import from_dict
-from latentwm.metrics import global_flow
-from latentwm.settings import LamStage
-from latentwm.store import open_store
+from latentwm.models import checkpoint
+from latentwm.data.actions import nmi, read_store
+from latentwm.config.fields import from_dict
+from latentwm.evaluation.metrics import global_flow
+from latentwm.config.lam import LamStage
+from latentwm.data.store import open_store
+from latentwm.training import encode
+from latentwm.training import fit_lam
 
 
 def stage_of(config: str, sets: list[str]) -> LamStage:
@@ -63,13 +65,13 @@ def main() -> None:
     ckpt_path = out / "lam.pt"
     if not ckpt_path.exists():
         o = SimpleNamespace(checkpoint=ckpt_path, curve=out / "train_curve.csv", metrics=out / "metrics.json")
-        lam.fit(stage, SimpleNamespace(frames=frames["train"], val=frames["val"]), o, out / "resume.pt")
+        fit_lam.fit(stage, SimpleNamespace(frames=frames["train"], val=frames["val"]), o, out / "resume.pt")
     ckpt = checkpoint.load(ckpt_path)
     model = checkpoint.build_model(ckpt, kind="lam").eval()
     codes, truth, dx = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for v, f in zip(splits["test"], frames["test"]):
-            lam.encode_store(model, ckpt, f, Path(tmp) / f"{v}.zarr", "bench", log=lambda m: None)
+            encode.encode_actions(model, ckpt, f, Path(tmp) / f"{v}.zarr", "bench", log=lambda m: None)
             codes.append(read_store(Path(tmp) / f"{v}.zarr")[1:])
             truth.append(read_store(res / "actions" / "given" / f"{v}.zarr")[1:])
             x = torch.from_numpy(np.asarray(open_store(f)[:])).float() / 255

@@ -1,10 +1,10 @@
 """Benchmarks of the latents stage (not a test): python bench/bench_latents.py [--tokenizer PT]
 
-1. encoding speed: frames/s of encode_store (the encode_latents rule) on 64x64 frame stores
+1. encoding speed: frames/s of encode_latents (the encode_latents rule) on 64x64 frame stores
 2. random T-frame window reads/s: the zarr latent stores (through LatentWindows' reader, with and
    without its chunk cache) vs the seeds' layout, one .npy file per latent frame; and what the
    stores' integrity checks cost against plain zarr stores without them
-3. a training step with the real loader (LatentWindows through a DataLoader, as latentwm.train
+3. a training step with the real loader (LatentWindows through a DataLoader, as latentwm.training.loop
    uses it) vs the same steps on batches already in memory
 
 Data: the built-in generator's clips (8 x 240 frames at 64x64, like config.yaml), written to
@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentwm import checkpoint
-from latentwm.data import LatentWindows
-from latentwm.latents import encode_store
-from latentwm.settings import DataConfig
-from latentwm.store import StoreWriter
-from latentwm.synthetic import render_clip
-from latentwm.tokenizer import Tokenizer, TokenizerConfig
+from latentwm.models import checkpoint
+from latentwm.data.windows import LatentWindows
+from latentwm.training.encode import encode_latents
+from latentwm.config.dynamics import DataConfig
+from latentwm.data.store import StoreWriter
+from latentwm.data.synthetic import render_clip
+from latentwm.models.tokenizer import Tokenizer
+from latentwm.config.tokenizer import TokenizerConfig
 from timing import best_time as best
 
 OUT = Path(__file__).resolve().parent / "out"
@@ -71,7 +72,7 @@ def main():
 
     def encode_all():
         for p in frames:
-            encode_store(model, p, lat_dir / p.name, "bench", batch_size=64, chunk_frames=64, log=lambda s: None)
+            encode_latents(model, p, lat_dir / p.name, "bench", batch_size=64, chunk_frames=64, log=lambda s: None)
 
     t = best(encode_all, args.repeats)
     n = args.videos * args.frames
@@ -113,7 +114,7 @@ def main():
     import zarr
     from zarr.codecs import BytesCodec
 
-    from latentwm.store import open_store
+    from latentwm.data.store import open_store
 
     plain = []
     for p in lat:
@@ -133,14 +134,14 @@ def main():
 
     # 3. a training step: real loader vs batches in memory
     try:
-        from latentwm.diffusion import FlowObjective
-        from latentwm.dynamics import Dynamics
-        from latentwm.settings import DynamicsConfig, ObjectiveConfig
+        from latentwm.models.flow import FlowObjective
+        from latentwm.models.dynamics.transformer import Dynamics
+        from latentwm.config.dynamics import DynamicsConfig, ObjectiveConfig
 
         cfg = DynamicsConfig(size="tiny", arch="transformer", patch=4).resolved([8, 16, 16], max_frames=T)
         net = Dynamics(cfg)
         flow = FlowObjective(ObjectiveConfig(), cfg.k_max)
-        objective, which = flow, f"latentwm.dynamics tiny (patch 4), {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params"
+        objective, which = flow, f"latentwm.models.dynamics.transformer tiny (patch 4), {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params"
     except ImportError:
         net = torch.nn.Sequential(torch.nn.Conv3d(8, 64, 3, padding=1), torch.nn.SiLU(), torch.nn.Conv3d(64, 8, 3, padding=1))
         objective = lambda m, b: (m(b.transpose(1, 2)).transpose(1, 2) - b).pow(2).mean()  # noqa: E731

@@ -6,7 +6,7 @@ Each component is built at its default config on the default data's shapes (64x6
 latents) and trained on random inputs of its default batch: the tokenizer (16 frames), the conv
 dynamics network with its flow objective (32 windows of 5), the latent action model (32 windows of
 2 frames). Median of the timed steps after two warm-up steps. bf16 only pays where the hardware runs
-it (latentwm.train.native_bf16: a GPU, or a CPU with AMX or AVX-512 BF16); elsewhere expect it slower than fp32.
+it (latentwm.core.device.native_bf16: a GPU, or a CPU with AMX or AVX-512 BF16); elsewhere expect it slower than fp32.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import time
 
 import torch
 
-from latentwm.diffusion import FlowObjective
-from latentwm.dynamics import network
-from latentwm.lam import Lam
-from latentwm.settings import DynamicsStage, LamStage, TokenizerStage
-from latentwm.tokenizer import Tokenizer
-from latentwm.train import native_bf16
+from latentwm.models.flow import FlowObjective
+from latentwm.models.dynamics import network
+from latentwm.models.lam import Lam
+from latentwm.config.dynamics import DynamicsStage
+from latentwm.config.lam import LamStage
+from latentwm.config.tokenizer import TokenizerStage
+from latentwm.models.tokenizer import Tokenizer
+from latentwm.core.device import native_bf16
 
 
 def components():

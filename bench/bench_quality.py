@@ -5,11 +5,11 @@
 
 For each budget N (optimizer steps):
   world model  the config's `dynamics` section with train.steps = N (train.warmup lowered to N // 10
-               when larger), trained on the train videos' latents by latentwm.fit_dynamics.fit
-               (wall clock timed), evaluated by latentwm.evaluate.run on the test videos with
+               when larger), trained on the train videos' latents by latentwm.training.fit_dynamics.fit
+               (wall clock timed), evaluated by latentwm.evaluation.rollouts.run on the test videos with
                `evaluations.default`, as the evaluate_rollouts rule does
   reference    bench/reference.py's residual conv next-latent predictor, trained for the same wall
-               clock seconds and evaluated by latentwm.evaluate.evaluate with its own rollout (one
+               clock seconds and evaluated by latentwm.evaluation.rollouts.evaluate with its own rollout (one
                deterministic "sampler", no model_mean)
 Read from each summary.json: PSNR at step 1 and step 8 (copy-last's beside it), sharpness at step 8,
 the teacher-forced gap (teacher_forced minus copy_previous, PSNR at step 1 and mean over steps) and
@@ -43,13 +43,15 @@ import yaml
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentwm.config import from_dict, to_dict
-from latentwm.evaluate import evaluate, run
-from latentwm.fit_dynamics import build, fit
-from latentwm.logs import logger, set_threads
-from latentwm.summary import label
-from latentwm.settings import DynamicsStage, EvalConfig, SamplerConfig, SamplerSpec, TrainConfig
-from latentwm.store import video_store
+from latentwm.config.fields import from_dict, to_dict
+from latentwm.evaluation.rollouts import evaluate, run
+from latentwm.training.fit_dynamics import build, fit
+from latentwm.core.logs import logger, set_threads
+from latentwm.evaluation.summary import label
+from latentwm.config.dynamics import DynamicsStage
+from latentwm.config.evaluation import EvalConfig, SamplerConfig, SamplerSpec
+from latentwm.config.train import TrainConfig
+from latentwm.data.store import video_store
 from reference import ConvPredictor, fit_reference, reference_rollout
 
 SHOW_STEP = 8  # the later horizon step the table shows (the horizon when shorter)

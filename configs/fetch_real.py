@@ -8,7 +8,7 @@ Everything comes from package registries, nothing from the open internet:
                    -viddump, SDL dummy video driver) at 640x480, 35 fps (one frame per game tic)
                    [Debian: prboom-plus, freedoom; installed with apt-get when missing and root],
                    each with its sidecar freedoom*_demo*.actions.txt: the player's input behind
-                   every frame, read from the demo and named by latentwm.doom_demo.ACTIONS
+                   every frame, read from the demo and named by latentwm.data.doom_demo.ACTIONS
   bbb_*            Big Buck Bunny (c) Blender Foundation, CC-BY 3.0: the full film ships in the
                    moviepy 2.2.1 sdist on PyPI (docs/.../moviepy_10_minutes.zip), fetched with pip
   opencv_vtest     OpenCV's vtest.avi, a fixed street camera with pedestrians (Debian: opencv-doc,
@@ -33,8 +33,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from latentwm import atomic, doom_demo
-from latentwm.video import probe as probe_video
+from latentwm.core import files
+from latentwm.data import doom_demo
+from latentwm.data.video import probe as probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "data" / "real"
@@ -175,7 +176,7 @@ def write_sidecar(clip: str, demo: bytes, what: str) -> None:
     if frames != min(len(ids), DOOM_MAX_S * 35):
         raise RuntimeError(f"{clip}.mp4 has {frames} frames but its demo {len(ids)} tics (cut at {DOOM_MAX_S * 35}); "
                            f"delete {clip}.mp4 and rerun to render it again")
-    atomic.write(side, lambda tmp: tmp.write_text(doom_demo.sidecar_text(ids[:frames], what)))
+    files.write(side, lambda tmp: tmp.write_text(doom_demo.sidecar_text(ids[:frames], what)))
 
 
 def fetch_doom() -> int:

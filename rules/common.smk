@@ -2,8 +2,8 @@
 import json
 import os
 
-from latentwm.atomic import unwritable
-from latentwm.sources import (
+from latentwm.core.files import unwritable
+from latentwm.data.sources import (
     all_video_specs,
     extract_source,
     file_id,
@@ -13,7 +13,7 @@ from latentwm.sources import (
     static_videos,
     with_parts,
 )
-from latentwm.splits import assign_splits, shards
+from latentwm.data.splits import assign_splits, shards
 
 
 wildcard_constraints:

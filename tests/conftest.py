@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from latentwm.dynamics import network
-from latentwm.settings import DynamicsConfig
+from latentwm.config.dynamics import DynamicsConfig
+from latentwm.models.dynamics import network
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,18 +9,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
 from conftest import conv_model
-from latentwm.actions import conditioning, write_store
-from latentwm.config import from_dict
-from latentwm.data import LatentWindows
-from latentwm.diffusion import FlowObjective
-from latentwm.dynamics import Dynamics
-from latentwm.errors import PipelineError
-from latentwm.fit_dynamics import fit
-from latentwm.sampler import rollout
-from latentwm.settings import DataConfig, DynamicsStage, SamplerConfig
-from latentwm.store import StoreWriter
+
+from latentwm.config.dynamics import DataConfig, DynamicsStage
+from latentwm.config.evaluation import SamplerConfig
+from latentwm.config.fields import from_dict
+from latentwm.core.errors import PipelineError
+from latentwm.data.actions import conditioning, write_store
+from latentwm.data.store import StoreWriter
+from latentwm.data.windows import LatentWindows
+from latentwm.models.dynamics.transformer import Dynamics
+from latentwm.models.flow import FlowObjective
+from latentwm.models.sampler import rollout
+from latentwm.training.fit_dynamics import fit
 
 # the transformer with the objective of the code the pinned numbers below were taken from
 TINY = {"model": {"arch": "transformer", "dim": 32, "depth": 2, "heads": 2, "temporal_every": 1, "k_max": 8,
@@ -135,7 +136,7 @@ def test_fit_with_given_actions_writes_an_action_model(tmp_path):
     out = SimpleNamespace(checkpoint=tmp_path / "d.pt", curve=tmp_path / "c.csv", health=tmp_path / "h.json")
     inputs = SimpleNamespace(latents=lat[:2], val=lat[2:], stats=stats, train_actions=act[:2], val_actions=act[2:])
     fit(from_dict(DynamicsStage, cfg, "dynamics"), inputs, out, tmp_path / "r.pt", lambda m: None)
-    from latentwm import checkpoint
+    from latentwm.models import checkpoint
 
     ckpt = checkpoint.load(out.checkpoint)
     assert ckpt["actions"] == {"kind": "given", "n": 5, "lam_hash": None}

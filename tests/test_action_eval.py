@@ -10,8 +10,8 @@ import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
-from latentwm.action_eval import SWEEP_WINDOWS, action_names, sweep_flows
-from latentwm.evaluate import Codec, Windows
+from latentwm.evaluation.actions import SWEEP_WINDOWS, action_names, sweep_flows
+from latentwm.evaluation.rollouts import Codec, Windows
 
 SHIFT = {0: 2, 1: -2, 2: 0}  # px per step: "left" turns the view so its content moves right, "right" the other way
 

@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from latentwm.actions import NO_ACTION, nmi, read_sidecar, read_store, source_index, write_given
-from latentwm.sources import sidecar_path
-from latentwm.download import fetch
-from latentwm.errors import PipelineError
-from latentwm.synthetic import ACTIONS, MOVES, Clip, clip_actions, render_clip, write_clip
-from latentwm.video import extract
+from latentwm.core.errors import PipelineError
+from latentwm.data.actions import NO_ACTION, nmi, read_sidecar, read_store, source_index, write_given
+from latentwm.data.download import fetch
+from latentwm.data.sources import sidecar_path
+from latentwm.data.synthetic import ACTIONS, MOVES, Clip, clip_actions, render_clip, write_clip
+from latentwm.data.video import extract
 
 FRAMES = {"fps": 15, "height": 32, "width": 32, "min_frames": 1, "chunk_frames": 16}
 
@@ -69,7 +69,7 @@ def test_actions_follow_their_frames_through_fps_resampling(tmp_path, fps_in):
            "generator": {"frames": n, "fps": fps_in, "size": 32, "seed": 0}}, video, {}, lambda m: None, record)
     extract(video, tmp_path / "f.zarr", FRAMES, "s", lambda m: None)
     write_given(record, tmp_path / "f.zarr", tmp_path / "a.zarr", lambda m: None)
-    from latentwm.store import open_store
+    from latentwm.data.store import open_store
 
     got = np.asarray(open_store(tmp_path / "f.zarr")[:], float)  # (T, 3, H, W)
     src = render_clip(1, n, 32, seed=0).transpose(0, 3, 1, 2).astype(float)
@@ -92,7 +92,7 @@ def held(actions, shown) -> np.ndarray:
 def test_resampled_actions_stand_for_the_dropped_frames():
     """35 -> 15 fps keeps every 2nd or 3rd source frame; a turn held on the dropped frames is still a
     turn, a one-frame tap between two extracted frames loses to what was held."""
-    from latentwm.actions import resample
+    from latentwm.data.actions import resample
 
     a = np.array([0, 0, 0, 3, 3, 0, 3, 3, 0, 0, 0, 0, 0, 0, 4, 0, 1, 1, 2, 2])
     idx = source_index(9, 35, 15)
@@ -138,7 +138,7 @@ def test_stored_actions_are_the_moves_seen_in_the_extracted_frames(tmp_path):
            "generator": {"frames": 80, "fps": 15, "size": 64, "seed": 0}}, video, {}, lambda m: None, record)
     extract(video, tmp_path / "f.zarr", {**FRAMES, "height": 64, "width": 64}, "s", lambda m: None)
     write_given(record, tmp_path / "f.zarr", tmp_path / "a.zarr", lambda m: None)
-    from latentwm.store import open_store
+    from latentwm.data.store import open_store
 
     seen = _player_moves(np.asarray(open_store(tmp_path / "f.zarr")[:]), hud=8)
     acts = read_store(tmp_path / "a.zarr")

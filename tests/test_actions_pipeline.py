@@ -8,9 +8,9 @@ import json
 import re
 
 import pytest
-
 from conftest import snakemake, tiny_config
-from latentwm.actions import read_store
+
+from latentwm.data.actions import read_store
 
 
 def latent_config() -> dict:
@@ -54,7 +54,8 @@ def test_steering_command_writes_a_gif(latent_run, tmp_path):
     import sys
 
     from conftest import ROOT
-    from latentwm.samples import gif_frames
+
+    from latentwm.figures.samples import gif_frames
 
     r = latent_run / "results"
     video = sorted(p.stem for p in (r / "latents").glob("*/*.zarr"))[0]  # in its encode job's shard folder

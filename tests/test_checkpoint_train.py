@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm import checkpoint
-from latentwm.config import to_dict
-from latentwm.data import FrameBatches
-from latentwm.errors import PipelineError
-from latentwm.store import StoreWriter
-from latentwm.tokenizer import Tokenizer, TokenizerConfig
-from latentwm.train import TrainConfig, WithLoss, train
+from latentwm.config.fields import to_dict
+from latentwm.config.tokenizer import TokenizerConfig
+from latentwm.config.train import TrainConfig
+from latentwm.core.errors import PipelineError
+from latentwm.data.store import StoreWriter
+from latentwm.data.windows import FrameBatches
+from latentwm.models import checkpoint
+from latentwm.models.tokenizer import Tokenizer
+from latentwm.training.loop import WithLoss, train
 
 MODEL = TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, mask_ratio=0.3, mask_patch=4)
 CFG = TrainConfig(steps=6, lr=3e-3, warmup=2, batch_size=4, log_every=3, checkpoint_every=3, seed=0)
@@ -139,9 +141,9 @@ def test_the_weights_of_the_lowest_held_out_loss_are_returned(tmp_path, batches)
 
 
 def test_bf16_autocast_runs_where_the_hardware_has_it_and_nowhere_else(tmp_path, batches):
-    """train.bf16 on a CPU: bfloat16 convolutions where latentwm.train.native_bf16 says the CPU runs them
+    """train.bf16 on a CPU: bfloat16 convolutions where latentwm.core.device.native_bf16 says the CPU runs them
     (the losses move off the fp32 run's), bit-identical to fp32 where it does not."""
-    from latentwm.train import native_bf16
+    from latentwm.core.device import native_bf16
 
     seen = []
 
@@ -159,7 +161,7 @@ def test_bf16_autocast_runs_where_the_hardware_has_it_and_nowhere_else(tmp_path,
 
 
 def test_fp32_runs_train_fp32_steps_and_never_resume_a_bf16_run():
-    from latentwm.train import for_precision
+    from latentwm.training.loop import for_precision
 
     cfg = TrainConfig(steps=10, fp32_steps=4, bf16=False)
     run_cfg, precision, fp = for_precision(cfg, torch.device("cpu"), "abc")

@@ -1,4 +1,4 @@
-"""One source of truth for config: the dataclasses of latentwm.settings hold every default; the
+"""One source of truth for config: the dataclasses of latentwm.config hold every default; the
 committed schema and config.yaml must agree with them; the parse-time check imports no torch."""
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from latentwm import settings
-from latentwm.config import from_dict, schema_yaml, to_dict
-from latentwm.errors import PipelineError
+from latentwm.config import data, dynamics, evaluation, schema, tokenizer, train
+from latentwm.config.fields import from_dict, to_dict
+from latentwm.config.schema import schema_yaml
+from latentwm.core.errors import PipelineError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,10 +42,10 @@ def test_config_yaml_states_the_defaults():
     `sources` is its own), so a script run by hand trains as the pipeline does."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     diffs = []
-    for name, cls in settings.SECTIONS.items():
+    for name, cls in schema.SECTIONS.items():
         diffs += _compare(name, config.get(name, {}), _defaults(cls()))
     for name, section in config["evaluations"].items():
-        diffs += _compare(f"evaluations.{name}", section, _defaults(settings.EvalConfig()))
+        diffs += _compare(f"evaluations.{name}", section, _defaults(evaluation.EvalConfig()))
     assert diffs == []
 
 
@@ -59,9 +60,9 @@ def test_every_field_is_documented_or_self_explanatory():
                 continue
             yield cls.__name__, f
 
-    undocumented = [f"{c}.{f.name}" for cls in [*settings.SECTIONS.values(), settings.DynamicsConfig, settings.TrainConfig,
-                                                 settings.TokenizerConfig, settings.ObjectiveConfig, settings.DataConfig,
-                                                 settings.EvalConfig, settings.GeneratorConfig]
+    undocumented = [f"{c}.{f.name}" for cls in [*schema.SECTIONS.values(), dynamics.DynamicsConfig, train.TrainConfig,
+                                                 tokenizer.TokenizerConfig, dynamics.ObjectiveConfig, dynamics.DataConfig,
+                                                 evaluation.EvalConfig, data.GeneratorConfig]
                     for c, f in walk(cls) if not f.metadata.get("doc") and f.name not in plain
                     and not dataclasses.is_dataclass(getattr(cls(), f.name, None))]
     assert undocumented == []
@@ -69,26 +70,26 @@ def test_every_field_is_documented_or_self_explanatory():
 
 def test_from_dict_refuses_values_outside_the_constraints():
     with pytest.raises(PipelineError, match=r"^config key tokenizer.train.lr is -1; expected a value > 0$"):
-        from_dict(settings.TokenizerStage, {"train": {"lr": -1}}, "tokenizer")
+        from_dict(tokenizer.TokenizerStage, {"train": {"lr": -1}}, "tokenizer")
     with pytest.raises(PipelineError, match=r"dynamics.objective.schedule is 'pyramid'; expected one of: context, independent"):
-        from_dict(settings.DynamicsStage, {"objective": {"schedule": "pyramid"}}, "dynamics")
+        from_dict(dynamics.DynamicsStage, {"objective": {"schedule": "pyramid"}}, "dynamics")
     with pytest.raises(PipelineError, match=r"evaluations.x.samplers\[1\].kind is 'rk4'"):
-        from_dict(settings.EvalConfig, {"samplers": [{"name": "a", "kind": "euler", "steps": 2},
+        from_dict(evaluation.EvalConfig, {"samplers": [{"name": "a", "kind": "euler", "steps": 2},
                                                      {"name": "b", "kind": "rk4", "steps": 2}]}, "evaluations.x")
-    stage = from_dict(settings.DynamicsStage, {"data": {"batch_size": 5}, "train": {"steps": 7}}, "dynamics")
+    stage = from_dict(dynamics.DynamicsStage, {"data": {"batch_size": 5}, "train": {"steps": 7}}, "dynamics")
     assert stage.train.batch_size == 5 and stage.train.steps == 7 and stage.train.warmup == 50  # the stage's own default
 
 
 def test_dynamics_window_sets_the_attention_window_once():
     tf = {"arch": "transformer"}
-    stage = from_dict(settings.DynamicsStage, {"data": {"window": 6}, "model": tf}, "dynamics")
+    stage = from_dict(dynamics.DynamicsStage, {"data": {"window": 6}, "model": tf}, "dynamics")
     assert stage.model_config([8, 16, 16]).max_frames == 6
     alt = {"alternating": {"enabled": True, "short_window": 4, "long_window": 12}}
-    assert from_dict(settings.DynamicsStage, {"data": alt, "model": tf}, "dynamics").model_config([8, 16, 16]).max_frames == 12
+    assert from_dict(dynamics.DynamicsStage, {"data": alt, "model": tf}, "dynamics").model_config([8, 16, 16]).max_frames == 12
     with pytest.raises(PipelineError, match="window 12 exceeds dynamics.model.max_frames 8"):
-        from_dict(settings.DynamicsStage, {"data": alt, "model": {**tf, "max_frames": 8}}, "dynamics").model_config([8, 16, 16])
+        from_dict(dynamics.DynamicsStage, {"data": alt, "model": {**tf, "max_frames": 8}}, "dynamics").model_config([8, 16, 16])
     # the conv sees conv_frames past frames whatever the window: longer windows hold more rollout steps
-    conv = from_dict(settings.DynamicsStage, {"data": alt, "model": {"arch": "conv", "conv_frames": 3}}, "dynamics")
+    conv = from_dict(dynamics.DynamicsStage, {"data": alt, "model": {"arch": "conv", "conv_frames": 3}}, "dynamics")
     assert conv.model_config([8, 16, 16]).max_frames == 4
 
 
@@ -104,10 +105,10 @@ def test_parse_time_check_imports_no_torch():
     # Snakefile and rules/), then the config check: none of it may pull in a heavy library
     # (a parenthesised import runs over several lines: up to its closing parenthesis)
     lines = _latentwm_imports([ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))])
-    assert any("latentwm.sources" in line for line in lines), lines
+    assert any("latentwm.data.sources" in line for line in lines), lines
     code = (
         "import sys, yaml\n" + "\n".join(lines) + "\n"
-        "from latentwm.validate import config_problems\n"
+        "from latentwm.pipeline.check import config_problems\n"
         f"config = yaml.safe_load(open({str(ROOT / 'config.yaml')!r}))\n"
         f"assert config_problems(config, {str(ROOT / 'schemas/config.schema.yaml')!r}) == []\n"
         "heavy = sorted(m for m in ('torch', 'pandas', 'zarr', 'matplotlib') if m in sys.modules)\n"
@@ -125,10 +126,10 @@ DATA_SCRIPTS = ["download", "extract_frames", "given_actions", "splits", "resolv
 def test_data_jobs_import_no_torch():
     scripts = [ROOT / "workflow_scripts" / f"{name}.py" for name in DATA_SCRIPTS]
     lines = _latentwm_imports(scripts)
-    assert any("latentwm.video" in line for line in lines), lines
+    assert any("latentwm.data.video" in line for line in lines), lines
     code = (
         "import sys\n" + "\n".join(lines) + "\n"
-        "from latentwm.logs import logger\n"
+        "from latentwm.core.logs import logger\n"
         "logger(None)('a line')\n"  # every job logs: asking for its rank must not import torch
         "assert 'torch' not in sys.modules, [m for m in sys.modules if m.startswith('torch')][:3]\n"
     )

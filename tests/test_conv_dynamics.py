@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import cache_matches_full_forward, conv_model
-from latentwm import checkpoint
-from latentwm.config import to_dict
-from latentwm.conv_dynamics import ConvDynamics
-from latentwm.diffusion import FlowObjective
-from latentwm.dynamics import denoised, network
-from latentwm.errors import PipelineError
-from latentwm.sampler import rollout
-from latentwm.settings import DynamicsConfig, ObjectiveConfig, SamplerConfig
+
+from latentwm.config.dynamics import DynamicsConfig, ObjectiveConfig
+from latentwm.config.evaluation import SamplerConfig
+from latentwm.config.fields import to_dict
+from latentwm.core.errors import PipelineError
+from latentwm.models import checkpoint
+from latentwm.models.dynamics import network
+from latentwm.models.dynamics.conv import ConvDynamics
+from latentwm.models.dynamics.parts import denoised
+from latentwm.models.flow import FlowObjective
+from latentwm.models.sampler import rollout
 
 
 def test_preset_network_and_window():
@@ -139,7 +141,7 @@ def test_warp_moves_the_whole_previous_frame_by_its_mixture_of_shifts():
 
 
 def test_match_costs_find_the_camera_shift():
-    from latentwm.conv_dynamics import match_costs
+    from latentwm.models.dynamics.conv import match_costs
 
     x = torch.randn(3, 4, 8, 16)
     costs = match_costs(x, x.roll(3, -1), 4, -1)  # moved 3 cells to the right (its border aside)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm.data import FrameBatches, LatentWindows
-from latentwm.errors import PipelineError
-from latentwm.settings import AlternatingConfig, DataConfig
-from latentwm.store import StoreWriter
+from latentwm.config.dynamics import AlternatingConfig, DataConfig
+from latentwm.core.errors import PipelineError
+from latentwm.data.store import StoreWriter
+from latentwm.data.windows import FrameBatches, LatentWindows
 
 C, H, W = 2, 4, 4
 ATTRS = {"tokenizer_hash": "abc", "latent_shape": [C, H, W]}
@@ -140,7 +140,7 @@ def test_dataloader_workers_give_the_same_batches(stores):
 
 def test_damaged_store_is_refused_at_open_and_at_read(tmp_path):
     """A missing chunk file must never read as zeros, a truncated or altered one never decode."""
-    from latentwm.store import open_store
+    from latentwm.data.store import open_store
 
     path = latent_store(tmp_path / "v.zarr", 40, 1)  # chunks of 8 frames: c/0 .. c/4
     ds = LatentWindows([path], DataConfig(window=4, batch_size=2), seed=0, log=lambda s: None)
@@ -166,7 +166,7 @@ def test_damaged_store_is_refused_at_open_and_at_read(tmp_path):
 
 def test_store_of_all_zero_chunks_is_whole(tmp_path):
     """Zarr skips writing all-zero chunks by default: a black stretch of video must not read as damage."""
-    from latentwm.store import open_store
+    from latentwm.data.store import open_store
 
     with StoreWriter(tmp_path / "black.zarr", (3, 8, 8), "uint8", 8, {}, compress=False) as w:
         w.append(np.zeros((20, 3, 8, 8), np.uint8))
@@ -179,8 +179,8 @@ def test_encode_jobs_write_whole_shards_read_back_in_video_order(tmp_path):
     """Shards: each split's sorted videos in runs of videos_per_job, never mixing splits; a shard
     is written whole or not at all (a failing video leaves no folder, the temp one removed); its
     stores read back in video order, paired by video or refused with the missing ones named."""
-    from latentwm.splits import shards
-    from latentwm.store import open_store, stores_in, video_store, write_shard
+    from latentwm.data.splits import shards
+    from latentwm.data.store import open_store, stores_in, video_store, write_shard
 
     split = {"train": ["a", "b", "c", "d", "e"], "val": ["f"], "test": []}
     assert shards(split, 2) == {"train_000": ["a", "b"], "train_001": ["c", "d"], "train_002": ["e"], "val_000": ["f"]}

@@ -9,11 +9,11 @@ import re
 import numpy as np
 import pytest
 import zarr
-
 from conftest import tiny_config
-from latentwm.store import open_store
-from latentwm.synthetic import render_clip, write_clip
 from test_download import serve_dir
+
+from latentwm.data.store import open_store
+from latentwm.data.synthetic import render_clip, write_clip
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,9 @@ import json
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import ROOT, snakemake
-from latentwm.summary import read_metrics
+
+from latentwm.evaluation.summary import read_metrics
 
 pytestmark = pytest.mark.slow
 

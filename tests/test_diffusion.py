@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from latentwm.config import from_dict
-from latentwm.diffusion import FlowObjective, sample_levels, sample_step_sizes, step_sizes
-from latentwm.dynamics import Dynamics
-from latentwm.settings import DynamicsConfig, ObjectiveConfig
-from latentwm.errors import PipelineError
+from latentwm.config.dynamics import DynamicsConfig, ObjectiveConfig
+from latentwm.config.fields import from_dict
+from latentwm.core.errors import PipelineError
+from latentwm.models.dynamics.transformer import Dynamics
+from latentwm.models.flow import FlowObjective, sample_levels, sample_step_sizes, step_sizes
 
 
 class Linear(nn.Module):

@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm import checkpoint
-from latentwm.data import LatentWindows
-from latentwm.distributed import Context, shard
-from latentwm.dynamics import Dynamics, DynamicsConfig
-from latentwm.errors import PipelineError
-from latentwm.settings import DataConfig
-from latentwm.store import StoreWriter
-from latentwm.train import TrainConfig, WithLoss, train
+from latentwm.config.dynamics import DataConfig, DynamicsConfig
+from latentwm.config.train import TrainConfig
+from latentwm.core.errors import PipelineError
+from latentwm.core.ranks import Context
+from latentwm.data.store import StoreWriter
+from latentwm.data.windows import LatentWindows
+from latentwm.models import checkpoint
+from latentwm.models.dynamics.transformer import Dynamics
+from latentwm.training.distributed import shard
+from latentwm.training.loop import WithLoss, train
 
 C, H, W = 4, 8, 8
 GLOBAL_BATCH, STEPS = 4, 3

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm import doom_demo as D
-from latentwm.errors import PipelineError
+from latentwm.core.errors import PipelineError
+from latentwm.data import doom_demo as D
 
 ENGINE = D.port() and D.IWADS[1].exists()
 needs_engine = pytest.mark.skipif(not ENGINE, reason="no Doom port or Freedoom IWAD (apt-get install -y dsda-doom freedoom)")
@@ -50,7 +50,7 @@ def test_damaged_demos_get_one_line():
 
 def _render(tmp_path, demo: bytes, size: str = "320x240") -> np.ndarray:
     """The demo rendered by the engine: uint8 luma frames (T, H, W) at 35 fps, one per tic."""
-    from latentwm.video import iter_frames
+    from latentwm.data.video import iter_frames
 
     out = tmp_path / "demo.mkv"
     D.render(D.port(), D.IWADS[1], demo, out, size=size, timeout=300)
@@ -79,10 +79,10 @@ def test_rendered_frame_t_is_the_view_after_tic_t(tmp_path):
 def test_global_flow_follows_the_turn_input_on_engine_footage(tmp_path):
     """Held keyboard turns left and right at a walking pace, with pauses, extracted as the pipeline does
     (15 fps, 64 x 64): the horizontal global flow of consecutive frames follows the summed turn input."""
-    from latentwm import metrics
-    from latentwm.actions import source_index
-    from latentwm.store import open_store
-    from latentwm.video import extract
+    from latentwm.data.actions import source_index
+    from latentwm.data.store import open_store
+    from latentwm.data.video import extract
+    from latentwm.evaluation import metrics
 
     rng = np.random.default_rng(0)
     turn = np.concatenate([np.full(int(rng.integers(8, 20)), v) for v in rng.choice([-2, -1, 0, 0, 1, 2], 24)])

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from latentwm.download import fetch, spec_from_resolved
-from latentwm.errors import PipelineError
-from latentwm.sources import all_video_specs, resolve_url, static_videos
-from latentwm.synthetic import write_clip
-from latentwm.video import probe
+from latentwm.core.errors import PipelineError
+from latentwm.data.download import fetch, resolve_url, spec_from_resolved
+from latentwm.data.sources import all_video_specs, static_videos
+from latentwm.data.synthetic import write_clip
+from latentwm.data.video import probe
 
 CFG = {"max_height": 360, "retries": 0, "socket_timeout": 5, "playlist_limit": 0}
 
@@ -154,8 +154,8 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     time into AUTO_PARTS videos, unless its source sets parts or it brings an actions sidecar;
     enough videos leave the list as it is; with a URL source (its count known once resolved) the
     URL videos are cut instead (test_one_url_video_is_cut_into_parts)."""
-    from latentwm.sources import AUTO_PARTS, extract_source, sources_problems, with_parts
-    from latentwm.splits import assign_splits
+    from latentwm.data.sources import AUTO_PARTS, extract_source, sources_problems, with_parts
+    from latentwm.data.splits import assign_splits
 
     one = [{"id": "rec", "path": str(tmp_path / "rec.mp4")}]
     cut = with_parts(one)
@@ -189,7 +189,7 @@ def test_one_url_video_is_cut_into_parts(tmp_path):
     """A URL source that resolves to too few videos (one YouTube video) is cut in time into
     AUTO_PARTS videos that all read the one downloaded file; its own `parts` stands; local files
     beside it are not cut, and enough videos leave everything whole."""
-    from latentwm.sources import AUTO_PARTS, extract_source, file_id
+    from latentwm.data.sources import AUTO_PARTS, extract_source, file_id
 
     web = [{"id": "web", "url": "http://example.invalid/watch?v=abc"}]
     entry = [{"video": "web_abc", "source": "web", "kind": "url", "url": "http://example.invalid/abc", "key": "x:abc"}]

@@ -10,15 +10,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import cache_matches_full_forward
-from latentwm import checkpoint, fit_dynamics
-from latentwm.config import from_dict, to_dict
-from latentwm.dynamics import Dynamics
-from latentwm.fit_dynamics import FrozenDecoder, collapse_probe
-from latentwm.settings import SIZES, DynamicsConfig, DynamicsStage
-from latentwm.errors import PipelineError
-from latentwm.store import StoreWriter
+
+from latentwm.config.dynamics import SIZES, DynamicsConfig, DynamicsStage
+from latentwm.config.fields import from_dict, to_dict
+from latentwm.core.errors import PipelineError
+from latentwm.data.store import StoreWriter
+from latentwm.models import checkpoint
+from latentwm.models.dynamics.transformer import Dynamics
+from latentwm.training import fit_dynamics
+from latentwm.training.fit_dynamics import FrozenDecoder, collapse_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -243,7 +244,7 @@ def train_parts(tmp_path, steps=6, lr=1e-3, checkpoint_every=3):
 
 
 def run_train(tmp_path, parts, name="a", batches=None):
-    from latentwm.train import train
+    from latentwm.training.loop import train
 
     flow, data, tcfg = parts
     model = flow.network

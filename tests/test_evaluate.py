@@ -17,25 +17,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentwm import checkpoint, metrics
-from latentwm.config import from_dict
-from latentwm.errors import PipelineError
-from latentwm.evaluate import (
-    CSV_COLUMNS,
-    PSNR_CAP_DB,
-    Codec,
-    EvalConfig,
-    Windows,
-    evaluate_windows,
-    load_windows,
-    run,
-    window_starts,
-)
-from latentwm.metrics import METRICS
-from latentwm.summary import build, checks, read_metrics, summarise
-from latentwm.samples import write_samples
-from latentwm.settings import SamplerConfig
-from latentwm.store import StoreWriter
+from latentwm.config.evaluation import EvalConfig, SamplerConfig
+from latentwm.config.fields import from_dict
+from latentwm.core import files
+from latentwm.core.errors import PipelineError
+from latentwm.data.store import StoreWriter
+from latentwm.evaluation import metrics
+from latentwm.evaluation.metrics import METRICS, PSNR_CAP_DB
+from latentwm.evaluation.rollouts import CSV_COLUMNS, Codec, Windows, evaluate_windows, load_windows, run, window_starts
+from latentwm.evaluation.summary import build, checks, read_metrics, summarise
+from latentwm.figures.samples import write_samples
+from latentwm.models import checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_GREY = 10  # uint8 grey levels per frame
@@ -304,16 +296,18 @@ def test_config_rejects_bad_settings():
 
 def real_setup(tmp_path, seed: int):
     """Random tiny tokenizer + dynamics checkpoints and stores of 2 videos, as the pipeline writes them."""
-    from latentwm.config import to_dict
-    from latentwm.dynamics import Dynamics, DynamicsConfig
-    from latentwm.tokenizer import Tokenizer, TokenizerConfig
+    from latentwm.config.dynamics import DynamicsConfig
+    from latentwm.config.fields import to_dict
+    from latentwm.config.tokenizer import TokenizerConfig
+    from latentwm.models.dynamics.transformer import Dynamics
+    from latentwm.models.tokenizer import Tokenizer
 
     torch.manual_seed(0)
     tcfg = TokenizerConfig(base_channels=8, max_mult=1, downsample=2, latent_channels=4, groups=4)
     tok = Tokenizer(tcfg).eval()
     tok_path = tmp_path / "tokenizer.pt"
     checkpoint.save(tok_path, checkpoint.model_state("tokenizer", tok, to_dict(tcfg)))
-    h = checkpoint.file_hash(tok_path)
+    h = files.file_hash(tok_path)
     frames, latents = [], []
     for v in range(2):
         x = torch.from_numpy(np.random.default_rng(v).integers(0, 255, (12, 3, 8, 8), dtype=np.uint8))

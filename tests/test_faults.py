@@ -24,16 +24,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, snakemake, tiny_config
-from latentwm import checkpoint
-from latentwm.errors import PipelineError
-from latentwm.store import open_store
-from latentwm.synthetic import write_clip
-from latentwm.video import ffmpeg_exe
 from test_data_stages import config as data_config
 from test_data_stages import job_counts, targets
 from test_download import closed_port_url
+
+from latentwm.core.errors import PipelineError
+from latentwm.data.store import open_store
+from latentwm.data.synthetic import write_clip
+from latentwm.data.video import ffmpeg_exe
+from latentwm.models import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -371,7 +371,7 @@ def test_folder_without_write_permission_is_named_for_a_user_who_is_not_root():
     a writable folder beside it is not named."""
     import tempfile
 
-    from latentwm.atomic import unwritable
+    from latentwm.core.files import unwritable
 
     base = Path(tempfile.mkdtemp(dir="/tmp"))  # under /tmp: pytest's tmp_path is not traversable by nobody
     try:

@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm import checkpoint
-from latentwm.actions import NO_ACTION, nmi, read_store
-from latentwm.config import from_dict
-from latentwm.errors import PipelineError
-from latentwm.lam import Lam, encode_store, fit
-from latentwm.settings import LamConfig, LamStage
-from latentwm.store import StoreWriter, open_store
+from latentwm.config.fields import from_dict
+from latentwm.config.lam import LamConfig, LamStage
+from latentwm.core import files
+from latentwm.core.errors import PipelineError
+from latentwm.data.actions import NO_ACTION, nmi, read_store
+from latentwm.data.store import StoreWriter, open_store
+from latentwm.models import checkpoint
+from latentwm.models.lam import Lam
+from latentwm.training.encode import encode_actions
+from latentwm.training.fit_lam import fit
 
 MOVES = [(0, 0), (0, -1), (0, 1), (-1, 0), (1, 0)]  # (dy, dx) of actions 0..4, in cells of 2x2 pixels
 
@@ -102,8 +105,8 @@ def test_fit_then_encode_actions_aligned_with_provenance(tmp_path):
     assert not (tmp_path / "resume.pt").exists()
     ckpt = checkpoint.load(out.checkpoint)
     model = checkpoint.build_model(ckpt, kind="lam")
-    lam_hash = checkpoint.file_hash(out.checkpoint)
-    encode_store(model, ckpt, paths[0], tmp_path / "a.zarr", lam_hash, batch_size=7, log=lambda m: None)
+    lam_hash = files.file_hash(out.checkpoint)
+    encode_actions(model, ckpt, paths[0], tmp_path / "a.zarr", lam_hash, batch_size=7, log=lambda m: None)
     ids = read_store(tmp_path / "a.zarr", {"lam_hash": lam_hash}, frames=20)
     assert ids[0] == NO_ACTION and ((ids[1:] >= 0) & (ids[1:] < 4)).all()
     x = torch.from_numpy(np.asarray(open_store(paths[0])[:]))

@@ -6,37 +6,38 @@ import numpy as np
 import pytest
 import torch
 
-from latentwm import metrics
+from latentwm.core import image
+from latentwm.evaluation import metrics
 
 
 def test_mse_and_psnr_of_a_constant_error():
     x = torch.rand(2, 3, 16, 16) * 0.8
     y = x + 0.1  # every pixel off by 0.1: mse 0.01, psnr 10 log10(1 / 0.01) = 20 dB
-    assert metrics.mse(x, y).shape == (2,)
-    assert torch.allclose(metrics.mse(x, y), torch.full((2,), 0.01), atol=1e-6)
-    assert torch.allclose(metrics.psnr(x, y), torch.full((2,), 20.0), atol=1e-3)
-    assert torch.allclose(metrics.psnr(x * 255, y * 255, data_range=255.0), torch.full((2,), 20.0), atol=1e-3)
+    assert image.mse(x, y).shape == (2,)
+    assert torch.allclose(image.mse(x, y), torch.full((2,), 0.01), atol=1e-6)
+    assert torch.allclose(image.psnr(x, y), torch.full((2,), 20.0), atol=1e-3)
+    assert torch.allclose(image.psnr(x * 255, y * 255, data_range=255.0), torch.full((2,), 20.0), atol=1e-3)
 
 
 def test_psnr_is_per_sample_and_finite_for_identical_images():
     x = torch.rand(3, 3, 8, 8)
     y = x.clone()
     y[1] += 0.01  # only sample 1 differs: 40 dB
-    p = metrics.psnr(x, y)
+    p = image.psnr(x, y)
     assert p[1].item() == pytest.approx(40.0, abs=1e-2)
     assert p[0].item() == pytest.approx(100.0) and torch.isfinite(p).all()
 
 
 def test_ssim_of_identical_images_is_one():
     x = torch.rand(2, 3, 24, 24)
-    assert torch.allclose(metrics.ssim(x, x), torch.ones(2), atol=1e-5)
+    assert torch.allclose(image.ssim(x, x), torch.ones(2), atol=1e-5)
 
 
 def test_ssim_of_constant_images_is_the_luminance_term():
     a, b = 0.2, 0.6  # no variance: ssim = (2ab + C1) / (a^2 + b^2 + C1), the structure term is C2 / C2
     c1 = (0.01 * 1.0) ** 2
     want = (2 * a * b + c1) / (a**2 + b**2 + c1)
-    got = metrics.ssim(torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b))
+    got = image.ssim(torch.full((1, 3, 16, 16), a), torch.full((1, 3, 16, 16), b))
     assert got.item() == pytest.approx(want, rel=1e-4)
 
 
@@ -54,7 +55,7 @@ def test_ssim_of_one_window_matches_the_formula_by_hand():
     want = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     tx = torch.tensor(x, dtype=torch.float32).expand(1, 3, 11, 11)
     ty = torch.tensor(y, dtype=torch.float32).expand(1, 3, 11, 11)
-    assert metrics.ssim(tx, ty).item() == pytest.approx(want, abs=1e-4)
+    assert image.ssim(tx, ty).item() == pytest.approx(want, abs=1e-4)
 
 
 def _structured(rng, H=40, W=48):
@@ -67,7 +68,7 @@ def _structured(rng, H=40, W=48):
 
 @pytest.mark.parametrize("case", ["random", "noisy", "structured", "blurred", "shifted", "small"])
 def test_ssim_matches_scikit_image(case):
-    """metrics.ssim against skimage.metrics.structural_similarity with Wang et al.'s settings."""
+    """image.ssim against skimage.metrics.structural_similarity with Wang et al.'s settings."""
     from scipy.ndimage import gaussian_filter
     from skimage.metrics import structural_similarity
 
@@ -83,29 +84,29 @@ def test_ssim_matches_scikit_image(case):
              "shifted": lambda: np.roll(x, 2, axis=2)}[case]()
     want = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
                                  channel_axis=0)
-    got = metrics.ssim(torch.tensor(x[None], dtype=torch.float32), torch.tensor(y[None], dtype=torch.float32)).item()
+    got = image.ssim(torch.tensor(x[None], dtype=torch.float32), torch.tensor(y[None], dtype=torch.float32)).item()
     assert got == pytest.approx(want, abs=2e-5)
 
 
 def test_ssim_drops_with_noise():
     x = torch.rand(4, 3, 32, 32)
     noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
-    s = metrics.ssim(x, noisy)
+    s = image.ssim(x, noisy)
     assert s.shape == (4,) and (s < 0.9).all()
 
 
 def test_collapse_ratio():
     x = torch.rand(8, 3, 16, 16)
-    assert metrics.collapse_ratio(x, x).item() == pytest.approx(1.0, rel=1e-5)
-    assert metrics.collapse_ratio(0.5 * x + 0.1, x).item() == pytest.approx(0.5, rel=1e-5)
+    assert image.collapse_ratio(x, x).item() == pytest.approx(1.0, rel=1e-5)
+    assert image.collapse_ratio(0.5 * x + 0.1, x).item() == pytest.approx(0.5, rel=1e-5)
     constant = torch.full_like(x, 0.3)  # a decoder that ignores its input
-    assert metrics.collapse_ratio(constant, x).item() == pytest.approx(0.0, abs=1e-6)
+    assert image.collapse_ratio(constant, x).item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError):
-        metrics.collapse_ratio(x[:1], x[:1])
+        image.collapse_ratio(x[:1], x[:1])
 
 
 def test_gaussian_window_sums_to_one():
-    w = metrics.gaussian_window()
+    w = image.gaussian_window()
     assert w.shape == (11, 11) and math.isclose(w.sum().item(), 1.0, rel_tol=1e-6)
 
 
@@ -116,13 +117,13 @@ def test_sharpness_is_one_for_the_truth_below_for_blur_above_for_noise():
     x[1] = torch.rand(3, 40, 48)  # a texture: every sample is its own reference
     blurred = torch.tensor(gaussian_filter(x.numpy(), (0, 0, 1.5, 1.5)), dtype=torch.float32)
     noisy = (x + 0.15 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-    assert torch.allclose(metrics.sharpness(x, x), torch.ones(2))
+    assert torch.allclose(image.sharpness(x, x), torch.ones(2))
     # smooth ramps keep their gradient under blur; edges and texture lose it
-    assert (metrics.sharpness(blurred, x) < 0.9).all() and metrics.sharpness(blurred, x)[1] < metrics.BLURRED_BELOW
-    assert (metrics.sharpness(noisy[:1], x[:1]) > metrics.NOISY_ABOVE).all()
-    assert torch.allclose(metrics.sharpness(0.5 * x, x), torch.full((2,), 0.5))  # linear in contrast
+    assert (image.sharpness(blurred, x) < 0.9).all() and image.sharpness(blurred, x)[1] < metrics.BLURRED_BELOW
+    assert (image.sharpness(noisy[:1], x[:1]) > metrics.NOISY_ABOVE).all()
+    assert torch.allclose(image.sharpness(0.5 * x, x), torch.full((2,), 0.5))  # linear in contrast
     flat = torch.full((1, 3, 16, 16), 0.4)
-    assert torch.isnan(metrics.sharpness(x[:1, :, :16, :16], flat)).all()  # a flat truth has no sharpness
+    assert torch.isnan(image.sharpness(x[:1, :, :16, :16], flat)).all()  # a flat truth has no sharpness
 
 
 def test_sharpness_in_the_registry_flags_blur_and_noise():

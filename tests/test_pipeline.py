@@ -14,10 +14,10 @@ import re
 
 import numpy as np
 import pytest
-
 from conftest import snakemake, tiny_config
-from latentwm.metrics import METRICS
-from latentwm.summary import read_metrics
+
+from latentwm.evaluation.metrics import METRICS
+from latentwm.evaluation.summary import read_metrics
 
 pytestmark = pytest.mark.slow
 TRAINING = {"train_tokenizer", "encode_latents", "train_dynamics", "extract_frames", "download"}

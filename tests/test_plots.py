@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from latentwm import plots, samples
-from latentwm.metrics import METRICS
-from latentwm.summary import build
+from latentwm.evaluation.metrics import METRICS
+from latentwm.evaluation.summary import build
+from latentwm.figures import plots, samples
 
 
 def curve_csv(path, with_t=True):

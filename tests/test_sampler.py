@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from latentwm.dynamics import Dynamics, DynamicsConfig
-from latentwm.errors import PipelineError
-from latentwm.sampler import SamplerConfig, denoise_frame, rollout
+from latentwm.config.dynamics import DynamicsConfig
+from latentwm.config.evaluation import SamplerConfig
+from latentwm.core.errors import PipelineError
+from latentwm.models.dynamics.transformer import Dynamics
+from latentwm.models.sampler import denoise_frame, rollout
 
 
 def tiny_model(max_frames=4) -> Dynamics:

@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, tiny_config
 from slurm_cluster import CLUSTER, LocalSlurm, _left_by_a_killed_run, install
-
 
 
 def test_only_a_killed_runs_link_is_taken_for_stale(tmp_path):

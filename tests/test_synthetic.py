@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from latentwm.errors import PipelineError
-from latentwm.synthetic import Clip, render_clip, write_clip
-from latentwm.video import probe
+from latentwm.core.errors import PipelineError
+from latentwm.data.synthetic import Clip, render_clip, write_clip
+from latentwm.data.video import probe
 
 
 def test_deterministic_per_seed_and_index():

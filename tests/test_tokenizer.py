@@ -8,17 +8,20 @@ import numpy as np
 import pytest
 import torch
 import zarr
-
-from latentwm import checkpoint
-from latentwm.config import from_dict
-from latentwm.data import LatentWindows
-from latentwm.errors import PipelineError
-from latentwm.latents import encode_store, latent_stats
-from latentwm.settings import DataConfig, TokenizerConfig, TokenizerStage
-from latentwm.store import StoreWriter, open_store, video_store
-from latentwm.tokenizer import Tokenizer, check_collapse, evaluate, fit, to_float, to_uint8
-
 from conftest import snakemake
+
+from latentwm.config.dynamics import DataConfig
+from latentwm.config.fields import from_dict
+from latentwm.config.tokenizer import TokenizerConfig, TokenizerStage
+from latentwm.core import files
+from latentwm.core.errors import PipelineError
+from latentwm.core.image import to_float, to_uint8
+from latentwm.data.store import StoreWriter, open_store, video_store
+from latentwm.data.windows import LatentWindows
+from latentwm.models import checkpoint
+from latentwm.models.tokenizer import Tokenizer
+from latentwm.training.encode import encode_latents, latent_stats
+from latentwm.training.fit_tokenizer import check_collapse, evaluate, fit
 
 TINY = TokenizerConfig(base_channels=4, max_mult=2, downsample=4, latent_channels=3, groups=2)
 
@@ -82,7 +85,7 @@ def test_config_refusals():
 def test_latent_store_round_trip_and_stats(tmp_path):
     m = Tokenizer(TINY).eval()
     src = frames_store(tmp_path / "frames" / "v.zarr", n=21)
-    n = encode_store(m, src, tmp_path / "lat" / "v.zarr", "h123", batch_size=4, chunk_frames=8, log=lambda s: None)
+    n = encode_latents(m, src, tmp_path / "lat" / "v.zarr", "h123", batch_size=4, chunk_frames=8, log=lambda s: None)
     arr = open_store(tmp_path / "lat" / "v.zarr", {"tokenizer_hash": "h123", "latent_shape": [3, 4, 4]})
     assert n == 21 and arr.shape == (21, 3, 4, 4) and arr.dtype == np.float16 and arr.chunks[0] == 8
     a = dict(arr.attrs)
@@ -154,7 +157,7 @@ def test_tiny_run_tokenizer_outputs(tiny_run):
 
 @pytest.mark.slow
 def test_tiny_run_latents_and_stats(tiny_run):
-    h = checkpoint.file_hash(tiny_run / "results/tokenizer/tokenizer.pt")
+    h = files.file_hash(tiny_run / "results/tokenizer/tokenizer.pt")
     splits = json.loads((tiny_run / "results/splits.json").read_text())
     shape = json.loads((tiny_run / "results/tokenizer/metrics.json").read_text())["latent_shape"]
     # one encode job per split here (each holds fewer than latents.videos_per_job videos): its folder

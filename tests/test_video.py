@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import zarr
 
-from latentwm.errors import PipelineError
-from latentwm.store import open_store
-from latentwm.synthetic import write_clip
-from latentwm.video import extract, ffmpeg_exe, iter_frames, probe
+from latentwm.core.errors import PipelineError
+from latentwm.data.store import open_store
+from latentwm.data.synthetic import write_clip
+from latentwm.data.video import extract, ffmpeg_exe, iter_frames, probe
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,12 @@
 """encode_actions: lam.pt + one shard's frame stores -> results/actions/latent/{shard}/{video}.zarr,
 int16 (T,) each: the latent action that produced each frame (frame 0: -1), provenance (lam_hash) in attrs."""
 
-from latentwm import checkpoint
-from latentwm.errors import one_line_errors
-from latentwm.lam import encode_store
-from latentwm.logs import logger, set_threads
-from latentwm.store import write_shard
+from latentwm.models import checkpoint
+from latentwm.core.errors import one_line_errors
+from latentwm.training.encode import encode_actions
+from latentwm.core.logs import logger, set_threads
+from latentwm.data.store import write_shard
+from latentwm.core import files
 
 
 def main(lam: str, frames: list[str], out: str, log_path: str | None, threads: int = 1) -> None:
@@ -14,8 +15,8 @@ def main(lam: str, frames: list[str], out: str, log_path: str | None, threads: i
         set_threads(threads)
         ckpt = checkpoint.load(lam)
         model = checkpoint.build_model(ckpt, kind="lam")
-        lam_hash = checkpoint.file_hash(lam)
-        write_shard(out, frames, lambda f, store: encode_store(model, ckpt, f, store, lam_hash, log=log))
+        lam_hash = files.file_hash(lam)
+        write_shard(out, frames, lambda f, store: encode_actions(model, ckpt, f, store, lam_hash, log=log))
 
 
 if "snakemake" in globals():

@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from latentwm import checkpoint
-from latentwm.config import from_dict
-from latentwm.errors import one_line_errors
-from latentwm.latents import encode_store
-from latentwm.settings import LatentsConfig
-from latentwm.logs import logger, set_threads
-from latentwm.store import write_shard
-from latentwm.train import pick_device
+from latentwm.models import checkpoint
+from latentwm.config.fields import from_dict
+from latentwm.core.errors import one_line_errors
+from latentwm.training.encode import encode_latents
+from latentwm.config.data import LatentsConfig
+from latentwm.core.logs import logger, set_threads
+from latentwm.data.store import write_shard
+from latentwm.core.device import pick_device
+from latentwm.core import files
 
 
 def main(sm) -> None:
@@ -17,10 +18,10 @@ def main(sm) -> None:
     set_threads(sm.threads)
     cfg = from_dict(LatentsConfig, sm.params.cfg, "latents")
     model = checkpoint.build_model(sm.input.tokenizer, pick_device(cfg.device), kind="tokenizer")
-    tokenizer_hash = checkpoint.file_hash(sm.input.tokenizer)
+    tokenizer_hash = files.file_hash(sm.input.tokenizer)
 
     def encode(frames: str, store: Path) -> None:
-        n = encode_store(model, frames, store, tokenizer_hash=tokenizer_hash, batch_size=cfg.batch_size,
+        n = encode_latents(model, frames, store, tokenizer_hash=tokenizer_hash, batch_size=cfg.batch_size,
                          chunk_frames=cfg.chunk_frames, log=log)
         log(f"[encode] {store.name}: {n} frames")
 

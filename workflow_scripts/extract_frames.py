@@ -1,8 +1,8 @@
 """extract_frames: results/videos/{video}.mp4 -> results/frames/{video}.zarr, uint8 (T, 3, H, W)."""
 
-from latentwm.errors import one_line_errors
-from latentwm.logs import logger
-from latentwm.video import extract
+from latentwm.core.errors import one_line_errors
+from latentwm.core.logs import logger
+from latentwm.data.video import extract
 
 
 def main(video: str, out: str, cfg: dict, source: str, log: str | None, part: list[int] | None = None) -> None:

@@ -3,16 +3,16 @@
 import json
 from pathlib import Path
 
-from latentwm import checkpoint
-from latentwm.errors import one_line_errors
-from latentwm.latents import latent_stats
-from latentwm.logs import logger
-from latentwm.store import stores_in
+from latentwm.core.errors import one_line_errors
+from latentwm.training.encode import latent_stats
+from latentwm.core.logs import logger
+from latentwm.data.store import stores_in
+from latentwm.core import files
 
 
 def main(sm) -> None:
     log = logger(sm.log[0])
-    stats = latent_stats(stores_in(sm.input.latents), checkpoint.file_hash(sm.input.tokenizer), log=log)
+    stats = latent_stats(stores_in(sm.input.latents), files.file_hash(sm.input.tokenizer), log=log)
     Path(sm.output[0]).write_text(json.dumps(stats, indent=2) + "\n")
     log(f"[stats] mean {[round(v, 3) for v in stats['mean']]} std {[round(v, 3) for v in stats['std']]}")
 

@@ -4,9 +4,9 @@ figure per metric of the registry, paired differences, speed, samples page)."""
 import json
 from pathlib import Path
 
-from latentwm import plots
-from latentwm.errors import one_line_errors
-from latentwm.samples import samples_html
+from latentwm.figures import plots
+from latentwm.core.errors import one_line_errors
+from latentwm.figures.samples import samples_html
 
 
 def main(summary_json, samples_dir, out: dict, log_path=None) -> None:

@@ -2,9 +2,9 @@
 
 import json
 
-from latentwm.errors import one_line_errors
-from latentwm.logs import logger
-from latentwm.sources import resolve_url
+from latentwm.core.errors import one_line_errors
+from latentwm.core.logs import logger
+from latentwm.data.download import resolve_url
 
 
 def main(entry: dict, cfg: dict, out: str, log: str | None) -> None:

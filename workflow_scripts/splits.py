@@ -5,9 +5,9 @@ The video list is built by the same function as rules/common.smk's, so the DAG a
 
 import json
 
-from latentwm.errors import one_line_errors
-from latentwm.sources import all_video_specs
-from latentwm.splits import assign_splits
+from latentwm.core.errors import one_line_errors
+from latentwm.data.sources import all_video_specs
+from latentwm.data.splits import assign_splits
 
 
 def main(resolved: list[str], sources: list[dict], cfg: dict, out: str, log: str | None) -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from latentwm import checkpoint
-from latentwm.errors import PipelineError, one_line_errors
-from latentwm.logs import logger, set_threads
-from latentwm.sampler import own_sampler
-from latentwm.steer import context_of, load, steer, sweep
-from latentwm.store import open_store, video_store
+from latentwm.models import checkpoint
+from latentwm.core.errors import PipelineError, one_line_errors
+from latentwm.core.logs import logger, set_threads
+from latentwm.models.sampler import own_sampler
+from latentwm.evaluation.steer import context_of, load, steer, sweep
+from latentwm.data.store import open_store, video_store
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)

@@ -1,13 +1,13 @@
 """train_dynamics: latents of the train videos -> dynamics.pt, train_curve.csv, health.json.
 
-Thin: the stage is latentwm.fit_dynamics.fit, built from the `dynamics` section.
+Thin: the stage is latentwm.training.fit_dynamics.fit, built from the `dynamics` section.
 """
 
 from types import SimpleNamespace
 
-from latentwm.distributed import run_by_hand, run_rule
-from latentwm.fit_dynamics import fit
-from latentwm.settings import DynamicsStage
+from latentwm.pipeline.job import run_by_hand, run_rule
+from latentwm.training.fit_dynamics import fit
+from latentwm.config.dynamics import DynamicsStage
 
 
 if "snakemake" in globals():

@@ -1,13 +1,13 @@
 """train_lam: frames of the train videos -> lam.pt, train_curve.csv, metrics.json.
 
-Thin: the stage is latentwm.lam.fit, built from the `lam` section.
+Thin: the stage is latentwm.training.fit_lam.fit, built from the `lam` section.
 """
 
 from types import SimpleNamespace
 
-from latentwm.distributed import run_by_hand, run_rule
-from latentwm.lam import fit
-from latentwm.settings import LamStage
+from latentwm.pipeline.job import run_by_hand, run_rule
+from latentwm.training.fit_lam import fit
+from latentwm.config.lam import LamStage
 
 
 if "snakemake" in globals():

@@ -1,16 +1,16 @@
 """train_tokenizer: frames of the train videos -> tokenizer.pt, metrics.json, train_curve.csv,
 reconstructions.png.
 
-Thin: the stage is latentwm.tokenizer.fit, built from the `tokenizer` section. It resumes from
+Thin: the stage is latentwm.training.fit_tokenizer.fit, built from the `tokenizer` section. It resumes from
 the resume file after a kill (same config and inputs only) and fails with one line, writing no
 output, when the tokenizer collapsed on the val frames.
 """
 
 from types import SimpleNamespace
 
-from latentwm.distributed import run_by_hand, run_rule
-from latentwm.settings import TokenizerStage
-from latentwm.tokenizer import fit
+from latentwm.pipeline.job import run_by_hand, run_rule
+from latentwm.config.tokenizer import TokenizerStage
+from latentwm.training.fit_tokenizer import fit
 
 
 if "snakemake" in globals():

@@ -1,0 +1,67 @@
+"""The `tokenizer` section: the frame autoencoder (latentwm.models.tokenizer) and its training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from latentwm.config.fields import setting
+from latentwm.config.train import TrainConfig
+from latentwm.core.errors import PipelineError
+
+
+@dataclass
+class TokenizerConfig:
+    """The frame autoencoder's shape: H x W x 3 frames -> H/d x W/d x C latents (tanh-bounded)."""
+
+    base_channels: int = setting(16, "Width at full resolution; doubles per downsampling up to base_channels * max_mult.", minimum=1)
+    max_mult: int = setting(4, "Cap of the width multiplier.", minimum=1)
+    blocks: int = setting(1, "Residual blocks per resolution level (encoder and decoder).", minimum=0)
+    downsample: int = setting(4, "Spatial factor, a power of 2: H x W frames -> H/d x W/d latents.", enum=[1, 2, 4, 8, 16, 32])
+    latent_channels: int = setting(8, "C of the latents (T, C, h, w).", minimum=1)
+    groups: int = setting(8, "GroupNorm groups; every width must be divisible by it.", minimum=1)
+    mask_ratio: float = setting(0.0, "MAE-style: fraction of mask_patch input patches hidden from the encoder in training (0: off).",
+                                minimum=0, exclusiveMaximum=1)
+    mask_patch: int = setting(8, "Side in pixels of a masked patch.", minimum=1)
+    ssim_weight: float = setting(0.2, "loss = mse + ssim_weight * (1 - SSIM): keeps edges that MSE blurs (real footage: "
+                                      "reconstruction sharpness 0.65 -> 0.85 of the truth; docs/EXPERIMENTS.md).", minimum=0)
+    augment: bool = setting(True, "Training only: random flips and RGB channel order per frame (val PSNR 29.4 -> 30.3 dB on "
+                                  "the synthetic default: more palettes and layouts than a few videos hold).")
+
+    def __post_init__(self):
+        for w in self.widths():
+            if w % self.groups:
+                raise PipelineError(
+                    f"tokenizer.model: width {w} is not divisible by groups {self.groups}; pick base_channels as a multiple of groups"
+                )
+
+    def levels(self) -> int:
+        return self.downsample.bit_length() - 1
+
+    def widths(self) -> list[int]:
+        """Channel width at each resolution, full resolution first: levels() + 1 entries."""
+        return [self.base_channels * min(2**i, self.max_mult) for i in range(self.levels() + 1)]
+
+    def latent_shape(self, height: int, width: int) -> list[int]:
+        """[C, h, w] of the latents of height x width frames."""
+        d = self.downsample
+        if height % d or width % d:
+            raise PipelineError(
+                f"frames of {height}x{width} are not divisible by tokenizer.model.downsample {d}; "
+                "set frames.height/width to multiples of it"
+            )
+        return [self.latent_channels, height // d, width // d]
+
+
+@dataclass
+class TokenizerStage:
+    """The frame tokenizer (train_tokenizer), a convolutional autoencoder trained on the train
+    videos. Changing any key reruns the tokenizer and everything after it."""
+
+    model: TokenizerConfig = field(default_factory=TokenizerConfig)
+    train: TrainConfig = setting(lambda: TrainConfig(steps=1500, bf16=False), "The shared training loop; batch_size is frames "
+                                 "per step (1500 steps with the SSIM term: the default pipeline stays within 15 CPU minutes). "
+                                 "fp32: with bf16 the val PSNR trailed by 1.5-2.6 dB all along (docs/EXPERIMENTS.md).")
+    collapse_threshold: float = setting(0.5, "The job fails when the reconstructions of the val frames vary less than this "
+                                             "fraction of the frames themselves (near 1 faithful, near 0 collapsed).", minimum=0)
+    val_frames: int = setting(64, "Val frames (evenly spread over the val videos) for metrics.json and the reconstructions.",
+                              minimum=2)

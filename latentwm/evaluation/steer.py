@@ -1,0 +1,92 @@
+"""Steering an action model: a context from a video, an action sequence -> the frames it imagines.
+
+    steer  dynamics.pt + tokenizer.pt + a video's latent (and frame) stores + start frame + actions
+           -> uint8 frames (context + len(actions), 3, H, W), written as a GIF beside the truth
+    sweep  the same context, one rollout per action id held for the whole horizon: the filmstrip
+           of what each action does (one row per action)
+
+Context frames keep the actions that produced them when an action store is given, else "no
+action" (what action dropout trained the model for).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from latentwm.config.evaluation import SamplerConfig
+from latentwm.core import files
+from latentwm.core.errors import PipelineError
+from latentwm.core.image import to_uint8
+from latentwm.data.actions import NO_ACTION, read_store
+from latentwm.data.store import open_store
+from latentwm.data.windows import Normalisation
+from latentwm.evaluation.rollouts import Codec
+from latentwm.figures.samples import filmstrip, sample_gif
+from latentwm.models import checkpoint
+from latentwm.models.sampler import own_sampler, rollout
+
+
+def load(dynamics_path, tokenizer_path, device="cpu"):
+    """(the action model, the codec), the tokenizer checked against the one the model was trained on."""
+    ckpt = checkpoint.load(dynamics_path)
+    if not ckpt.get("actions"):
+        raise PipelineError(f"{dynamics_path} takes no actions (dynamics.actions: none); train one with latent or given")
+    tok_hash = files.file_hash(tokenizer_path)
+    if ckpt.get("tokenizer_hash") != tok_hash:
+        raise PipelineError(f"{dynamics_path} was trained on latents of another tokenizer than {tokenizer_path}; use that one")
+    stats = ckpt["stats"]
+    codec = Codec(checkpoint.build_model(tokenizer_path, device, kind="tokenizer"), torch.tensor(stats["mean"]),
+                  torch.tensor(stats["std"]), device)
+    return checkpoint.build_model(ckpt, device, kind="dynamics"), codec, ckpt
+
+
+def context_of(ckpt, latents_path, start: int, context: int, action_path=None):
+    """Normalised context latents (1, context, C, h, w) from `start`, and their actions (1, context)."""
+    lat = open_store(latents_path, {"tokenizer_hash": ckpt["tokenizer_hash"]})
+    if start < 0 or start + context > lat.shape[0]:
+        raise PipelineError(f"{latents_path} has {lat.shape[0]} frames; start {start} + context {context} does not fit")
+    z = Normalisation.of(ckpt["stats"]).apply(np.asarray(lat[start : start + context], np.float32))
+    acts = np.full(context, NO_ACTION)
+    if action_path is not None:
+        acts = read_store(action_path, frames=lat.shape[0])[start : start + context]
+    return torch.from_numpy(z)[None], torch.from_numpy(acts)[None]
+
+
+@torch.no_grad()
+def imagine(model, codec, ctx, ctx_actions, future: torch.Tensor, sampler: SamplerConfig, seed: int = 0) -> torch.Tensor:
+    """future (B, H) action ids -> uint8 frames (B, H, 3, H, W) of the rollouts from the context."""
+    n = model.cfg.actions
+    if int(future.max()) >= n or int(future.min()) < NO_ACTION:
+        raise PipelineError(f"actions must be ids in 0..{n - 1} (or -1: none); got {future.tolist()}")
+    B = future.shape[0]
+    acts = torch.cat([ctx_actions.expand(B, -1), future], 1)
+    out = rollout(model, ctx.expand(B, -1, -1, -1, -1), future.shape[1], sampler,
+                  generator=torch.Generator().manual_seed(seed), actions=acts)
+    return to_uint8(codec.decode(out))
+
+
+def steer(dynamics_path, tokenizer_path, latents_path, frames_path, start: int, context: int, actions: list[int], out,
+          action_path=None, seed: int = 0, log: Callable[[str], None] = print, **sampling):
+    """Write a GIF (truth | steered) of the rollout under `actions` from the context at `start`, with the
+    model's own sampler, its settings overridden by `sampling` (temperature=, guidance=; None: the default's)."""
+    model, codec, ckpt = load(dynamics_path, tokenizer_path)
+    ctx, ctx_actions = context_of(ckpt, latents_path, start, context, action_path)
+    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), own_sampler(ckpt, model, **sampling))[0]
+    truth = np.asarray(open_store(frames_path)[start : start + context + len(actions)])
+    if len(truth) < context + len(actions):  # past the end of the video: the truth panel holds its last frame
+        truth = np.concatenate([truth, np.repeat(truth[-1:], context + len(actions) - len(truth), 0)])
+    sample_gif(truth, {"steered": frames.numpy()}, context, Path(out))
+    log(f"[steer] wrote {out}: {context} context frames from {frames_path} at {start}, then actions {actions}")
+
+
+def sweep(model, codec, ctx, ctx_actions, truth, horizon: int, out, sampler: SamplerConfig, seed: int = 0):
+    """The action sweep: one filmstrip row per action id held for `horizon` frames (same noise)."""
+    n = model.cfg.actions
+    future = torch.arange(n)[:, None].expand(n, horizon)  # (n, horizon)
+    frames = imagine(model, codec, ctx, ctx_actions, future, sampler, seed)
+    filmstrip(truth, {f"action {a}": frames[a].numpy() for a in range(n)}, ctx.shape[1], Path(out),
+              title=f"each action held for {horizon} frames from the same context")
