@@ -10,7 +10,11 @@ checkpoint resolve_source:
         "logs/resolve_source/{source}.log",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=1000,
     params:
         source=lambda w: SOURCES[w.source],
         cfg=config["download"],
@@ -28,7 +32,11 @@ rule download:
         "logs/download/{video}.log",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=2000,
     params:
         spec=lambda w: static_file(w.video) or {"video": w.video, "kind": "url"},
         cfg=config["download"],
@@ -46,7 +54,11 @@ rule source_away:
         "logs/source_away/{video}.log",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=5,
+        mem_mb=1000,
     params:
         spec=lambda w: static_file(w.video),
     script:

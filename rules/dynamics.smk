@@ -16,9 +16,11 @@ rule train_dynamics:
     log:
         "logs/train_dynamics.log",
     conda:
-        "../envs/data.yaml"
-    threads: 2
+        "../envs/latentwm.yaml"
+    threads: 8
     resources:
+        runtime=1440,
+        mem_mb=64000,
         gpu=1,
     params:
         cfg=config["dynamics"],

@@ -26,9 +26,11 @@ rule evaluate_rollouts:
     log:
         "logs/evaluate_rollouts/{evaluation}.log",
     conda:
-        "../envs/torch.yaml"
-    threads: 2
+        "../envs/latentwm.yaml"
+    threads: 4
     resources:
+        runtime=240,
+        mem_mb=32000,
         gpu=1,
     params:
         cfg=lambda w: config["evaluations"][w.evaluation],

@@ -10,7 +10,12 @@ rule extract_frames:
     log:
         "logs/extract_frames/{video}.log",
     conda:
-        "../envs/data.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=30,
+        mem_mb=4000,
+        cpus_per_task=2,
     params:
         cfg=config["frames"],
         source=lambda w: video_source(w.video),
@@ -27,7 +32,11 @@ rule splits:
         "logs/splits.log",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=5,
+        mem_mb=1000,
     params:
         sources=config["sources"],
         cfg=config["splits"],
@@ -45,6 +54,10 @@ rule given_actions:
         "logs/given_actions/{video}.log",
     localrule: True
     conda:
-        "../envs/data.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=1000,
     script:
         "../workflow_scripts/given_actions.py"

@@ -14,9 +14,11 @@ rule train_lam:
     log:
         "logs/train_lam.log",
     conda:
-        "../envs/torch.yaml"
-    threads: 2
+        "../envs/latentwm.yaml"
+    threads: 8
     resources:
+        runtime=720,
+        mem_mb=32000,
         gpu=1,
     params:
         cfg=config["lam"],
@@ -34,6 +36,10 @@ rule encode_actions:
     log:
         "logs/encode_actions/{shard}.log",
     conda:
-        "../envs/torch.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=16000,
     script:
         "../workflow_scripts/encode_actions.py"

@@ -11,7 +11,11 @@ rule encode_latents:
     log:
         "logs/encode_latents/{shard}.log",
     conda:
-        "../envs/torch.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=60,
+        mem_mb=16000,
     params:
         cfg=config["latents"],
     script:
@@ -27,6 +31,10 @@ rule latent_stats:
     log:
         "logs/latent_stats.log",
     conda:
-        "../envs/torch.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=4000,
     script:
         "../workflow_scripts/latent_stats.py"

@@ -28,7 +28,11 @@ rule plot_training:
         "logs/plot_training.log",
     localrule: True
     conda:
-        "../envs/torch.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
     script:
         "../workflow_scripts/plot_training.py"
 
@@ -93,6 +97,10 @@ rule plot_evaluation:
         "logs/plot_evaluation/{evaluation}.log",
     localrule: True
     conda:
-        "../envs/torch.yaml"
+        "../envs/latentwm.yaml"
+    threads: 1
+    resources:
+        runtime=10,
+        mem_mb=2000,
     script:
         "../workflow_scripts/plot_evaluation.py"

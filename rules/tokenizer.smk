@@ -18,8 +18,11 @@ rule train_tokenizer:
     log:
         "logs/train_tokenizer.log",
     conda:
-        "../envs/torch.yaml"
+        "../envs/latentwm.yaml"
+    threads: 8
     resources:
+        runtime=720,
+        mem_mb=32000,
         gpu=1,
     params:
         cfg=config["tokenizer"],

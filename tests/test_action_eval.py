@@ -11,7 +11,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from latentwm.evaluation.actions import SWEEP_WINDOWS, action_names, sweep_flows
-from latentwm.evaluation.rollouts import Codec, Windows
+from latentwm.evaluation.rollouts import Windows
+from latentwm.models.codec import Codec
 
 SHIFT = {0: 2, 1: -2, 2: 0}  # px per step: "left" turns the view so its content moves right, "right" the other way
 

@@ -17,9 +17,10 @@ from latentwm.config.fields import from_dict, to_dict
 from latentwm.core.errors import PipelineError
 from latentwm.data.store import StoreWriter
 from latentwm.models import checkpoint
+from latentwm.models.codec import Codec
 from latentwm.models.dynamics.transformer import Dynamics
 from latentwm.training import fit_dynamics
-from latentwm.training.fit_dynamics import FrozenDecoder, collapse_probe
+from latentwm.training.fit_dynamics import collapse_probe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,10 +195,10 @@ def test_tiny_run_dynamics_outputs(tiny_run):
     assert (tiny_run / "logs" / "train_dynamics.log").read_text().count("step") >= 1
     # the pixel loss's decoder: the tokenizer that made these latents, and only that one
     tok = tiny_run / "results" / "tokenizer" / "tokenizer.pt"
-    frames = FrozenDecoder(tok, stats)(torch.zeros(2, C, h, w))
+    frames = Codec.load(tok, stats).pixels(torch.zeros(2, C, h, w))
     assert frames.shape[:2] == (2, 3) and frames.shape[2] > h and not frames.requires_grad
     with pytest.raises(PipelineError, match="did not make the latents.*rerun encode_latents"):
-        FrozenDecoder(tok, {**stats, "tokenizer_hash": "0" * 16})
+        Codec.load(tok, {**stats, "tokenizer_hash": "0" * 16})
 
 
 def job_names(out: str) -> set[str]:

@@ -24,10 +24,11 @@ from latentwm.core.errors import PipelineError
 from latentwm.data.store import StoreWriter
 from latentwm.evaluation import metrics
 from latentwm.evaluation.metrics import METRICS, PSNR_CAP_DB
-from latentwm.evaluation.rollouts import CSV_COLUMNS, Codec, Windows, evaluate_windows, load_windows, run, window_starts
+from latentwm.evaluation.rollouts import CSV_COLUMNS, Windows, evaluate_windows, load_windows, run, window_starts
 from latentwm.evaluation.summary import build, checks, read_metrics, summarise
 from latentwm.figures.samples import write_samples
 from latentwm.models import checkpoint
+from latentwm.models.codec import Codec
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_GREY = 10  # uint8 grey levels per frame
@@ -269,7 +270,7 @@ def test_dynamics_of_another_tokenizer_is_refused(tmp_path):
     tok.write_bytes(b"tokenizer weights")
     dyn = tmp_path / "dynamics.pt"
     checkpoint.save(dyn, {"kind": "dynamics", "tokenizer_hash": "0123456789abcdef"})
-    with pytest.raises(PipelineError, match="trained on latents of tokenizer"):
+    with pytest.raises(PipelineError, match="did not make the latents .* was trained on"):
         run(dynamics_path=dyn, tokenizer_path=tok, stats_path=tmp_path / "stats.json", videos=[], frame_paths=[],
             latent_paths=[], cfg=cfg_(), metrics_csv=tmp_path / "m.csv", summary_json=tmp_path / "s.json",
             rollout=fake_rollout, sampler_config=SamplerConfig)

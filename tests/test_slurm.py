@@ -55,14 +55,34 @@ def cluster(tmp_path_factory):
         yield c
 
 
+def rule_blocks() -> dict[str, str]:
+    """rule name -> its text in rules/*.smk."""
+    blocks = {}
+    for f in sorted((ROOT / "rules").glob("*.smk")):
+        for block in re.split(r"(?m)^(?=(?:rule|checkpoint) \w+:)", f.read_text()):
+            m = re.match(r"(?:rule|checkpoint) (\w+):", block)
+            if m:
+                blocks[m.group(1)] = block
+    return blocks
+
+
+def rule_resources(block: str) -> tuple[int | None, dict[str, str]]:
+    """(threads, resources) a rule's text declares."""
+    threads = re.search(r"(?m)^    threads: (\d+)", block)
+    res = re.search(r"(?m)^    resources:\n((?:        .*\n)+)", block)
+    items = dict(re.findall(r"(\w+)=([^,\n]+)", res.group(1))) if res else {}
+    return (int(threads.group(1)) if threads else None), items
+
+
 def tiny_slurm_profile(dest: Path) -> None:
-    """The repository's slurm profile with every rule's resources cut to what the test node has."""
+    """The repository's slurm profile with every rule's resources cut to what the test node has (a test's
+    own profile: the repository's holds no per-rule keys)."""
     profile = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())
     tiny = {"runtime": 10, "mem_mb": 1000, "cpus_per_task": 1}
     profile["default-resources"] = {**profile["default-resources"], **tiny}
-    # the workflow profile's threads (8 for training) are capped to the 1-CPU allocation inside
-    # the job (Snakemake runs there with --cores all)
-    profile["set-resources"] = {rule: {**tiny, "gpu": 0} for rule in profile["set-resources"]}
+    # the rules' threads (8 for training) are capped to the 1-CPU allocation inside the job
+    # (Snakemake runs there with --cores all)
+    profile["set-resources"] = {rule: {**tiny, "gpu": 0} for rule in rule_blocks()}
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
 
@@ -82,14 +102,22 @@ def slurm_jobs(env: dict) -> dict[int, dict[str, str]]:
 
 @pytest.mark.slow
 def test_profile_is_found_and_complete():
-    """`--profile slurm` resolves to ./slurm from the repository root; GPU rules ask for a GPU."""
+    """`--profile slurm` resolves to ./slurm from the repository root; the profiles hold machine and site keys
+    only, and every rule declares its threads and resources, a GPU for the rules that train or roll out."""
     profile = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())
     assert profile["executor"] == "slurm"
     assert profile["slurm-status-command"] == "squeue"
     assert "slurm_account" not in profile["default-resources"]  # validated with sacctmgr
-    for rule in ("train_tokenizer", "encode_latents", "train_dynamics", "evaluate_rollouts"):
-        assert profile["set-resources"][rule]["gpu"] == 1, rule
-        assert {"runtime", "mem_mb", "cpus_per_task"} <= set(profile["set-resources"][rule]), rule
+    assert "cpus_per_task" not in profile["default-resources"]  # it would override every rule's threads
+    workstation = yaml.safe_load((ROOT / "profiles" / "default" / "config.yaml").read_text())
+    for keys in (profile, workstation):
+        assert not {"set-threads", "set-resources"} & set(keys)
+    blocks = rule_blocks()
+    assert {"train_tokenizer", "train_lam", "encode_actions", "train_dynamics", "evaluate_rollouts"} <= set(blocks)
+    for rule, block in blocks.items():
+        threads, res = rule_resources(block)
+        assert threads and {"runtime", "mem_mb"} <= set(res), rule
+        assert (res.get("gpu") == "1") == (rule in ("train_tokenizer", "train_lam", "train_dynamics", "evaluate_rollouts")), rule
     p = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "--quiet", "rules"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,

@@ -18,11 +18,10 @@ SIZES = {
     # CPU: seconds per test, minutes for the default pipeline; 16 tokens per 16x16 latent frame.
     # k_max 4: the 4-step sampler's step is the finest, trained on the data; at 64 it is trained on
     # 3% of the samples through bootstrap targets, too few at this budget (docs/EXPERIMENTS.md).
-    # arch conv: on real footage it beat the tiny transformer from step 2 on and kept the HUD; on the
-    # synthetic set by 2.7 dB at step 1 (docs/EXPERIMENTS.md). The transformer keys below are the
-    # tiny transformer's, for `arch: transformer`.
+    # arch conv: at this size it predicts better than the tiny transformer and keeps the HUD
+    # (docs/EXPERIMENTS.md). The transformer keys below are the tiny transformer's, for `arch: transformer`.
     # source previous, noise 0.25: each frame's flow starts at the frame before it plus noise of about the size of
-    # a real frame's change (real footage: rollout step 1 -0.27 -> -0.02 dB, sharpness at step 8 0.66 -> 0.72).
+    # a real frame's change, so the sampler resolves the change, not the whole frame (docs/EXPERIMENTS.md).
     "tiny": dict(arch="conv", patch=4, dim=128, depth=4, heads=4, mlp_ratio=3.0, temporal_every=2, k_max=4,
                  source="previous", source_noise=0.25),
     # The seeds' model (~60M parameters on 256 x 16 x 16 latents); a GPU size.
@@ -74,8 +73,7 @@ class DynamicsConfig:
     qk_norm: bool = setting(True, "RMSNorm on queries and keys.")
     prev_frame: bool = setting(True, "Token shift: each token also embeds its patch in the previous frame.")
     residual: bool = setting(True, "Predict the change from the previous frame: the untrained model copies it and static "
-                                   "parts (a HUD) cost nothing (real footage, teacher-forced: -2.2 -> -1.3 dB against "
-                                   "copy-previous; docs/EXPERIMENTS.md). Needs prev_frame.")
+                                   "parts (a HUD) cost nothing (docs/EXPERIMENTS.md). Needs prev_frame.")
 
     conv_width: int = setting(96, "conv: channels of the residual blocks.", minimum=8)
     conv_blocks: int = setting(4, "conv: residual blocks (full resolution, 3x3).", minimum=1)
@@ -149,20 +147,20 @@ class ObjectiveConfig:
     context_frames: int = setting(4, "Context frames per window (at most window - 1); 0: drawn per window in [1, T-1]. "
                                      "With window = context_frames + 1 every window trains one rollout step.", minimum=0)
     ramp_weight: bool = setting(False, "DreamerV4's loss weight 0.9 (1 - tau) + 0.1; false: 1, so the pure-noise first "
-                                       "step of a rollout weighs as much as the rest (measured better at the tiny size: "
-                                       "latent MSE 0.232 vs 0.259).")
+                                       "step of a rollout weighs as much as the rest, which predicts better at the tiny "
+                                       "size (docs/EXPERIMENTS.md).")
     pixel_weight: float = setting(0.0, "Weight of a loss on the decoded frames: targets' predictions and targets decoded by "
                                        "the tokenizer (frozen), MSE in [0, 1] pixel units plus pixel_ssim * (1 - SSIM), beside "
                                        "the latent MSE (normalised units, about 100x larger; 100 balances them); 0: off. It "
-                                       "trains what evaluation scores (a latent mean decodes darker and softer than the frames): "
-                                       "on real footage +0.3 dB at step 1 and the HUD kept, at 2.3x the CPU time per step, so "
-                                       "off on the CPU default (docs/EXPERIMENTS.md); worth it on a GPU.", minimum=0)
+                                       "trains what evaluation scores (a latent mean decodes darker and softer than the frames); "
+                                       "off on the CPU default, where it more than doubles a step's time for a small gain "
+                                       "(docs/EXPERIMENTS.md); worth it on a GPU.", minimum=0)
     pixel_ssim: float = setting(0.2, "SSIM's share of the pixel loss (as tokenizer.model.ssim_weight).", minimum=0)
-    pixel_frames: int = setting(0, "Targets per batch the pixel loss decodes (the first of the shuffled batch); 0: all. "
-                                   "8 of 32 cost 1.4x per step instead of 2.3x, and lost most of the gain.", minimum=0)
+    pixel_frames: int = setting(0, "Targets per batch the pixel loss decodes (the first of the shuffled batch); 0: all "
+                                   "(fewer save time and lose most of the gain: docs/EXPERIMENTS.md).", minimum=0)
     shortcut: bool = setting(False, "Shortcut forcing (d with P(d) ~ 1/d, bootstrap loss); needed by shortcut samplers "
                                     "with fewer steps than k_max. Off: at k_max 4 the 4-step sampler is the model's own "
-                                    "step, and the bootstrap cost the conv network 0.3 dB at step 1 (docs/EXPERIMENTS.md).")
+                                    "step, and the bootstrap only costs the conv network (docs/EXPERIMENTS.md).")
 
 
 @dataclass

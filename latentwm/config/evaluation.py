@@ -67,7 +67,7 @@ class SamplerConfig:
 
         Training draws the noise levels on the grid of its step size (multiples of 1/k_max at the
         finest), so Euler with more than k_max steps would ask for levels the model never saw
-        (measured: a k_max 4 model with euler64 loses 2.7 dB at step 1 where its shortcut4 loses 0.5).
+        (and predict worse: docs/EXPERIMENTS.md).
         """
         K = self.steps
         if self.kind == "euler":
@@ -88,12 +88,9 @@ class SamplerConfig:
 
 
 def _default_samplers() -> list[SamplerSpec]:
-    # euler4 at temperature 0.4 (start noise 0.1 around the previous frame for the tiny preset's 0.25):
-    # real footage step 1 +0.34 -> +0.62 dB over copy-last, SSIM and teacher-forced then beat at every
-    # step, the static pixels 0.4 dB nearer copy-last's at step 8; still 0.2: the static pixels
-    # -1.54 -> -0.27 dB against copy-last at step 8, PSNR +0.19 there; guidance 1.5 (action models only):
-    # synthetic controllability at step 4 +0.88 -> +1.16 dB, the inferred-action rollout no worse at
-    # steps 1-2 and +0.21 dB at step 8 (docs/EXPERIMENTS.md)
+    # euler4 at temperature 0.4 (start noise 0.1 around the previous frame for the tiny preset's 0.25): a
+    # quieter start predicts real footage better; still 0.2 keeps a HUD from drifting; guidance 1.5 (action
+    # models only) makes the action count more (each measured: docs/EXPERIMENTS.md)
     return [SamplerSpec("euler4", "euler", 4, 0.4, 0.2, 1.5), SamplerSpec("euler1", "euler", 1)]
 
 

@@ -3,7 +3,6 @@ around them; `python -m latentwm.config` prints it."""
 
 from __future__ import annotations
 
-
 from latentwm.config.data import KINDS, DownloadConfig, FramesConfig, GeneratorConfig, LatentsConfig, SplitsConfig
 from latentwm.config.dynamics import DynamicsStage
 from latentwm.config.evaluation import EvalConfig

@@ -22,10 +22,10 @@ class TokenizerConfig:
     mask_ratio: float = setting(0.0, "MAE-style: fraction of mask_patch input patches hidden from the encoder in training (0: off).",
                                 minimum=0, exclusiveMaximum=1)
     mask_patch: int = setting(8, "Side in pixels of a masked patch.", minimum=1)
-    ssim_weight: float = setting(0.2, "loss = mse + ssim_weight * (1 - SSIM): keeps edges that MSE blurs (real footage: "
-                                      "reconstruction sharpness 0.65 -> 0.85 of the truth; docs/EXPERIMENTS.md).", minimum=0)
-    augment: bool = setting(True, "Training only: random flips and RGB channel order per frame (val PSNR 29.4 -> 30.3 dB on "
-                                  "the synthetic default: more palettes and layouts than a few videos hold).")
+    ssim_weight: float = setting(0.2, "loss = mse + ssim_weight * (1 - SSIM): keeps edges that MSE blurs on real footage "
+                                      "(docs/EXPERIMENTS.md).", minimum=0)
+    augment: bool = setting(True, "Training only: random flips and RGB channel order per frame: more palettes and "
+                                  "layouts than a few videos hold, a better val PSNR (docs/EXPERIMENTS.md).")
 
     def __post_init__(self):
         for w in self.widths():
@@ -60,7 +60,7 @@ class TokenizerStage:
     model: TokenizerConfig = field(default_factory=TokenizerConfig)
     train: TrainConfig = setting(lambda: TrainConfig(steps=1500, bf16=False), "The shared training loop; batch_size is frames "
                                  "per step (1500 steps with the SSIM term: the default pipeline stays within 15 CPU minutes). "
-                                 "fp32: with bf16 the val PSNR trailed by 1.5-2.6 dB all along (docs/EXPERIMENTS.md).")
+                                 "fp32: with bf16 the val PSNR trailed all along (docs/EXPERIMENTS.md).")
     collapse_threshold: float = setting(0.5, "The job fails when the reconstructions of the val frames vary less than this "
                                              "fraction of the frames themselves (near 1 faithful, near 0 collapsed).", minimum=0)
     val_frames: int = setting(64, "Val frames (evenly spread over the val videos) for metrics.json and the reconstructions.",

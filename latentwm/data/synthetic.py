@@ -25,6 +25,7 @@ import numpy as np
 
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
+from latentwm.data.actions import NO_ACTION
 from latentwm.data.video import ffmpeg_exe
 
 # 3x5 bitmaps of the digits 0-9, one string of 15 bits per digit (rows top to bottom)
@@ -38,7 +39,6 @@ ACTIONS = ("noop", "up", "down", "left", "right")  # the player's actions; the i
 MOVES = np.array([[0, 0], [0, -1], [0, 1], [-1, 0], [1, 0]], float)  # (len(ACTIONS), 2): (dx, dy) per action
 PLAYER_SPEED = 2.5  # px per frame at 64x64: about 0.6 latent cells of a 16x16 grid
 HOLD = (2, 9)  # an action is held for integers in [2, 9) frames
-NO_ACTION = -1  # the action of frame 0 (nothing produced it)
 
 
 class Player:

@@ -40,7 +40,7 @@ import torch
 
 from latentwm.config.evaluation import EvalConfig, SamplerConfig
 from latentwm.config.fields import to_dict
-from latentwm.core import files, image
+from latentwm.core import image
 from latentwm.core.device import pick_device
 from latentwm.core.errors import PipelineError
 from latentwm.core.image import to_float, to_uint8
@@ -53,6 +53,7 @@ from latentwm.evaluation.actions import action_conditions, action_sweep, sweep_f
 from latentwm.evaluation.metrics import PSNR_CAP_DB
 from latentwm.evaluation.summary import NO_SAMPLER, label
 from latentwm.models import checkpoint
+from latentwm.models.codec import Codec, check_made
 from latentwm.models.sampler import rollout as sampler_rollout
 from latentwm.models.sampler import trained_tau_ctx
 
@@ -78,26 +79,6 @@ class Windows:
     latents: torch.Tensor  # float32 (N, S, C, h, w), normalised: (z - mean) / std
     actions: torch.Tensor | None = None  # int64 (N, S): the action that produced each frame (action models)
     action_names: list[str] | None = None  # the given actions' names (a sidecar's header), if any
-
-
-class Codec:
-    """The tokenizer plus the latent normalisation: pixels <-> normalised latents, in batches."""
-
-    def __init__(self, tokenizer, mean: torch.Tensor, std: torch.Tensor, device, batch: int = 64):
-        self.tok, self.device, self.batch = tokenizer, device, batch
-        self.norm = Normalisation(mean, std)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Normalised latents (B, T, C, h, w) -> frames (B, T, 3, H, W) clamped to [0, 1], on CPU."""
-        flat = self.norm.invert(z.flatten(0, 1).to(self.device))
-        out = torch.cat([self.tok.decode(flat[i : i + self.batch]).float().cpu() for i in range(0, len(flat), self.batch)])
-        return out.clamp(0, 1).view(*z.shape[:2], *out.shape[1:])
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Frames float (B, T, 3, H, W) in [0, 1] -> normalised latents (B, T, C, h, w), on CPU."""
-        flat = x.flatten(0, 1).to(self.device)
-        z = torch.cat([self.tok.encode(flat[i : i + self.batch]).float() for i in range(0, len(flat), self.batch)])
-        return self.norm.apply(z).cpu().view(*x.shape[:2], *z.shape[1:])
 
 
 def _seed(cfg: EvalConfig, b0: int, draw: int = 0) -> torch.Generator:
@@ -269,12 +250,7 @@ def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
     kwargs are `evaluate`'s. Returns (summary dict, samples) so the caller can draw the samples.
     """
     ckpt = checkpoint.load(dynamics_path)
-    tok_hash = files.file_hash(tokenizer_path)
-    if ckpt.get("tokenizer_hash") != tok_hash:
-        raise PipelineError(
-            f"{dynamics_path} was trained on latents of tokenizer {ckpt.get('tokenizer_hash')!r} but {tokenizer_path} "
-            f"is {tok_hash!r}; rerun encode_latents and train_dynamics (snakemake --forcerun encode_latents)"
-        )
+    check_made(tokenizer_path, ckpt.get("tokenizer_hash"), f"the latents {dynamics_path} was trained on")
     with open(stats_path) as f:
         stats = json.load(f)
     trained = ckpt.get("stats")
@@ -307,14 +283,13 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
     if rollout is None or sampler_config is None:
         rollout, sampler_config = rollout or sampler_rollout, sampler_config or SamplerConfig
     device = pick_device(cfg.device)
-    tok_hash = files.file_hash(tokenizer_path)
     with open(stats_path) as f:
         stats = json.load(f)
+    codec = Codec.load(tokenizer_path, stats, device, f"the latents of {stats_path}")
     mean, std = torch.tensor(stats["mean"], dtype=torch.float32), torch.tensor(stats["std"], dtype=torch.float32)
-    win, skipped = load_windows(videos, frame_paths, latent_paths, cfg, tok_hash, mean, std, name, log,
+    win, skipped = load_windows(videos, frame_paths, latent_paths, cfg, stats["tokenizer_hash"], mean, std, name, log,
                                 action_paths, action_expect)
     log(f"[evaluate] {name}: {len(win.keys)} windows from {len(videos) - len(skipped)} test videos on {device}")
-    codec = Codec(checkpoint.build_model(tokenizer_path, device, kind="tokenizer"), mean, std, device)
     model = model.to(device).eval()
     t0 = time.perf_counter()
     df, fps, samples = evaluate_windows(model, codec, win, cfg, rollout, sampler_config, log)

@@ -18,15 +18,14 @@ import numpy as np
 import torch
 
 from latentwm.config.evaluation import SamplerConfig
-from latentwm.core import files
 from latentwm.core.errors import PipelineError
 from latentwm.core.image import to_uint8
 from latentwm.data.actions import NO_ACTION, read_store
 from latentwm.data.store import open_store
 from latentwm.data.windows import Normalisation
-from latentwm.evaluation.rollouts import Codec
 from latentwm.figures.samples import filmstrip, sample_gif
 from latentwm.models import checkpoint
+from latentwm.models.codec import Codec
 from latentwm.models.sampler import own_sampler, rollout
 
 
@@ -35,12 +34,7 @@ def load(dynamics_path, tokenizer_path, device="cpu"):
     ckpt = checkpoint.load(dynamics_path)
     if not ckpt.get("actions"):
         raise PipelineError(f"{dynamics_path} takes no actions (dynamics.actions: none); train one with latent or given")
-    tok_hash = files.file_hash(tokenizer_path)
-    if ckpt.get("tokenizer_hash") != tok_hash:
-        raise PipelineError(f"{dynamics_path} was trained on latents of another tokenizer than {tokenizer_path}; use that one")
-    stats = ckpt["stats"]
-    codec = Codec(checkpoint.build_model(tokenizer_path, device, kind="tokenizer"), torch.tensor(stats["mean"]),
-                  torch.tensor(stats["std"]), device)
+    codec = Codec.load(tokenizer_path, ckpt["stats"], device, f"the latents {dynamics_path} was trained on")
     return checkpoint.build_model(ckpt, device, kind="dynamics"), codec, ckpt
 
 

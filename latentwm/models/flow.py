@@ -34,6 +34,7 @@ import torch
 
 from latentwm.config.dynamics import ObjectiveConfig
 from latentwm.core import image
+from latentwm.data.actions import NO_ACTION
 
 
 def step_sizes(k_max: int) -> torch.Tensor:
@@ -165,7 +166,7 @@ class FlowObjective:
         """(B, T) actions with each window's replaced by -1 ("no action") with probability action_dropout."""
         g = self.generator
         keep = torch.rand(actions.shape[0], generator=g).to(actions.device) >= self.action_dropout  # (B,)
-        return torch.where(keep[:, None], actions, torch.full_like(actions, -1))
+        return torch.where(keep[:, None], actions, torch.full_like(actions, NO_ACTION))
 
     def __call__(self, model, batch):
         batch, actions = batch if isinstance(batch, (tuple, list)) else (batch, None)

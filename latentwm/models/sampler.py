@@ -36,6 +36,7 @@ import torch
 
 from latentwm.config.evaluation import EvalConfig, SamplerConfig
 from latentwm.core.errors import PipelineError
+from latentwm.data.actions import NO_ACTION
 from latentwm.models.flow import euler_step, flow_start
 
 
@@ -82,7 +83,7 @@ def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float
     """
     B = z.shape[0]
     levels = sampler.levels()
-    guided = action is not None and sampler.guidance != 1 and bool((action >= 0).any())
+    guided = action is not None and sampler.guidance != 1 and bool((action != NO_ACTION).any())
     for i in range(sampler.steps):
         tau, tau_next = levels[i], levels[i + 1]
         inp, lv, acts = z, torch.full((B, 1), tau, device=z.device), action

@@ -16,12 +16,13 @@ import torch
 
 from latentwm.config.dynamics import DataConfig, DynamicsConfig, DynamicsStage
 from latentwm.config.fields import to_dict
-from latentwm.core import files, ranks
+from latentwm.core import ranks
 from latentwm.core.errors import PipelineError
 from latentwm.data.actions import conditioning
 from latentwm.data.store import stores_in
-from latentwm.data.windows import LatentWindows, Normalisation
+from latentwm.data.windows import LatentWindows
 from latentwm.models import checkpoint
+from latentwm.models.codec import Codec
 from latentwm.models.dynamics import network
 from latentwm.models.flow import FlowObjective, flow_start
 from latentwm.training.loop import WithLoss, fingerprint, train
@@ -31,24 +32,6 @@ def action_stores(actions: dict | None, paths) -> dict:
     """LatentWindows' keyword arguments for the action stores `paths` described by `actions`
     (latentwm.data.actions.conditioning); {} without actions."""
     return {} if actions is None else {"action_paths": list(paths), "action_expect": actions["expect"]}
-
-
-class FrozenDecoder:
-    """The tokenizer's decoder as the pixel loss uses it: normalised latents (M, C, h, w) -> frames
-    (M, 3, H, W) in about [0, 1]; frozen (gradients flow through it to the latents, not into it),
-    on the latents' device."""
-
-    def __init__(self, tokenizer_path, stats: dict):
-        if files.file_hash(tokenizer_path) != stats["tokenizer_hash"]:
-            raise PipelineError(f"tokenizer {tokenizer_path} did not make the latents (their tokenizer_hash is "
-                                f"{stats['tokenizer_hash']}): rerun encode_latents, or pass the tokenizer that made them")
-        self.tokenizer = checkpoint.build_model(tokenizer_path, "cpu", kind="tokenizer").requires_grad_(False)
-        self.norm = Normalisation.of(stats)
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        if next(self.tokenizer.parameters()).device != z.device:
-            self.tokenizer.to(z.device)
-        return self.tokenizer.decode(self.norm.invert(z))
 
 
 def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actions: dict | None = None,
@@ -74,7 +57,7 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
         if tokenizer_path is None:
             raise PipelineError("dynamics.objective.pixel_weight > 0 needs the tokenizer that made the latents "
                                 "(by hand: --tokenizer results/tokenizer/tokenizer.pt); or set it to 0")
-        decode = FrozenDecoder(tokenizer_path, stats)
+        decode = Codec.load(tokenizer_path, stats).pixels
     objective = FlowObjective(stage.objective, model_cfg.k_max, action_dropout=dropout, decode=decode,
                               source=(model_cfg.source, model_cfg.source_noise))
     return WithLoss(network(model_cfg), objective), batches

@@ -9,6 +9,7 @@ import torch
 
 from latentwm.config.dynamics import DynamicsConfig
 from latentwm.core.errors import PipelineError
+from latentwm.data.actions import NO_ACTION
 from latentwm.models.flow import step_sizes
 
 
@@ -58,4 +59,4 @@ def action_index(cfg: DynamicsConfig, actions: torch.Tensor | None, like: torch.
         raise PipelineError(f"dynamics model: actions of shape {tuple(actions.shape)} for frames {tuple(like.shape)}")
     if int(actions.max()) >= n:
         raise PipelineError(f"dynamics model knows {n} actions but got id {int(actions.max())}; retrain it on these actions")
-    return torch.where(actions < 0, torch.full_like(actions, n), actions).long()
+    return torch.where(actions == NO_ACTION, torch.full_like(actions, n), actions).long()
