@@ -16,9 +16,9 @@ import time
 import torch
 from torch import nn
 
-from latentwm.models.flow import FlowObjective
-from latentwm.models.dynamics.transformer import Attention, Dynamics, SwiGLU, modulate
 from latentwm.config.dynamics import DynamicsConfig, ObjectiveConfig
+from latentwm.models.dynamics.transformer import Attention, Dynamics, SwiGLU, modulate
+from latentwm.models.flow import FlowObjective
 
 
 class FullBlock(nn.Module):

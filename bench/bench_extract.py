@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import ffmpeg
+from timing import best_time
 
 from latentwm.data.synthetic import write_clip
 from latentwm.data.video import extract, ffmpeg_exe, frame_stream
-from timing import best_time
 
 FPS = 15
 

@@ -28,14 +28,13 @@ import numpy as np
 import torch
 import yaml
 
-from latentwm.models import checkpoint
-from latentwm.data.actions import nmi, read_store
 from latentwm.config.fields import from_dict
-from latentwm.evaluation.metrics import global_flow
 from latentwm.config.lam import LamStage
+from latentwm.data.actions import nmi, read_store
 from latentwm.data.store import open_store
-from latentwm.training import encode
-from latentwm.training import fit_lam
+from latentwm.evaluation.metrics import global_flow
+from latentwm.models import checkpoint
+from latentwm.training import encode, fit_lam
 
 
 def stage_of(config: str, sets: list[str]) -> LamStage:

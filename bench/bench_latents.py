@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timing import best_time as best
 
-from latentwm.models import checkpoint
-from latentwm.data.windows import LatentWindows
-from latentwm.training.encode import encode_latents
 from latentwm.config.dynamics import DataConfig
+from latentwm.config.tokenizer import TokenizerConfig
 from latentwm.data.store import StoreWriter
 from latentwm.data.synthetic import render_clip
+from latentwm.data.windows import LatentWindows
+from latentwm.models import checkpoint
 from latentwm.models.tokenizer import Tokenizer
-from latentwm.config.tokenizer import TokenizerConfig
-from timing import best_time as best
+from latentwm.training.encode import encode_latents
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -134,9 +134,9 @@ def main():
 
     # 3. a training step: real loader vs batches in memory
     try:
-        from latentwm.models.flow import FlowObjective
-        from latentwm.models.dynamics.transformer import Dynamics
         from latentwm.config.dynamics import DynamicsConfig, ObjectiveConfig
+        from latentwm.models.dynamics.transformer import Dynamics
+        from latentwm.models.flow import FlowObjective
 
         cfg = DynamicsConfig(size="tiny", arch="transformer", patch=4).resolved([8, 16, 16], max_frames=T)
         net = Dynamics(cfg)

@@ -16,14 +16,14 @@ import time
 
 import torch
 
-from latentwm.models.flow import FlowObjective
-from latentwm.models.dynamics import network
-from latentwm.models.lam import Lam
 from latentwm.config.dynamics import DynamicsStage
 from latentwm.config.lam import LamStage
 from latentwm.config.tokenizer import TokenizerStage
-from latentwm.models.tokenizer import Tokenizer
 from latentwm.core.device import native_bf16
+from latentwm.models.dynamics import network
+from latentwm.models.flow import FlowObjective
+from latentwm.models.lam import Lam
+from latentwm.models.tokenizer import Tokenizer
 
 
 def components():

@@ -40,19 +40,19 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from reference import ConvPredictor, fit_reference, reference_rollout
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from latentwm.config.fields import from_dict, to_dict
-from latentwm.evaluation.rollouts import evaluate, run
-from latentwm.training.fit_dynamics import build, fit
-from latentwm.core.logs import logger, set_threads
-from latentwm.evaluation.summary import label
 from latentwm.config.dynamics import DynamicsStage
 from latentwm.config.evaluation import EvalConfig, SamplerConfig, SamplerSpec
+from latentwm.config.fields import from_dict, to_dict
 from latentwm.config.train import TrainConfig
+from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import video_store
-from reference import ConvPredictor, fit_reference, reference_rollout
+from latentwm.evaluation.rollouts import evaluate, run
+from latentwm.evaluation.summary import label
+from latentwm.training.fit_dynamics import build, fit
 
 SHOW_STEP = 8  # the later horizon step the table shows (the horizon when shorter)
 

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentwm.models import checkpoint
-from latentwm.models.dynamics.transformer import Dynamics
 from latentwm.config.dynamics import DynamicsConfig
 from latentwm.config.evaluation import SamplerConfig
-from latentwm.models.sampler import rollout
 from latentwm.data.store import open_store
+from latentwm.models import checkpoint
+from latentwm.models.dynamics.transformer import Dynamics
+from latentwm.models.sampler import rollout
 
 
 def timed(fn, repeat=1):

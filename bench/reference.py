@@ -14,8 +14,8 @@ import time
 import torch
 from torch import nn
 
-from latentwm.data.windows import LatentWindows
 from latentwm.config.dynamics import DataConfig
+from latentwm.data.windows import LatentWindows
 
 
 class ConvPredictor(nn.Module):

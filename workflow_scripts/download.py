@@ -1,9 +1,9 @@
 """download: one video spec -> results/videos/{video}.mp4 (rendered, linked or downloaded) and
 results/videos/{video}.actions.json (its own per-frame actions, or null)."""
 
-from latentwm.data.download import fetch, spec_from_resolved
 from latentwm.core.errors import one_line_errors
 from latentwm.core.logs import logger
+from latentwm.data.download import fetch, spec_from_resolved
 
 
 def main(spec: dict, resolved: str | None, cfg: dict, out: str, log: str | None, actions: str | None = None) -> None:

@@ -1,12 +1,12 @@
 """encode_actions: lam.pt + one shard's frame stores -> results/actions/latent/{shard}/{video}.zarr,
 int16 (T,) each: the latent action that produced each frame (frame 0: -1), provenance (lam_hash) in attrs."""
 
-from latentwm.models import checkpoint
+from latentwm.core import files
 from latentwm.core.errors import one_line_errors
-from latentwm.training.encode import encode_actions
 from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import write_shard
-from latentwm.core import files
+from latentwm.models import checkpoint
+from latentwm.training.encode import encode_actions
 
 
 def main(lam: str, frames: list[str], out: str, log_path: str | None, threads: int = 1) -> None:

@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
-from latentwm.models import checkpoint
-from latentwm.config.fields import from_dict
-from latentwm.core.errors import one_line_errors
-from latentwm.training.encode import encode_latents
 from latentwm.config.data import LatentsConfig
+from latentwm.config.fields import from_dict
+from latentwm.core import files
+from latentwm.core.device import pick_device
+from latentwm.core.errors import one_line_errors
 from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import write_shard
-from latentwm.core.device import pick_device
-from latentwm.core import files
+from latentwm.models import checkpoint
+from latentwm.training.encode import encode_latents
 
 
 def main(sm) -> None:

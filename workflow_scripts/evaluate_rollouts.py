@@ -7,13 +7,13 @@ to its baseline, frames/s; per-video means; checks; for an action model the cont
 
 from pathlib import Path
 
+from latentwm.config.evaluation import EvalConfig
 from latentwm.config.fields import from_dict
 from latentwm.core.errors import one_line_errors
-from latentwm.config.evaluation import EvalConfig
-from latentwm.evaluation.rollouts import run
-from latentwm.figures.samples import write_samples
 from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import stores_in
+from latentwm.evaluation.rollouts import run
+from latentwm.figures.samples import write_samples
 
 
 def main(inp, out, cfg: dict, name: str, log_path=None, threads: int = 2) -> None:

@@ -1,9 +1,9 @@
 """given_actions: results/videos/{video}.actions.json + the frame store -> results/actions/given/{video}.zarr,
 int16 (T,) aligned with the frames (all -1, attr given false, for a video without actions)."""
 
-from latentwm.data.actions import write_given
 from latentwm.core.errors import one_line_errors
 from latentwm.core.logs import logger
+from latentwm.data.actions import write_given
 
 
 def main(record: str, frames: str, out: str, log: str | None) -> None:

@@ -3,11 +3,11 @@
 import json
 from pathlib import Path
 
+from latentwm.core import files
 from latentwm.core.errors import one_line_errors
-from latentwm.training.encode import latent_stats
 from latentwm.core.logs import logger
 from latentwm.data.store import stores_in
-from latentwm.core import files
+from latentwm.training.encode import latent_stats
 
 
 def main(sm) -> None:

@@ -4,8 +4,8 @@ figure per metric of the registry, paired differences, speed, samples page)."""
 import json
 from pathlib import Path
 
-from latentwm.figures import plots
 from latentwm.core.errors import one_line_errors
+from latentwm.figures import plots
 from latentwm.figures.samples import samples_html
 
 

@@ -1,7 +1,7 @@
 """plot_training: the training curves of the tokenizer and the dynamics model -> results/plots/training/*.png."""
 
-from latentwm.figures import plots
 from latentwm.core.errors import one_line_errors
+from latentwm.figures import plots
 
 
 def main(tokenizer_curve, dynamics_curve, out: dict, log_path=None) -> None:

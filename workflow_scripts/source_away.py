@@ -4,8 +4,8 @@ Snakemake runs this job in place of download while the file is away (an unmounte
 in sources[].path): download never starts, so the link it made in an earlier run is not removed.
 """
 
-from latentwm.data.download import local_file
 from latentwm.core.errors import PipelineError, one_line_errors
+from latentwm.data.download import local_file
 
 
 def main(spec: dict, log: str | None) -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from latentwm.models import checkpoint
 from latentwm.core.errors import PipelineError, one_line_errors
 from latentwm.core.logs import logger, set_threads
-from latentwm.models.sampler import own_sampler
-from latentwm.evaluation.steer import context_of, load, steer, sweep
 from latentwm.data.store import open_store, video_store
+from latentwm.evaluation.steer import context_of, load, steer, sweep
+from latentwm.models import checkpoint
+from latentwm.models.sampler import own_sampler
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)

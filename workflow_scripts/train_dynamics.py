@@ -5,10 +5,9 @@ Thin: the stage is latentwm.training.fit_dynamics.fit, built from the `dynamics`
 
 from types import SimpleNamespace
 
+from latentwm.config.dynamics import DynamicsStage
 from latentwm.pipeline.job import run_by_hand, run_rule
 from latentwm.training.fit_dynamics import fit
-from latentwm.config.dynamics import DynamicsStage
-
 
 if "snakemake" in globals():
     run_rule(__file__, fit, DynamicsStage, "dynamics", snakemake)  # noqa: F821

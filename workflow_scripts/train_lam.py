@@ -5,10 +5,9 @@ Thin: the stage is latentwm.training.fit_lam.fit, built from the `lam` section.
 
 from types import SimpleNamespace
 
+from latentwm.config.lam import LamStage
 from latentwm.pipeline.job import run_by_hand, run_rule
 from latentwm.training.fit_lam import fit
-from latentwm.config.lam import LamStage
-
 
 if "snakemake" in globals():
     run_rule(__file__, fit, LamStage, "lam", snakemake)  # noqa: F821

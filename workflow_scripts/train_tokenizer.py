@@ -8,10 +8,9 @@ output, when the tokenizer collapsed on the val frames.
 
 from types import SimpleNamespace
 
-from latentwm.pipeline.job import run_by_hand, run_rule
 from latentwm.config.tokenizer import TokenizerStage
+from latentwm.pipeline.job import run_by_hand, run_rule
 from latentwm.training.fit_tokenizer import fit
-
 
 if "snakemake" in globals():
     run_rule(__file__, fit, TokenizerStage, "tokenizer", snakemake)  # noqa: F821

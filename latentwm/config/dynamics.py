@@ -109,11 +109,14 @@ class DynamicsConfig:
         if self.k_max < 1 or self.k_max & (self.k_max - 1):
             raise PipelineError(f"dynamics.model.k_max {self.k_max} must be a power of two")
 
-    def resolved(self, latent_shape, max_frames: int) -> DynamicsConfig:
-        """This config for latents of `latent_shape` [C, h, w], the window unset filled in: what
-        the network is built from and the checkpoint stores. Set latent keys must agree."""
+    def resolved(self, latent_shape, max_frames: int, actions: int | None = None) -> DynamicsConfig:
+        """This config for latents of `latent_shape` [C, h, w], the window unset filled in, and the
+        number of action ids when given: what the network is built from and the checkpoint stores.
+        Set latent keys must agree."""
         C, h, w = (int(x) for x in latent_shape)
         out = dict(vars(self))
+        if actions is not None:
+            out["actions"] = actions
         for key, want in (("latent_channels", C), ("latent_hw", (h, w))):
             got = out[key]
             if got is None:
@@ -230,5 +233,5 @@ class DynamicsStage:
     def __post_init__(self):
         self.train.batch_size = self.data.batch_size  # one batch size: the loader's
 
-    def model_config(self, latent_shape) -> DynamicsConfig:
-        return self.model.resolved(latent_shape, self.data.longest())
+    def model_config(self, latent_shape, actions: int | None = None) -> DynamicsConfig:
+        return self.model.resolved(latent_shape, self.data.longest(), actions)

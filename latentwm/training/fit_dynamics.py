@@ -8,7 +8,6 @@ evaluation can refuse latents from another tokenizer.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -39,9 +38,7 @@ def build(stage: DynamicsStage, stats: dict, latent_paths: list[str], log, actio
     """(the network with its flow objective, its batches) of the dynamics stage, for latents described by `stats`;
     with `actions` (latentwm.data.actions.conditioning) and their stores, action-conditioned; the tokenizer that made
     the latents gives the pixel loss its decoder (objective.pixel_weight > 0)."""
-    model_cfg = stage.model_config(stats["latent_shape"])
-    if actions is not None:
-        model_cfg = dataclasses.replace(model_cfg, actions=actions["n"])
+    model_cfg = stage.model_config(stats["latent_shape"], actions["n"] if actions is not None else None)
     batches = LatentWindows(
         latent_paths,
         stage.data,
