@@ -1,5 +1,4 @@
 # Input functions and wildcard constraints. Rules hold no logic; the package holds it.
-import json
 import os
 
 from latentwm.core.files import unwritable
@@ -7,6 +6,7 @@ from latentwm.data.sources import (
     all_video_specs,
     extract_source,
     file_id,
+    resolved_lists,
     sidecar_path,
     source_kind,
     static_files,
@@ -45,10 +45,7 @@ def video_specs():
     }
     key = tuple((f, os.stat(f).st_mtime_ns) for f in files.values())
     if key not in _SPECS:
-        lists = {}
-        for sid, f in files.items():
-            with open(f) as fh:
-                lists[sid] = json.load(fh)["videos"]
+        lists = resolved_lists(files.values())
         _SPECS[key] = all_video_specs(config["sources"], lists)
     return _SPECS[key]
 

@@ -1,5 +1,6 @@
 """extract_frames: results/videos/{video}.mp4 -> results/frames/{video}.zarr, uint8 (T, 3, H, W)."""
 
+from latentwm.config.data import RESIZE
 from latentwm.core.errors import one_line_errors
 from latentwm.core.logs import logger
 from latentwm.data.video import extract
@@ -20,7 +21,7 @@ else:  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("video"), p.add_argument("out")
     p.add_argument("--fps", type=float, default=15), p.add_argument("--size", type=int, default=64)
-    p.add_argument("--resize", default="crop", choices=["crop", "pad", "stretch"])
+    p.add_argument("--resize", default="crop", choices=RESIZE)
     p.add_argument("--min-frames", type=int, default=1)
     p.add_argument("--part", type=int, nargs=2, metavar=("K", "PARTS"), help="only part K (from 0) of PARTS equal parts in time")
     a = p.parse_args()

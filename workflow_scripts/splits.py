@@ -6,18 +6,13 @@ The video list is built by the same function as rules/common.smk's, so the DAG a
 import json
 
 from latentwm.core.errors import one_line_errors
-from latentwm.data.sources import all_video_specs
+from latentwm.data.sources import all_video_specs, resolved_lists
 from latentwm.data.splits import assign_splits
 
 
 def main(resolved: list[str], sources: list[dict], cfg: dict, out: str, log: str | None) -> None:
     with one_line_errors(log):
-        lists = {}
-        for path in resolved:  # results/sources/{source}.json of each URL source
-            with open(path) as f:
-                data = json.load(f)
-            lists[data["source"]] = data["videos"]
-        videos = sorted(all_video_specs(sources, lists))
+        videos = sorted(all_video_specs(sources, resolved_lists(resolved)))
         split = assign_splits(videos, cfg["val"], cfg["test"], cfg["seed"])
         with open(out, "w") as f:
             json.dump(

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from latentwm.config.fields import setting
 from latentwm.config.train import DEVICES
 
+RESIZE = ("crop", "pad", "stretch")  # frames.resize: how a frame of another aspect fits
+
 
 @dataclass
 class GeneratorConfig:
@@ -40,7 +42,7 @@ class FramesConfig:
     height: int = setting(64, minimum=8)
     width: int = setting(64, minimum=8)
     resize: str = setting("crop", "crop: scale to cover then center-crop; pad: scale to fit then pad black; "
-                          "stretch: ignore aspect.", enum=["crop", "pad", "stretch"])
+                          "stretch: ignore aspect.", enum=list(RESIZE))
     min_frames: int = setting(48, "A shorter video fails its job with a clear error.", minimum=1)
     chunk_frames: int = setting(64, "Frames per zarr chunk (time axis).", minimum=1)
 

@@ -183,6 +183,17 @@ def sources_problems(sources: list[dict]) -> list[str]:
 
 
 
+def resolved_lists(paths) -> dict[str, list[dict]]:
+    """URL source id -> its videos, from the lists the resolve_source rule writes
+    (results/sources/{source}.json); the one reader behind rules/common.smk and the splits rule."""
+    lists = {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        lists[data["source"]] = data["videos"]
+    return lists
+
+
 def all_video_specs(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, dict]:
     """video id -> spec over all sources in config order, cut in parts where with_parts says;
     `resolved` maps URL source id -> its specs. The one implementation behind rules/common.smk and

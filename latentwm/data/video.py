@@ -24,12 +24,11 @@ from typing import Callable, Iterator
 import ffmpeg
 import numpy as np
 
-from latentwm.config.data import FramesConfig
+from latentwm.config.data import RESIZE, FramesConfig
 from latentwm.config.fields import from_dict, to_dict
 from latentwm.core.errors import PipelineError
 from latentwm.data.store import StoreWriter
 
-RESIZE = ("crop", "pad", "stretch")
 BLOCK_BYTES = 4 << 20  # bytes of frames per block read from ffmpeg in extract()
 QUIET = ("-hide_banner", "-nostdin", "-nostats", "-loglevel", "error")
 

@@ -27,6 +27,14 @@ from latentwm.models.lam import Lam
 from latentwm.models.tokenizer import Tokenizer
 
 
+def frame_batches(frames, batch_size: int, device, overlap: int = 0):
+    """(start, uint8 frames (b + overlap, 3, H, W) on `device`) of a frame store, batch after batch, one
+    read each; with overlap 1 a batch also holds the next one's first frame, so it covers every transition."""
+    n = frames.shape[0]
+    for s in range(0, n - overlap, batch_size):
+        yield s, torch.from_numpy(np.asarray(frames[s : min(s + batch_size + overlap, n)])).to(device)
+
+
 @torch.no_grad()
 def encode_actions(model: Lam, ckpt: dict, frames_path, out_path, lam_hash: str, batch_size: int = 256,
                  log: Callable[[str], None] = print) -> int:
@@ -38,8 +46,7 @@ def encode_actions(model: Lam, ckpt: dict, frames_path, out_path, lam_hash: str,
                             f"{ckpt['frame_shape']}; rerun train_lam on these frames (snakemake --forcerun train_lam)")
     n, device = frames.shape[0], next(model.parameters()).device
     ids = [np.full(1, A.NO_ACTION, np.int64)]
-    for s in range(0, n - 1, batch_size):
-        x = torch.from_numpy(np.asarray(frames[s : min(s + batch_size + 1, n)])).to(device)  # (b+1, 3, H, W) uint8
+    for _, x in frame_batches(frames, batch_size, device, overlap=1):  # (b+1, 3, H, W): b transitions
         ids.append(model.infer(x[:-1], x[1:]).cpu().numpy())
     actions = np.concatenate(ids)
     attrs = {"lam_hash": lam_hash, "n_actions": model.cfg.codes, "frames_store": str(frames_path),
@@ -81,8 +88,7 @@ def encode_latents(
     model.eval()
     n, t0 = frames.shape[0], time.perf_counter()
     with StoreWriter(out_path, tuple(shape), "float16", chunk_frames, out_attrs, compress=False) as writer:
-        for s in range(0, n, batch_size):
-            x = torch.from_numpy(np.asarray(frames[s : s + batch_size])).to(device)  # (b, 3, H, W) uint8
+        for s, x in frame_batches(frames, batch_size, device):
             z = model.encode(to_float(x)).float()  # (b, C, h, w)
             if not torch.isfinite(z).all():
                 raise PipelineError(f"tokenizer produced non-finite latents for {frames_path} frames {s}+; retrain it")
