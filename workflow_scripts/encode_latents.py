@@ -1,4 +1,4 @@
-"""Rule encode_latents: one shard's frame stores -> results/latents/{shard}/{video}.zarr with the tokenizer."""
+"""encode_latents: one shard's frame stores -> results/latents/{shard}/{video}.zarr with the tokenizer."""
 
 from pathlib import Path
 
@@ -13,21 +13,31 @@ from latentwm.models import checkpoint
 from latentwm.training.encode import encode_latents
 
 
-def main(sm) -> None:
-    log = logger(sm.log[0])
-    set_threads(sm.threads)
-    cfg = from_dict(LatentsConfig, sm.params.cfg, "latents")
-    model = checkpoint.build_model(sm.input.tokenizer, pick_device(cfg.device), kind="tokenizer")
-    tokenizer_hash = files.file_hash(sm.input.tokenizer)
+def main(tokenizer: str, frames: list[str], out: str, cfg: dict, log_path: str | None, threads: int = 1) -> None:
+    log = logger(log_path)
+    with one_line_errors(log_path):
+        set_threads(threads)
+        c = from_dict(LatentsConfig, cfg, "latents")
+        model = checkpoint.build_model(tokenizer, pick_device(c.device), kind="tokenizer")
+        tokenizer_hash = files.file_hash(tokenizer)
 
-    def encode(frames: str, store: Path) -> None:
-        n = encode_latents(model, frames, store, tokenizer_hash=tokenizer_hash, batch_size=cfg.batch_size,
-                         chunk_frames=cfg.chunk_frames, log=log)
-        log(f"[encode] {store.name}: {n} frames")
+        def encode(frames_path: str, store: Path) -> None:
+            n = encode_latents(model, frames_path, store, tokenizer_hash=tokenizer_hash, batch_size=c.batch_size,
+                               chunk_frames=c.chunk_frames, log=log)
+            log(f"[encode] {store.name}: {n} frames")
 
-    write_shard(sm.output[0], list(sm.input.frames), encode)
-    log(f"[encode] wrote {sm.output[0]}: {len(sm.input.frames)} videos")
+        write_shard(out, frames, encode)
+        log(f"[encode] wrote {out}: {len(frames)} videos")
 
 
-with one_line_errors(snakemake.log[0]):
-    main(snakemake)
+if "snakemake" in globals():
+    sm = snakemake  # noqa: F821
+    main(sm.input.tokenizer, list(sm.input.frames), sm.output[0], sm.params.cfg, sm.log[0], sm.threads)
+else:  # by hand: python workflow_scripts/encode_latents.py TOKENIZER.pt OUT_FOLDER FRAMES.zarr...
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("tokenizer"), p.add_argument("out", help="the folder for the latent stores (one per frame store)")
+    p.add_argument("frames", nargs="+")
+    a = p.parse_args()
+    main(a.tokenizer, a.frames, a.out, {}, None)
