@@ -227,8 +227,9 @@ class DynamicsStage:
     val_windows: int = setting(32, "Windows of the val videos scored at every log step: the next-frame loss from a clean "
                                     "context (curve column probe_val_next_loss, beside probe_val_copy_loss); 0: off.", minimum=0)
     keep_best: bool = setting(False, "Return the weights of the log step with the lowest val next-frame loss, not the last "
-                                     "ones (health.json `selected`): a guard for long runs on few videos. Off: on the real set "
-                                     "at 1200 steps it picked step 1025 and changed nothing beyond noise (docs/EXPERIMENTS.md).")
+                                     "ones (health.json `selected`): a guard for long runs on few videos. Off: at the default budget "
+                                     "it changes nothing beyond noise, and on a long run it keeps weights from before the "
+                                     "learning rate has annealed (docs/EXPERIMENTS.md).")
 
     def __post_init__(self):
         self.train.batch_size = self.data.batch_size  # one batch size: the loader's
