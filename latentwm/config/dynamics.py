@@ -216,7 +216,8 @@ class DynamicsStage:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = setting(
-        lambda: TrainConfig(steps=3750, fp32_steps=1500, lr=0.001, min_lr_ratio=0.0, beta2=0.999, warmup=50, log_every=25),
+        lambda: TrainConfig(steps=3750, fp32_steps=1500, lr=0.001, min_lr_ratio=0.0, beta2=0.999, warmup=50, log_every=25,
+                            plateau_steps=1000),
         "The shared training loop; its batch_size is unused here (data.batch_size is the batch).",
     )
     actions: str = setting("none", "none: a video predictor (no actions); latent: conditioned on the latent action "

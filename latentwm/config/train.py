@@ -20,6 +20,12 @@ class TrainConfig:
     lr: float = setting(0.002, "Peak learning rate (AdamW).", exclusiveMinimum=0)
     min_lr_ratio: float = setting(0.1, "Cosine decay ends at lr * min_lr_ratio.", minimum=0, maximum=1)
     warmup: int = setting(20, "Linear warmup steps.", minimum=0)
+    plateau_steps: int = setting(0, "Where the stage scores held-out data (dynamics: val_windows): once the held-out loss (its "
+                                    "mean over the last 8 log steps) has made no new low for this many steps, the learning "
+                                    "rate anneals from where it is and training ends, so the step budget follows the "
+                                    "footage: steps is the most it runs. 0: off, always steps.", minimum=0)
+    anneal_fraction: float = setting(0.25, "After such a plateau: the anneal's length as a fraction of the steps run so far "
+                                           "(the end capped at steps).", exclusiveMinimum=0, maximum=1)
     weight_decay: float = setting(0.01, minimum=0)
     beta2: float = setting(0.95, exclusiveMinimum=0, exclusiveMaximum=1)
     grad_clip: float = setting(1.0, exclusiveMinimum=0)

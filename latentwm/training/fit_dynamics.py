@@ -87,7 +87,7 @@ def val_probe(stage: DynamicsStage, model_cfg: DynamicsConfig, val_paths: list, 
     frames before it at the context level tau_ctx, as the first denoising step of a rollout sees
     them; the loss is the MSE of that prediction (the model's conditional mean) to the true latent,
     next to copying the previous latent. Fixed windows and noise: the value moves only with the
-    weights, so the lowest one picks the weights that generalise best ("select").
+    weights: the training loop's plateau watch and keep_best read it as the held-out loss.
     """
     if not stage.val_windows or not val_paths:
         return None
@@ -119,7 +119,7 @@ def val_probe(stage: DynamicsStage, model_cfg: DynamicsConfig, val_paths: list, 
         x = network(z.to(dev), tau.to(dev), d.to(dev), predict=last.to(dev), **{k: v.to(dev) for k, v in kw.items()})
         x = x[:, -1].float().cpu()
         loss = float(((x - z0[:, -1]) ** 2).mean())
-        return {"val_next_loss": loss, "val_copy_loss": copy, **({"select": loss} if stage.keep_best else {})}
+        return {"val_next_loss": loss, "val_copy_loss": copy}
 
     return probe
 
@@ -157,6 +157,8 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         probe=probes(collapse_probe(net.cfg, seed=stage.train.seed),
                      val_probe(stage, net.cfg, lat["val"], stats, log, actions, acts.get("val"))),
         health_path=out.health,
+        held_out="val_next_loss",
+        keep_best=stage.keep_best,
     )
     if not ranks.context().main:
         return

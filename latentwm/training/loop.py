@@ -9,9 +9,11 @@ Contracts:
   `.to(device)` (a tensor) or a tuple/dict of them. `model.network` is the module the checkpoint
   holds (the tokenizer itself; the dynamics network inside a WithLoss).
 - `probe(network) -> dict` (optional): a collapse check run at every log step; it returns at least
-  {"collapsed": bool} and whatever figures it measured. It goes to the health file. With a
-  "select" figure (a held-out loss, lower is better) the run returns the weights of the log step
-  where it was lowest instead of the last ones (`Best`; kept across a resume).
+  {"collapsed": bool} and whatever figures it measured. It goes to the health file. Its figure
+  named by `held_out` (a loss on held-out data, lower is better) drives the schedule's plateau
+  watch (schedule.py: anneal and stop once it stops falling) and, with `keep_best`, the weights
+  returned: those of the log step where it was lowest instead of the last ones (`Best`). Both
+  are kept across a resume.
 
 Data parallel (distributed.py): under torchrun or `distributed.launch`, every rank runs this
 loop on its slice of each global batch inside DistributedDataParallel; rank 0 alone writes the
@@ -41,6 +43,7 @@ from latentwm.core.logs import silent
 from latentwm.models import checkpoint
 from latentwm.training import distributed
 from latentwm.training.curve import Curve, plateau_check
+from latentwm.training.schedule import Schedule
 
 WHAT = {"loss": "loss", "grad_norm": "gradient norm"}
 NAN_CAUSES = (
@@ -75,18 +78,6 @@ def to_device(batch, device):
     return batch
 
 
-def lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    """Linear warmup, then cosine decay to min_lr_ratio at the last step."""
-
-    def f(step: int) -> float:
-        if step < cfg.warmup:
-            return (step + 1) / cfg.warmup
-        progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return f
-
-
 class WithLoss(torch.nn.Module):
     """A network and its loss function as the loop's trainable: `loss, logs = m(batch)` is
     `loss_fn(network, batch)`; `m.network` is what the checkpoint holds (the dynamics network
@@ -100,8 +91,8 @@ class WithLoss(torch.nn.Module):
         return self.loss_fn(self.network, batch)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device):
-    """AdamW (no weight decay on biases and norms) and its warmup-cosine schedule."""
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, no weight decay on biases and norms."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -110,19 +101,19 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
         betas=(0.9, cfg.beta2),
         fused=device.type == "cuda",
     )
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
+    return opt
 
 
-def restore(path: Path, fingerprint: str, model, opt, sched, cfg: TrainConfig, ctx, name: str, log) -> tuple[int, list, dict | None]:
+def restore(path: Path, fingerprint: str, model, opt, sched, cfg: TrainConfig, ctx, name: str, log) -> tuple[int, dict]:
     """Load a resume checkpoint written for this fingerprint into model, optimizer, schedule and
-    RNG; (step, curve rows, best so far) to go on from, (0, [], None) when there is none or it is
-    another run's."""
+    RNG; (step, the checkpoint: its curve rows, best weights, plateau watch) to go on from, (0, {})
+    when there is none or it is another run's."""
     if not path.exists():
-        return 0, [], None
+        return 0, {}
     state = checkpoint.load(path)
     if state.get("fingerprint") != fingerprint:
         log(f"[{name}] ignoring {path}: written for another config or input; starting fresh")
-        return 0, [], None
+        return 0, {}
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
@@ -134,21 +125,21 @@ def restore(path: Path, fingerprint: str, model, opt, sched, cfg: TrainConfig, c
     else:  # another process count: fresh but distinct streams
         torch.manual_seed(cfg.seed + ctx.rank + 1000 * step)
     log(f"[{name}] resumed from {path} at step {step}/{cfg.steps}")
-    return step, list(state.get("rows", [])), state.get("best")
+    return step, state
 
 
 class Best:
-    """The weights of the log step whose probe reported the lowest "select" value."""
+    """The weights of the log step with the lowest held-out loss."""
 
     def __init__(self, saved: dict | None = None):
         saved = saved or {}
         self.value, self.step, self.model = saved.get("value", math.inf), saved.get("step"), saved.get("model")
         self.last = saved.get("last")
 
-    def offer(self, result: dict | None, step: int, network: torch.nn.Module) -> None:
-        if not result or "select" not in result:
+    def offer(self, held_out: float | None, step: int, network: torch.nn.Module) -> None:
+        if held_out is None:
             return
-        self.last = float(result["select"])
+        self.last = float(held_out)
         if self.last < self.value:  # a copy on the CPU: the training goes on changing the weights
             self.value, self.step = self.last, step
             self.model = {k: v.detach().to("cpu", copy=True) for k, v in network.state_dict().items()}
@@ -227,9 +218,10 @@ def run_probe(probe: Callable | None, model: torch.nn.Module, autocast) -> dict 
 def train(
     model: torch.nn.Module, batches, cfg: TrainConfig, *, name: str, model_config: dict,
     resume_path: str | Path, curve_path: str | Path, fingerprint: str, log: Callable[[str], None] = print,
-    probe: Callable | None = None, health_path: str | Path | None = None,
+    probe: Callable | None = None, health_path: str | Path | None = None, held_out: str | None = None, keep_best: bool = False,
 ) -> dict[str, Any]:
-    """Train `model` for cfg.steps optimizer steps; resume from `resume_path` when it matches.
+    """Train `model` for cfg.steps optimizer steps (fewer where the probe's `held_out` figure stops
+    falling: schedule.py); resume from `resume_path` when it matches.
 
     `fingerprint` identifies config and inputs: a resume file written for another fingerprint is
     ignored (a changed config must never continue an old run). Returns the final checkpoint dict
@@ -244,14 +236,17 @@ def train(
     log = log if ctx.main else silent
     log(f"[{name}] {precision} on {device.type}: {cfg.steps} steps")
     model.to(device)
-    opt, sched = make_optimizer(model, cfg, device)
+    opt = make_optimizer(model, cfg, device)
+    plan = Schedule(cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: plan(s))  # a lambda: LambdaLR saves no state of it
     resume_path, curve_path = Path(resume_path), Path(curve_path)
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     health = Health(name, Path(health_path) if health_path else None, ctx.main)
     if ctx.main:  # temp files of a killed earlier run of this job
         files.sweep(resume_path, curve_path, *([health.path] if health.path else []), log=log)
-    step, rows, best = restore(resume_path, fingerprint, model.network, opt, sched, cfg, ctx, name, log)
-    best = Best(best)
+    step, resumed = restore(resume_path, fingerprint, model.network, opt, sched, cfg, ctx, name, log)
+    best, rows = Best(resumed.get("best")), list(resumed.get("rows", []))
+    plan.load(resumed.get("schedule") or {})
     saved = step  # the step resume.pt holds: where a rerun starts if a later write fails
 
     def resumes() -> str:
@@ -260,11 +255,12 @@ def train(
     def snapshot(at_step: int) -> dict[str, Any]:
         rng = distributed.gather_objects(torch.get_rng_state(), ctx) if ctx.world > 1 else torch.get_rng_state()
         return checkpoint.model_state(name, model.network, model_config, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                      step=at_step, rows=curve.rows, rng=rng, fingerprint=fingerprint, best=best.state())
+                                      step=at_step, rows=curve.rows, rng=rng, fingerprint=fingerprint, best=best.state(),
+                                      schedule=plan.state())
 
     fwd = wrap(model, cfg, ctx, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    curve = Curve(name, curve_path, cfg.steps, cfg.log_every, rows, step, log, ctx.main)
+    curve = Curve(name, curve_path, plan.end, cfg.log_every, rows, step, log, ctx.main)
     model.train()
     clean = False  # set once every rank is past its last collective
     try:
@@ -284,9 +280,19 @@ def train(
             if curve.due(step):
                 result = run_probe(probe, model.network, autocast) if ctx.main else None
                 health.data["collapse"] = result if result is not None else health.data["collapse"]
-                best.offer(result, step, model.network)
+                score = (result or {}).get(held_out)
+                if keep_best:
+                    best.offer(score, step, model.network)
                 curve.row(step, sched.get_last_lr()[0], device, result, resumes())
-            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                if plan.offer(score, step):
+                    log(f"[{name}] held-out {held_out} made no new low in {cfg.plateau_steps} steps: "
+                        f"annealing to the end at step {plan.end}")
+                if ctx.world > 1:  # rank 0 alone scores the held-out data
+                    plan.load(distributed.gather_objects(plan.state(), ctx)[0])
+                curve.steps = plan.end
+            if step >= plan.end:
+                break
+            if step % cfg.checkpoint_every == 0:
                 state = snapshot(step)  # on every rank: it gathers their RNG states
                 if ctx.main:
                     checkpoint.save(resume_path, state, then=resumes())
@@ -295,7 +301,7 @@ def train(
         final = snapshot(step)
         final.pop("fingerprint")
         best.apply(final, health.data, step, lambda m: log(f"[{name}] {m}"))
-        health.data.update(plateau=plateau_check(curve.rows), steps=step, precision=precision)
+        health.data.update(plateau=plateau_check(curve.rows), steps=step, precision=precision, annealed_at=plan.anneal_at)
         health.save(resumes())
         final["health"] = health.data
         clean = True
