@@ -11,6 +11,7 @@ from latentwm.data.sources import (
     source_kind,
     static_files,
     static_videos,
+    usable_name,
     with_parts,
 )
 from latentwm.data.splits import assign_splits, shards
@@ -93,8 +94,9 @@ def video_source_files(wildcards):
         return {"resolved": resolved_file(wildcards.video)}
     if spec["kind"] != "path":
         return {}
-    if not os.path.exists(spec["path"]):
-        # a missing file as input would stop the whole DAG; source_away fails alone instead
+    if not os.path.isfile(spec["path"]) or not usable_name(spec["path"]):
+        # as an input, a missing file (or a brace, read as a wildcard) would stop the whole DAG;
+        # source_away fails alone instead, naming what is wrong
         return {"away": f"results/videos/{wildcards.video}.away"}
     sidecar = sidecar_path(spec["path"])
     return {

@@ -44,8 +44,8 @@ rule download:
         "../workflow_scripts/download.py"
 
 
-# A local source file that is away (an unmounted drive) fails this job, with one line, in place of
-# download: a failed job loses its outputs, a job that never started keeps them, so the link that
+# A local source file that is away (an unmounted drive) or unusable (not a regular file, a brace in
+# its path) fails this job, with one line, in place of download: a failed job loses its outputs, a job that never started keeps them, so the link that
 # download made earlier survives and the unchanged file's return reruns nothing downstream.
 rule source_away:
     output:

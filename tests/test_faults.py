@@ -21,16 +21,20 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+import zarr
 from conftest import ROOT, snakemake, tiny_config
 from test_data_stages import config as data_config
 from test_data_stages import job_counts, targets
 from test_download import closed_port_url
 
 from latentwm.core.errors import PipelineError
-from latentwm.data.store import open_store
+from latentwm.data.actions import read_sidecar
+from latentwm.data.actions import write_store as write_actions
+from latentwm.data.store import StoreWriter, open_store
 from latentwm.data.synthetic import write_clip
 from latentwm.data.video import ffmpeg_exe
 from latentwm.models import checkpoint
@@ -219,6 +223,125 @@ def test_broken_videos_fail_alone_with_one_line_each(tmp_path):
         "gen_000.zarr", "gen_001.zarr"]  # fmt: skip
 
 
+def test_paths_that_are_not_video_files_say_what_they_are(tmp_path):
+    """Local sources that are not plain video files among a good one: a FIFO, /dev/zero, a symlink
+    loop, a file with braces in its name
+    Under --keep-going the good video finishes; each other fails its own job with one ERROR line
+    saying what the path is (`is a named pipe (FIFO)`, `is a character device`, `cannot be reached
+    (Too many levels of symbolic links)`, `has a brace ({ or }) in its path, which Snakemake reads as a
+    wildcard`) and the fix, never "does not exist" and never Snakemake's WildcardError for the
+    whole DAG."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "good.mp4", 0, frames=30, fps=10, size=32, seed=0)
+    shutil.copy(data / "good.mp4", data / "clip{1}.mp4")
+    os.mkfifo(data / "pipe.mp4")
+    os.symlink(data / "loop_b.mp4", data / "loop_a.mp4")
+    os.symlink(data / "loop_a.mp4", data / "loop_b.mp4")
+    expected = {
+        "pipe": (data / "pipe.mp4", r"is a named pipe \(FIFO\), not a video file"),
+        "zero": ("/dev/zero", "is a character device, not a video file"),
+        "loop": (data / "loop_a.mp4", r"cannot be reached \(Too many levels of symbolic links\): a symlink loop"),
+        "brace": (data / "clip{1}.mp4", r"has a brace \(\{ or \}\) in its path, which Snakemake reads as a wildcard"),
+    }
+    sources = [{"id": "good", "path": str(data / "good.mp4")}] + [{"id": k, "path": str(v[0])} for k, v in expected.items()]
+    work = tmp_path / "work"
+    p = snakemake(work, data_config(sources), "--cores", "2", "--keep-going", *targets(["good", *expected]), check=False)
+    assert p.returncode != 0 and "WildcardError" not in p.stdout
+    for video, (_, pattern) in expected.items():
+        errors = error_lines(work / f"logs/source_away/{video}.log")
+        assert len(errors) == 1 and re.search(rf"^ERROR: source {video}: file .* {pattern}", errors[0]), (video, errors)
+        assert errors[0][len("ERROR: "):] in p.stdout and "Traceback" not in p.stdout
+    assert open_store(work / "results/frames/good.zarr").shape[0] > 0
+
+
+@contextmanager
+def serve_bytes(size: int, pause: float = 0.0):
+    """A real HTTP server on 127.0.0.1 answering every GET with `size` bytes in 64 KiB pieces, `pause`
+    seconds between them."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            try:
+                for i in range(0, size, 2**16):
+                    self.wfile.write(bytes(min(2**16, size - i)))
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped: what the test wants
+                pass
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_downloads_past_their_size_or_time_limit_fail_and_leave_nothing(tmp_path):
+    """A URL whose server sends 3 MiB under `download.max_mb: 1`, and one that trickles under
+    `download.max_seconds: 1`
+    The download job fails with one ERROR line naming the video, the limit and the key to raise
+    (`... is larger than download.max_mb (1 MiB); stopped at 2.0 MiB and nothing kept`); nothing of
+    it is left under results/ (no video, no partial file); the generated videos beside it finish.
+    The time limit likewise (`took longer than download.max_seconds (1 s)`)."""
+    from latentwm.config.data import DownloadConfig
+    from latentwm.data.download import download_url
+
+    with serve_bytes(3 * 2**20) as base:
+        sources = [{"id": "gen", "generator": {"clips": 3, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+                   {"id": "big", "url": f"{base}/big.mp4"}]
+        cfg = data_config(sources)
+        cfg["download"]["max_mb"] = 1
+        work = tmp_path / "work"
+        snakemake(work, cfg, "--cores", "2", "results/splits.json")  # lists the URL: its video's id
+        splits = json.loads((work / "results/splits.json").read_text())
+        ids = sorted(v for split in ("train", "val", "test") for v in splits[split])
+        p = snakemake(work, cfg, "--cores", "2", "--keep-going", *(f"results/frames/{v}.zarr" for v in ids), check=False)
+    assert p.returncode != 0
+    logs = list((work / "logs/download").glob("big_*.log"))
+    errors = [line for f in logs for line in error_lines(f)]
+    assert len(errors) == 1 and re.search(r"^ERROR: video big_\w+: http\S+ is larger than download.max_mb \(1 MiB\); "
+                                          r"stopped at [\d.]+ MiB and nothing kept", errors[0]), (errors, p.stdout[-2000:])
+    assert "Traceback" not in p.stdout
+    left = [x.name for x in (work / "results/videos").iterdir() if x.name.startswith((".big", "big"))]
+    assert left == [], left
+    assert all((work / f"results/frames/gen_00{i}.zarr").exists() for i in range(3))
+    with serve_bytes(2**20, pause=0.2) as base:
+        with pytest.raises(PipelineError, match=r"slow.mp4 took longer than download.max_seconds \(1 s\); stopped at"):
+            download_url(f"{base}/slow.mp4", tmp_path / "slow.mp4", DownloadConfig(max_seconds=1), "slow", lambda m: None)
+    assert [x.name for x in tmp_path.iterdir() if "slow" in x.name] == []
+
+
+def test_steer_checks_its_arguments_before_the_work(tmp_path):
+    """steer.py, typed by a person: an empty --actions, --context -2, an --out in a folder that does
+    not exist, a checkpoint path that is not a file
+    Each exits with status 1 and one ERROR line naming the argument and the fix, before any model is
+    loaded or any rollout runs (a rollout takes minutes); no traceback."""
+    (tmp_path / "d.pt").write_bytes(b"")  # never opened: the arguments fail first
+    base = ["--dynamics", str(tmp_path / "d.pt"), "--tokenizer", str(tmp_path / "d.pt"), "--video", "v",
+            "--actions", "1,2", "--out", str(tmp_path / "s.gif")]
+    cases = {
+        "--actions": (["--actions", ","], r"--actions ',' gives no action: give one id per frame"),
+        "--context": (["--context", "-2"], r"--context -2: give 1 or more"),
+        "--out": (["--out", str(tmp_path / "missing/s.gif")], r"--out .*missing/s.gif: its folder .*missing does not exist"),
+        "--tokenizer": (["--tokenizer", str(tmp_path / "nope.pt")], r"--tokenizer .*nope.pt is not a file"),
+    }
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    for name, (args, want) in cases.items():
+        p = subprocess.run([sys.executable, str(ROOT / "workflow_scripts/steer.py"), *base, *args], capture_output=True,
+                           text=True, env=env)  # fmt: skip
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 1 and len(lines) == 1 and re.match(rf"^ERROR: {want}", lines[0]), (name, p.stderr)
+
+
 def error_lines(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if line.startswith("ERROR:")]
 
@@ -265,6 +388,51 @@ def test_damaged_store_is_refused_never_read_as_zeros(tiny_run, tmp_path):
     shutil.rmtree(work / lat, ignore_errors=True)
     snakemake(work, cfg, "--cores", "2", metrics)
     assert (work / metrics).read_text() == (tiny_run / metrics).read_text()
+
+
+def test_non_finite_latents_are_refused_where_written_and_where_read(tiny_run, tmp_path):
+    """NaN and inf in a latent store: written into a test video's store through zarr's own API (its
+    checksums stay valid), and handed to the store writer
+    Evaluation stops with one ERROR line naming the store and the frame (`store ... is damaged: frame
+    5 is not finite (NaN or inf); delete it and rerun`), no metrics written; the writer refuses the
+    block, names the frame and leaves no store behind."""
+    work = copy_run(tiny_run, tmp_path / "run")
+    video = json.loads((work / "results/splits.json").read_text())["test"][0]
+    lat = f"results/latents/test_000/{video}.zarr"
+    arr = zarr.open_array(str(work / lat), mode="r+")
+    arr[5, 0, 0, 0], arr[9, 1, 2, 3] = np.nan, np.inf
+    metrics = "results/eval/default/metrics.csv"
+    p = snakemake(work, tiny_config(), "--cores", "2", "--forcerun", "evaluate_rollouts", metrics, check=False)
+    assert p.returncode != 0
+    errors = error_lines(work / "logs/evaluate_rollouts/default.log")
+    want = rf"^ERROR: store {lat} is damaged: frame 5 is not finite \(NaN or inf\); delete it and rerun"
+    assert len(errors) == 1 and re.search(want, errors[0]), p.stdout[-3000:]
+    assert "Traceback" not in p.stdout and not (work / metrics).exists()
+
+    block = np.zeros((4, 2, 2, 2), np.float32)
+    block[2, 1] = np.nan
+    out = tmp_path / "lat.zarr"
+    with pytest.raises(PipelineError, match=r"lat.zarr: frame 6 is not finite \(NaN or inf\); nothing is written"):
+        with StoreWriter(out, (2, 2, 2), "float16", 8, {}) as w:
+            w.append(np.zeros((4, 2, 2, 2)))
+            w.append(block)
+    assert not out.exists() and not list(tmp_path.glob(".lat.zarr*"))
+
+
+def test_action_ids_outside_the_vocabulary_are_refused(tmp_path):
+    """A sidecar with an action id of 70000, one of 10^9, one of -2; an action store handed an id
+    that int16 would wrap
+    Each sidecar is refused with one line naming the file, the line and the range (-1..1023, the
+    largest id, in the README); the store writer refuses the id instead of wrapping it into a valid-
+    looking one, and writes nothing."""
+    for bad in ("70000", "1000000000", "-2"):
+        side = tmp_path / f"v{bad}.actions.txt"
+        side.write_text(f"-1\n0\n{bad}\n1\n")
+        with pytest.raises(PipelineError, match=rf"actions file {side} line 3: {bad} is not an action id; .*at most 1023"):
+            read_sidecar(side)
+    with pytest.raises(PipelineError, match=r"frame 2 has action 70000, outside -1..1023"):
+        write_actions(tmp_path / "a.zarr", np.array([-1, 0, 70000]), {})
+    assert not (tmp_path / "a.zarr").exists()
 
 
 def test_source_away_for_one_run_costs_that_run_only(tmp_path):
@@ -508,6 +676,7 @@ CONFIG_ERRORS = {
     "unknown key": (lambda c: c["tokenizer"]["train"].update(stesp=5), r"config key tokenizer\.train\.stesp is unknown; expected one of: .*steps"),
     "wrong type": (lambda c: c["tokenizer"]["train"].update(steps="many"), r"config key tokenizer\.train\.steps is 'many'; expected integer"),
     "negative size": (lambda c: c["frames"].update(height=-32), r"config key frames\.height is -32; expected a value >= 8"),
+    "absurd size": (lambda c: c["frames"].update(height=100000), r"config key frames\.height is 100000; expected a value <= 4096"),
     "latent channels": (lambda c: c["dynamics"]["model"].update(latent_channels=16), r"dynamics\.model\.latent_channels is 16 but the latents have 4"),
     "window too long": (lambda c: c["evaluations"]["default"].update(context=40), r"evaluations\.default: context 40 \+ horizon 4 = 44 frames, longer than frames\.min_frames=24"),
     "training window": (lambda c: c["dynamics"]["data"].update(window=30), r"config key dynamics\.data\.window is 30, longer than frames\.min_frames=24"),
@@ -539,7 +708,7 @@ CONFIG_ERRORS = {
 def test_config_errors_are_rejected_before_any_job(tmp_path, case):
     """Config errors: unknown key, wrong type, negative size, latent channels that do not match
     the tokenizer, a context window or training window longer than any kept video, an empty test
-    split, too few videos, an unsafe source id, the same id twice, one id on two kinds of source,
+    split, too few videos, a frame height past the stated maximum (4096), an unsafe source id, the same id twice, one id on two kinds of source,
     one file under two ids (realpath: a symlink or another spelling), a directory as `path`, a
     sampler whose steps do not fit k_max (shortcut: a power of two up to k_max; euler: at most
     k_max) or its training (shortcut steps without shortcut forcing), a frame size the transformer's
@@ -611,8 +780,9 @@ def test_untrusted_input_never_reaches_a_shell_or_escapes_results(tmp_path):
 
     bad = tmp_path / "bad.pt"
     torch.save({"model": Boom()}, bad)
-    with pytest.raises(PipelineError, match="bad.pt"):
+    with pytest.raises(PipelineError, match="bad.pt holds pickled objects that could run code when loaded, so it is not") as e:
         checkpoint.load(bad)
+    assert "weights_only=False" not in str(e.value)  # torch's hint, the one unsafe thing to do
     assert not canary.exists()
 
 

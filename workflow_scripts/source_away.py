@@ -1,7 +1,9 @@
-"""source_away: a local source file that is not there -> its one ERROR line; writes nothing.
+"""source_away: a local source file that is not there, or not usable -> its one ERROR line; writes nothing.
 
 Snakemake runs this job in place of download while the file is away (an unmounted drive, a typo
 in sources[].path): download never starts, so the link it made in an earlier run is not removed.
+The same for a path that is not a regular file (a FIFO, a device, a symlink loop) or has a brace
+in it: the line says which.
 """
 
 from latentwm.core.errors import PipelineError, one_line_errors

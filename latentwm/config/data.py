@@ -32,15 +32,21 @@ class DownloadConfig:
     retries: int = setting(3, minimum=0)
     socket_timeout: float = setting(30, exclusiveMinimum=0)
     playlist_limit: int = setting(0, "Max entries per playlist/channel; 0 = all.", minimum=0)
+    max_mb: float = setting(2048, "A download that grows past this many MiB fails (and leaves nothing): an hour of "
+                                  "gameplay at 360p is a few hundred.", exclusiveMinimum=0)
+    max_seconds: float = setting(3600, "A download still running after this many seconds fails (and leaves nothing).",
+                                 exclusiveMinimum=0)
 
 
 @dataclass
 class FramesConfig:
     """Frame extraction (extract_frames rule): every video resampled and resized alike."""
 
-    fps: float = setting(15, "Frames are resampled to this rate.", exclusiveMinimum=0)
-    height: int = setting(64, minimum=8)
-    width: int = setting(64, minimum=8)
+    fps: float = setting(15, "Frames are resampled to this rate, at most 240 (above a video's own rate is refused).",
+                         exclusiveMinimum=0, maximum=240)
+    height: int = setting(64, "Frame height in pixels, at most 4096 (memory and compute grow with its square).",
+                          minimum=8, maximum=4096)
+    width: int = setting(64, "Frame width in pixels, at most 4096.", minimum=8, maximum=4096)
     resize: str = setting("crop", "crop: scale to cover then center-crop; pad: scale to fit then pad black; "
                           "stretch: ignore aspect.", enum=list(RESIZE))
     min_frames: int = setting(48, "A shorter video fails its job with a clear error.", minimum=1)

@@ -42,6 +42,7 @@ from latentwm.data.store import StoreWriter, open_store
 from latentwm.data.video import probe
 
 NO_ACTION = -1
+MAX_ACTION_ID = 1023  # an embedding row per id, and the stores are int16: a larger id is a typo or another format
 
 
 NAMES_HEADER = "# actions:"
@@ -62,8 +63,9 @@ def read_sidecar(path) -> tuple[np.ndarray, list[str] | None]:
         except ValueError:
             raise PipelineError(f"actions file {path} line {n}: {text[:40]!r} is not an integer action id; "
                                 f"write one integer per frame (-1: none)") from None
-        if a < NO_ACTION:
-            raise PipelineError(f"actions file {path} line {n}: {a} is not an action id; use 0, 1, ... or -1 for none")
+        if a < NO_ACTION or a > MAX_ACTION_ID:
+            raise PipelineError(f"actions file {path} line {n}: {a} is not an action id; number the actions 0, 1, ... "
+                                f"(at most {MAX_ACTION_ID}) and write -1 for none")
         out.append(a)
     if not out:
         raise PipelineError(f"actions file {path} holds no actions; write one integer per frame of its video or delete it")
@@ -153,6 +155,11 @@ def write_given(record_path, frames_path, out_path, log: Callable[[str], None] =
 
 
 def write_store(path, actions: np.ndarray, attrs: dict, chunk: int = 4096) -> int:
+    actions = np.asarray(actions)
+    bad = np.flatnonzero((actions < NO_ACTION) | (actions > MAX_ACTION_ID))
+    if len(bad):  # int16 would wrap it into a valid-looking id
+        raise PipelineError(f"action store {path}: frame {bad[0]} has action {actions[bad[0]]}, outside -1..{MAX_ACTION_ID}; "
+                            "fix the actions it is written from and rerun")
     with StoreWriter(path, (), "int16", chunk, attrs, compress=False) as w:
         w.append(np.asarray(actions, np.int16))
         return w.commit()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -22,7 +24,7 @@ from latentwm.config.fields import from_dict
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
 from latentwm.data.actions import given_for_file, write_record
-from latentwm.data.sources import safe_name, sidecar_path
+from latentwm.data.sources import safe_name, sidecar_path, usable_name
 from latentwm.data.synthetic import ACTIONS, clip_actions, write_clip
 from latentwm.data.video import ffmpeg_exe
 
@@ -125,16 +127,33 @@ def fetch(spec: dict, out_path, cfg: dict, log: Callable[[str], None] = print, a
         write_record(actions_path, record)
 
 
+NOT_REGULAR = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory"}
+
+
 def local_file(path, source: str) -> Path:
-    """The absolute path of a local source file, checked: there, and not empty."""
+    """The absolute path of a local source file, checked: there, a regular file, readable, not empty,
+    and a name Snakemake can take as an input; one line saying which it is not."""
     src = Path(path).expanduser().absolute()
-    if not src.is_file():
-        raise PipelineError(
-            f"source {source}: file {path} does not exist; fix sources[].path in the config, or mount its drive "
-            "and rerun (what was made from it is kept)"
-        )
+    where = f"source {source}: file {path}"
+    try:
+        mode = os.stat(src).st_mode
+    except FileNotFoundError:
+        raise PipelineError(f"{where} does not exist; fix sources[].path in the config, or mount its drive and rerun "
+                            "(what was made from it is kept)") from None
+    except OSError as e:  # ELOOP, EACCES on a folder above it, ...
+        raise PipelineError(f"{where} cannot be reached ({os.strerror(e.errno) if e.errno else e}): a symlink loop or a "
+                            "folder this user may not enter; point sources[].path at the video file itself") from None
+    if not stat.S_ISREG(mode):
+        raise PipelineError(f"{where} is {NOT_REGULAR.get(stat.S_IFMT(mode), 'not a regular file')}, not a video file; "
+                            "point sources[].path at a video file")
+    if not os.access(src, os.R_OK):
+        raise PipelineError(f"{where} cannot be read by this user; make it readable (chmod a+r) or copy it somewhere that is")
+    if not usable_name(src):
+        raise PipelineError(f"{where} has a brace ({{ or }}) in its path, which Snakemake reads as a wildcard; rename it, "
+                            "or link it under a name without braces and point sources[].path there")
     if src.stat().st_size == 0:
-        raise PipelineError(f"source {source}: file {path} is empty (zero bytes); point sources[].path at a real video")
+        raise PipelineError(f"{where} is empty (zero bytes); point sources[].path at a real video")
     return src
 
 
@@ -152,6 +171,23 @@ def link_local(path, out_path: Path, source: str, log: Callable[[str], None]) ->
             log(f"copied {src} -> {out_path} (symlinks not allowed here)")
 
     files.write(out_path, fill)
+
+
+def limits(c: DownloadConfig, what: str) -> Callable[[dict], None]:
+    """A yt-dlp progress hook that stops a download past download.max_mb or download.max_seconds
+    (its error propagates out of yt-dlp; the caller removes the partial file)."""
+    start = time.monotonic()
+
+    def hook(d: dict) -> None:
+        got = (d.get("downloaded_bytes") or 0) / 2**20
+        if got > c.max_mb:
+            raise PipelineError(f"{what} is larger than download.max_mb ({c.max_mb:g} MiB); stopped at {got:.1f} MiB and "
+                                "nothing kept: raise download.max_mb if the video is meant to be this big")
+        if time.monotonic() - start > c.max_seconds:
+            raise PipelineError(f"{what} took longer than download.max_seconds ({c.max_seconds:g} s); stopped at "
+                                f"{got:.1f} MiB and nothing kept: raise download.max_seconds for a slow connection")
+
+    return hook
 
 
 def download_url(url: str, out_path: Path, c: DownloadConfig, video: str, log: Callable[[str], None]) -> None:
@@ -172,6 +208,7 @@ def download_url(url: str, out_path: Path, c: DownloadConfig, video: str, log: C
         "postprocessors": [{"key": "FFmpegVideoRemuxer", "preferedformat": "mp4"}],
         "overwrites": True,
     }
+    opts["progress_hooks"] = [limits(c, f"video {video}: {url}")]
     try:
         with yt_dlp.YoutubeDL(opts) as ydl:
             info = ydl.extract_info(url, download=True)

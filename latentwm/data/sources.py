@@ -217,6 +217,11 @@ def _listed(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, d
     return specs
 
 
+def usable_name(path) -> bool:
+    """Whether Snakemake can take the file as a job input: a brace in its path reads as a wildcard."""
+    return not any(c in str(path) for c in "{}")
+
+
 def sidecar_path(video_path) -> Path:
     """VIDEO.actions.txt beside VIDEO.mp4 (any video suffix)."""
     p = Path(video_path)

@@ -15,6 +15,10 @@ A store also proves it is still whole when read. Zarr reads a missing chunk file
 - `open_store` checks that every chunk file is there with its exact size (one stat per chunk), and
   its reads go through `WholeStore`, where a chunk that vanished since is an error, not zeros.
 Any of these ends with one line naming the store and the fix (delete it and rerun its rule).
+
+A float store (latents) holds finite values only: the writer refuses a block with a NaN or an inf,
+naming the frame, and every read checks what it returns, so a value put there by other means (zarr's
+own API keeps the checksums valid) fails the reader with one line instead of averaging into a result.
 """
 
 from __future__ import annotations
@@ -93,6 +97,10 @@ class StoreWriter:
         block = np.asarray(block, dtype=self.array.dtype)
         if block.shape[1:] != self.tail:
             raise PipelineError(f"{self.path}: block of shape {block.shape[1:]} appended to a store of {self.tail}")
+        bad = first_non_finite(block)
+        if bad is not None:
+            raise PipelineError(f"{self.path}: frame {self.frames + self.buffered + bad} is not finite (NaN or inf); nothing "
+                                "is written: the model that made it diverged (see its health.json and curve), retrain it")
         self.buffer.append(block)
         self.buffered += len(block)
         if self.buffered >= self.chunk:
@@ -137,6 +145,14 @@ async def _settle() -> None:
     await asyncio.gather(*others, return_exceptions=True)
 
 
+def first_non_finite(block) -> int | None:
+    """Index along axis 0 of the first entry of a float block holding a NaN or an inf; None if all finite."""
+    block = np.asarray(block)
+    if block.dtype.kind != "f" or np.isfinite(block).all():
+        return None
+    return int(np.argwhere(~np.isfinite(block))[0][0]) if block.ndim else 0
+
+
 def damaged(path, what: str) -> PipelineError:
     return PipelineError(f"store {path} is damaged: {what}; delete it and rerun (Snakemake then rewrites it)")
 
@@ -177,11 +193,18 @@ class WholeArray(zarr.Array):
 
     def __getitem__(self, selection):
         try:
-            return super().__getitem__(selection)
+            out = super().__getitem__(selection)
         except ValueError as e:
             if "checksum" not in str(e):
                 raise
             raise damaged(self.store_path.store.root, "a chunk fails its crc32c checksum") from None
+        bad = first_non_finite(out)
+        if bad is not None:
+            first = selection[0] if isinstance(selection, tuple) and selection else selection
+            at = f"frame {first}" if isinstance(first, (int, np.integer)) else (
+                f"frame {(first.start or 0) + bad}" if isinstance(first, slice) and (first.step or 1) == 1 else "a frame it read")
+            raise damaged(self.store_path.store.root, f"{at} is not finite (NaN or inf)")
+        return out
 
 
 def open_store(path, expect: dict[str, Any] | None = None, scan: bool = True) -> zarr.Array:

@@ -55,6 +55,10 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # corrupt, foreign, or pickled code that weights_only refuses to run
+        if "weights only load failed" in str(e).lower():  # torch's hint (load it unsafely) must not be repeated
+            raise PipelineError(f"checkpoint {path} holds pickled objects that could run code when loaded, so it is not "
+                                "loaded; this pipeline's checkpoints hold tensors and plain data only: delete it and rerun "
+                                "the rule that writes it") from None
         first = (str(e).strip().splitlines() or [""])[0][:200]
         raise PipelineError(f"checkpoint {path} cannot be read ({type(e).__name__}: {first}); delete it and rerun") from e
 

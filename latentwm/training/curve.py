@@ -94,6 +94,8 @@ class Curve:
 
     def __init__(self, name: str, path: Path, steps: int, every: int, rows: list, step: int, log: Callable, write: bool):
         self.name, self.path, self.steps, self.every, self.log, self.write = name, path, steps, every, log, write
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.rows, self.acc = rows, Mean()
         self.t_last = self.t_start = time.perf_counter()
         self.step_start = step

@@ -129,15 +129,15 @@ def restore(path: Path, fingerprint: str, model, opt, sched, cfg: TrainConfig, c
 
 
 class Best:
-    """The weights of the log step with the lowest held-out loss."""
+    """The weights of the log step with the lowest held-out loss (where `keep`)."""
 
-    def __init__(self, saved: dict | None = None):
-        saved = saved or {}
+    def __init__(self, saved: dict | None = None, keep: bool = True):
+        saved, self.keep = saved or {}, keep
         self.value, self.step, self.model = saved.get("value", math.inf), saved.get("step"), saved.get("model")
         self.last = saved.get("last")
 
     def offer(self, held_out: float | None, step: int, network: torch.nn.Module) -> None:
-        if held_out is None:
+        if held_out is None or not self.keep:
             return
         self.last = float(held_out)
         if self.last < self.value:  # a copy on the CPU: the training goes on changing the weights
@@ -167,6 +167,12 @@ class Health:
         if not self.write:
             return
         files.write(self.path, lambda tmp: tmp.write_text(json.dumps(self.data, indent=2)), then)
+
+    def finish(self, final: dict, rows: list, then: str, **figures) -> None:
+        """The plateau check of the curve `rows` and `figures` written; the file's data into `final`."""
+        self.data.update(plateau=plateau_check(rows), **figures)
+        self.save(then)
+        final["health"] = self.data
 
     def check_finite(self, value: torch.Tensor, what: str, step: int, name: str, kept: Path, then: str) -> None:
         """Stop at once on a NaN/Inf loss or gradient norm, naming the step and the likely causes."""
@@ -221,13 +227,9 @@ def train(
     probe: Callable | None = None, health_path: str | Path | None = None, held_out: str | None = None, keep_best: bool = False,
 ) -> dict[str, Any]:
     """Train `model` for cfg.steps optimizer steps (fewer where the probe's `held_out` figure stops
-    falling: schedule.py); resume from `resume_path` when it matches.
-
-    `fingerprint` identifies config and inputs: a resume file written for another fingerprint is
-    ignored (a changed config must never continue an old run). Returns the final checkpoint dict
-    (model, optimizer, scheduler, step) for the caller to save as the rule's output, plus
-    "health" and "rows".
-    """
+    falling: schedule.py); resume from `resume_path` when written for this `fingerprint` (config and
+    inputs: a changed config never continues an old run). Returns the final checkpoint dict (model,
+    optimizer, scheduler, step, "health", "rows") for the caller to save as the rule's output."""
     ctx = ranks.context()
     device = distributed.init(ctx, pick_device(cfg.device))
     cfg, precision, fingerprint = for_precision(cfg, device, fingerprint)
@@ -240,12 +242,11 @@ def train(
     plan = Schedule(cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: plan(s))  # a lambda: LambdaLR saves no state of it
     resume_path, curve_path = Path(resume_path), Path(curve_path)
-    curve_path.parent.mkdir(parents=True, exist_ok=True)
     health = Health(name, Path(health_path) if health_path else None, ctx.main)
     if ctx.main:  # temp files of a killed earlier run of this job
         files.sweep(resume_path, curve_path, *([health.path] if health.path else []), log=log)
     step, resumed = restore(resume_path, fingerprint, model.network, opt, sched, cfg, ctx, name, log)
-    best, rows = Best(resumed.get("best")), list(resumed.get("rows", []))
+    best, rows = Best(resumed.get("best"), keep_best), list(resumed.get("rows", []))
     plan.load(resumed.get("schedule") or {})
     saved = step  # the step resume.pt holds: where a rerun starts if a later write fails
 
@@ -280,16 +281,9 @@ def train(
             if curve.due(step):
                 result = run_probe(probe, model.network, autocast) if ctx.main else None
                 health.data["collapse"] = result if result is not None else health.data["collapse"]
-                score = (result or {}).get(held_out)
-                if keep_best:
-                    best.offer(score, step, model.network)
+                best.offer((result or {}).get(held_out), step, model.network)
                 curve.row(step, sched.get_last_lr()[0], device, result, resumes())
-                if plan.offer(score, step):
-                    log(f"[{name}] held-out {held_out} made no new low in {cfg.plateau_steps} steps: "
-                        f"annealing to the end at step {plan.end}")
-                if ctx.world > 1:  # rank 0 alone scores the held-out data
-                    plan.load(distributed.gather_objects(plan.state(), ctx)[0])
-                curve.steps = plan.end
+                curve.steps = plan.watch((result or {}).get(held_out), step, ctx, lambda m: log(f"[{name}] {held_out} {m}"))
             if step >= plan.end:
                 break
             if step % cfg.checkpoint_every == 0:
@@ -298,12 +292,9 @@ def train(
                     checkpoint.save(resume_path, state, then=resumes())
                     saved = step
         curve.finish(step, resumes())
-        final = snapshot(step)
-        final.pop("fingerprint")
+        final = {k: v for k, v in snapshot(step).items() if k != "fingerprint"}
         best.apply(final, health.data, step, lambda m: log(f"[{name}] {m}"))
-        health.data.update(plateau=plateau_check(curve.rows), steps=step, precision=precision, annealed_at=plan.anneal_at)
-        health.save(resumes())
-        final["health"] = health.data
+        health.finish(final, curve.rows, resumes(), steps=step, precision=precision, annealed_at=plan.anneal_at)
         clean = True
     finally:
         # the DDP wrapper holds the group: drop it, then leave the group on every rank together

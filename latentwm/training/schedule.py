@@ -15,8 +15,10 @@ exactly where an uninterrupted one does.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 from latentwm.config.train import TrainConfig
+from latentwm.training import distributed
 
 PLATEAU_MEAN = 8  # log steps averaged: one held-out score moves by about 2% from noise alone
 
@@ -62,6 +64,15 @@ class Schedule:
         self.anneal_at = step
         self.end = min(self.cfg.steps, step + max(1, math.ceil(self.cfg.anneal_fraction * step)))
         return True
+
+    def watch(self, held_out: float | None, step: int, ctx, log: Callable[[str], None]) -> int:
+        """`offer` on rank 0 (the one that scores held-out data), said in the log, the outcome shared
+        with every rank; returns the step training ends at."""
+        if self.offer(held_out, step):
+            log(f"made no new low in {self.cfg.plateau_steps} steps: annealing to the end at step {self.end}")
+        if ctx.world > 1:
+            self.load(distributed.gather_objects(self.state(), ctx)[0])
+        return self.end
 
     def state(self) -> dict:
         return {"anneal_at": self.anneal_at, "end": self.end, "recent": self.recent, "low": self.low, "low_step": self.low_step}
