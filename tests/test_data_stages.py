@@ -62,7 +62,7 @@ def test_data_stages_end_to_end(run_snakemake, tmp_path):
         arr = open_store(work / f"results/frames/{video}.zarr", expect={"fps": 10, "height": 32, "width": 32})
         assert arr.dtype == np.uint8 and arr.shape[1:] == (3, 32, 32) and arr.chunks[0] == 16
         assert arr.attrs["source"] == video.split("_")[0] and arr.attrs["frames"] == arr.shape[0]
-        assert arr.attrs["settings"] == FRAMES | {"min_frames": 20}
+        assert arr.attrs["settings"].items() >= (FRAMES | {"min_frames": 20}).items()
     assert zarr.open_array(str(work / "results/frames/gen_000.zarr"), mode="r").shape[0] == 40
     assert zarr.open_array(str(work / "results/frames/web_clip.zarr"), mode="r").shape[0] == 20  # 30 at 15 fps
     # what was rendered comes back (after H.264) in the store's (T, 3, H, W) layout, channels in order

@@ -342,6 +342,64 @@ def test_steer_checks_its_arguments_before_the_work(tmp_path):
         assert p.returncode == 1 and len(lines) == 1 and re.match(rf"^ERROR: {want}", lines[0]), (name, p.stderr)
 
 
+def test_damaged_media_are_refused_or_reported_never_silently_used(tmp_path):
+    """A local mp4 with 20% of its bytes zeroed in the middle (ffmpeg conceals the damage and exits
+    0), and one with 8 bytes zeroed (a glitch), under `frames.max_decode_errors: 0.05`
+    The first fails its extraction with one ERROR line naming the file, the count of decode errors,
+    the first of them and the setting; no frame store is written. The second is kept with a WARNING
+    line in its log and `decode_errors` in its store's attrs; the generated videos finish."""
+    data = tmp_path / "data"
+    data.mkdir()
+    write_clip(data / "clip.mp4", 0, frames=300, fps=30, size=64, seed=0)
+    whole = bytearray((data / "clip.mp4").read_bytes())
+    n = len(whole)
+    zeroed = bytearray(whole)
+    zeroed[int(n * 0.4) : int(n * 0.6)] = bytes(int(n * 0.6) - int(n * 0.4))
+    (data / "zeroed.mp4").write_bytes(zeroed)
+    write_clip(data / "long.mp4", 0, frames=600, fps=30, size=64, seed=0)
+    nicked = bytearray((data / "long.mp4").read_bytes())
+    nicked[len(nicked) // 2 : len(nicked) // 2 + 8] = bytes(8)
+    (data / "nicked.mp4").write_bytes(nicked)
+    sources = [{"id": "gen", "generator": {"clips": 3, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+               {"id": "zeroed", "path": str(data / "zeroed.mp4")}, {"id": "nicked", "path": str(data / "nicked.mp4")}]
+    cfg = data_config(sources)
+    cfg["frames"]["max_decode_errors"] = 0.05
+    work = tmp_path / "work"
+    p = snakemake(work, cfg, "--cores", "2", "--keep-going", *targets(["gen_000", "zeroed", "nicked"]), check=False)
+    assert p.returncode != 0
+    errors = error_lines(work / "logs/extract_frames/zeroed.log")
+    want = (r"^ERROR: source zeroed: video .*zeroed.mp4: ffmpeg reported \d+ decode errors for \d+ frames \(\[h264\] .*\), "
+            r"over frames.max_decode_errors=0.05 per frame: the file is damaged")
+    assert len(errors) == 1 and re.search(want, errors[0]), (errors, p.stdout[-2000:])
+    assert "Traceback" not in p.stdout and not (work / "results/frames/zeroed.zarr").exists()
+    kept = dict(open_store(work / "results/frames/nicked.zarr").attrs)
+    assert kept["decode_errors"] > 0 and kept["decode_error"], kept
+    assert "WARNING: video" in (work / "logs/extract_frames/nicked.log").read_text()
+    assert open_store(work / "results/frames/gen_000.zarr").attrs["decode_errors"] == 0
+
+
+def test_a_video_without_timing_is_named_not_silently_resampled(tmp_path):
+    """A raw H.264 stream (no container: no frame rate, no duration; ffmpeg guesses one), as a plain
+    source and with an actions sidecar
+    Extraction goes on with a WARNING line naming the file, that its speed is a guess, and the
+    remux that fixes it; with a sidecar the video is refused with one line (its actions cannot be
+    placed in time)."""
+    from latentwm.data.actions import given_for_file
+    from latentwm.data.video import extract
+
+    write_clip(tmp_path / "clip.mp4", 0, frames=60, fps=30, size=32, seed=0)
+    raw = tmp_path / "raw.h264"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "clip.mp4"), "-c", "copy", "-bsf:v", "h264_mp4toannexb",
+                    "-f", "h264", str(raw)], check=True)  # fmt: skip
+    lines = []
+    n = extract(raw, tmp_path / "raw.zarr", {"fps": 15, "height": 32, "width": 32, "min_frames": 10}, "raw", lines.append)
+    assert n > 0 and any(re.match(r"WARNING: video .*raw.h264 states no frame rate or duration .* its speed .* remux", m)
+                         for m in lines), lines  # fmt: skip
+    (tmp_path / "raw.actions.txt").write_text("\n".join(["-1"] + ["0"] * 59) + "\n")
+    with pytest.raises(PipelineError, match=r"raw.h264 states no frame rate or duration .* its actions cannot be placed in time"):
+        given_for_file(raw, tmp_path / "raw.actions.txt")
+
+
 def error_lines(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if line.startswith("ERROR:")]
 

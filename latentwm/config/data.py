@@ -50,6 +50,9 @@ class FramesConfig:
     resize: str = setting("crop", "crop: scale to cover then center-crop; pad: scale to fit then pad black; "
                           "stretch: ignore aspect.", enum=list(RESIZE))
     min_frames: int = setting(48, "A shorter video fails its job with a clear error.", minimum=1)
+    max_decode_errors: float = setting(0.01, "ffmpeg decode errors per extracted frame above which a video is refused as "
+                                             "damaged (ffmpeg conceals them and exits 0); under it a warning, and the count "
+                                             "in the store's attrs. 0: none tolerated.", minimum=0)
     chunk_frames: int = setting(64, "Frames per zarr chunk (time axis).", minimum=1)
 
 

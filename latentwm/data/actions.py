@@ -82,6 +82,9 @@ def given_for_file(video_path, sidecar) -> dict:
     actions, names = read_sidecar(sidecar)
     info = probe(video_path, count_frames=True)
     n, fps = info.get("frames"), info["fps"]
+    if not fps or info["duration"] is None:
+        raise PipelineError(f"video {video_path} states no frame rate or duration (a raw stream?), so its actions cannot be "
+                            "placed in time; remux it with its true rate (ffmpeg -r RATE -i IN -c copy OUT.mp4)")
     if n is None:
         raise PipelineError(f"video {video_path} cannot be decoded to count its frames; check the file")
     if len(actions) != n:

@@ -95,6 +95,15 @@ def probe(path, count_frames: bool = False) -> dict:
     }
 
 
+def decode_errors(text: str) -> dict:
+    """{"decode_errors": the error messages in ffmpeg's log (a "repeated N times" line counts N), "decode_error": the first}."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    repeats = [re.search(r"Last message repeated (\d+) times", ln) for ln in lines]
+    n = sum(int(m.group(1)) if m else 1 for m in repeats)
+    first = next((ln for ln, m in zip(lines, repeats) if not m), None)
+    return {"decode_errors": n, "decode_error": re.sub(r" @ 0x[0-9a-f]+", "", first) if first else None}
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("frame=")]
     return lines[-1] if lines else "no message from ffmpeg"
@@ -119,13 +128,16 @@ def frame_stream(path, fps: float, height: int, width: int, resize: str = "crop"
 
 
 def iter_frames(
-    path, fps: float, height: int, width: int, resize: str = "crop", block: int = 64, span: tuple[float, float] | None = None
+    path, fps: float, height: int, width: int, resize: str = "crop", block: int = 64, span: tuple[float, float] | None = None,
+    report: dict | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield uint8 blocks (n, 3, H, W), n <= block, of the video resampled to `fps`.
 
     A reader thread keeps up to two blocks ahead, so ffmpeg goes on decoding while the consumer
     (e.g. zarr compression) works, instead of stalling on a full 64 KiB pipe. ffmpeg's stderr
     goes to a temp file, never a pipe that could fill up; a non-zero exit becomes a PipelineError.
+    ffmpeg exits 0 on damaged data (it conceals what it cannot decode), so the error messages it
+    printed are counted into `report` ("decode_errors", and the first as "decode_error").
     """
     size = block * 3 * height * width
     args = ffmpeg.compile(frame_stream(path, fps, height, width, resize, span), cmd=ffmpeg_exe())
@@ -155,10 +167,12 @@ def iter_frames(
                     ahead.get_nowait()
                 reader.join(0.01)
             proc.stdout.close()
+        err.seek(0)
+        text = err.read().decode(errors="replace")
         if rc != 0:
-            err.seek(0)
-            msg = _last_line(err.read().decode(errors="replace"))
-            raise PipelineError(f"video {path}: ffmpeg failed while extracting frames ({msg})")
+            raise PipelineError(f"video {path}: ffmpeg failed while extracting frames ({_last_line(text)})")
+        if report is not None:
+            report.update(decode_errors(text))
 
 
 def _read_blocks(stream, size: int, out: queue.Queue) -> None:
@@ -208,6 +222,19 @@ def part_span(part: list[int] | None, duration: float | None, video_path) -> tup
     return k * duration / parts, duration / parts
 
 
+def damaged_data(video_path, report: dict, n: int, limit: float, log: Callable[[str], None]) -> None:
+    """Refuse a video whose decoder reported more errors than `limit` per extracted frame (its frames
+    would be concealment garbage); under it, warn."""
+    errors = report.get("decode_errors", 0)
+    if not errors:
+        return
+    what = f"video {video_path}: ffmpeg reported {errors} decode errors for {n} frames ({report['decode_error']})"
+    if errors > limit * n:
+        raise PipelineError(f"{what}, over frames.max_decode_errors={limit:g} per frame: the file is damaged and its frames "
+                            "would be decoder garbage; re-download or re-encode it (or raise frames.max_decode_errors)")
+    log(f"WARNING: {what}; under frames.max_decode_errors={limit:g} per frame, kept (the count is in the store's attrs)")
+
+
 def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[[str], None], part=None) -> int:
     info = probe(video_path)
     log(f"{video_path}: {info['width']}x{info['height']} at {info['fps']} fps, {info['duration']} s")
@@ -215,6 +242,10 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
     if span is not None:
         log(f"{Path(video_path).stem}: part {part[0]} (from 0) of {part[1]}, {span[0]:.2f} s to {span[0] + span[1]:.2f} s")
     src = info["fps"]
+    if not src or info["duration"] is None:  # a raw stream: ffmpeg guesses (25 fps) and the clip may play at the wrong speed
+        log(f"WARNING: video {video_path} states no frame rate or duration (a raw stream?), so its timing is ffmpeg's guess "
+            "and its speed (motion per frame) may be off; remux it with its true rate "
+            "(ffmpeg -r RATE -i IN -c copy OUT.mp4)")
     if src and c.fps > src * 1.01:  # 1%: 29.97 fps sources at frames.fps 30 are fine
         # An error, not a warning: the repeated frames make copy-last score near the ceiling and
         # teach the model to copy, so every later number would be meaningless.
@@ -238,9 +269,9 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
     # blocks of whole chunks, ~4 MB: fewer zarr appends, memory still flat in the video length.
     # Uncompressed: zstd shrank 64x64 frames only 1.1-1.3x but cost ~2x the extraction time.
     block = c.chunk_frames * max(1, BLOCK_BYTES // (3 * c.height * c.width * c.chunk_frames))
-    t0, n, next_log = time.time(), 0, 4096
+    t0, n, next_log, report = time.time(), 0, 4096, {}
     with StoreWriter(out_store, (3, c.height, c.width), "uint8", c.chunk_frames, attrs, compress=False) as w:
-        for frames in iter_frames(video_path, c.fps, c.height, c.width, c.resize, block=block, span=span):
+        for frames in iter_frames(video_path, c.fps, c.height, c.width, c.resize, block=block, span=span, report=report):
             w.append(frames)
             n += len(frames)
             if n >= next_log:
@@ -252,6 +283,7 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
                 f"set its source's parts to at most {max(1, int(n * part[1] / c.min_frames))}")
             raise PipelineError(f"{what} has {n} frames at {c.fps:g} fps, fewer than frames.min_frames={c.min_frames}; "
                                 f"{fix} or lower frames.min_frames")
-        w.commit()
+        damaged_data(video_path, report, n, c.max_decode_errors, log)
+        w.commit(**report)
     log(f"wrote {out_store}: {n} frames of 3x{c.height}x{c.width} in {time.time() - t0:.1f} s")
     return n
