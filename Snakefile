@@ -38,4 +38,6 @@ onstart:
 rule all:
     default_target: True
     input:
+        static_frames,
+        *[source_frames(sid) for sid in URL_SOURCES],
         all_targets,

@@ -129,7 +129,7 @@ def static_file(file):
 
 def video_spec(video):
     """Spec of any video (a URL video's waits for its source's resolve_source checkpoint)."""
-    spec = static_spec(video) or video_specs().get(video)
+    spec = static_spec(video) or source_specs(url_source(video)).get(video)
     if spec is None:
         raise ValueError(
             f"video {video!r} is listed by no configured source (see results/sources/)"
@@ -165,8 +165,25 @@ def frames(videos):
     return expand("results/frames/{video}.zarr", video=videos)
 
 
-def all_frames(wildcards):
-    return frames(all_videos())
+def static_frames(wildcards):
+    """The frame stores of the generator and path videos, known without any URL source's list."""
+    return frames(STATIC_SPECS)
+
+
+def source_specs(sid):
+    """video id -> spec of URL source `sid`'s videos. It waits for that source's list alone, so under
+    --keep-going a source that cannot be listed holds up only what needs every video (splits,
+    training), not the other sources' videos; once every list is there, exactly its videos in
+    video_specs() (a video an earlier source lists dropped, parts cut)."""
+    own = checkpoints.resolve_source.get(source=sid).output[0]
+    if all(os.path.exists(f"results/sources/{s}.json") for s in URL_SOURCES):
+        return {v: spec for v, spec in video_specs().items() if spec["source"] == sid}
+    return {spec["video"]: spec for spec in resolved_lists([own])[sid]}
+
+
+def source_frames(sid):
+    """Input function: the frame stores of URL source `sid`'s videos (source_specs)."""
+    return lambda wildcards: frames(source_specs(sid))
 
 
 def train_frames(wildcards):
@@ -216,8 +233,7 @@ def truth_actions(wildcards):
 def all_targets(wildcards):
     """Every final product; each rule names its own outputs (rules.NAME.output), listed nowhere else."""
     evaluations = list(config["evaluations"])
-    return [
-        *all_frames(wildcards),
+    return [  # the frames: static_frames and source_frames, inputs of their own (one waits for no list)
         *rules.splits.output,
         *rules.train_tokenizer.output,
         *encoded("latents"),

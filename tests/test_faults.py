@@ -400,6 +400,27 @@ def test_a_video_without_timing_is_named_not_silently_resampled(tmp_path):
         given_for_file(raw, tmp_path / "raw.actions.txt")
 
 
+def test_keep_going_past_a_source_that_cannot_be_listed(tmp_path):
+    """One dead URL source (nothing listens) among a generator and a good URL source, the default
+    target, `--keep-going`
+    The dead source's listing fails with one ERROR line naming it; every other video (the generated
+    clips and the good URL's) is still downloaded and extracted; what needs every video (splits,
+    training) waits, and the run exits non-zero."""
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, 0, frames=40, fps=10, size=32, seed=0)
+    with serve_any_path(clip.read_bytes()) as base:
+        sources = [{"id": "gen", "generator": {"clips": 2, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
+                   {"id": "dead", "url": closed_port_url()}, {"id": "good", "url": f"{base}/good.mp4"}]
+        work = tmp_path / "work"
+        p = snakemake(work, data_config(sources), "--cores", "2", "--keep-going", check=False)
+    assert p.returncode != 0
+    errors = error_lines(work / "logs/resolve_source/dead.log")
+    assert len(errors) == 1 and errors[0].startswith("ERROR: source dead") and "Traceback" not in p.stdout, errors
+    made = sorted(x.name for x in (work / "results/frames").iterdir() if not x.name.startswith("."))
+    assert made == ["gen_000.zarr", "gen_001.zarr", "good_good.zarr"], (made, p.stdout[-3000:])
+    assert not (work / "results/splits.json").exists()
+
+
 def error_lines(log: Path) -> list[str]:
     return [line for line in log.read_text().splitlines() if line.startswith("ERROR:")]
 
