@@ -498,6 +498,35 @@ def test_non_finite_latents_are_refused_where_written_and_where_read(tiny_run, t
     assert not out.exists() and not list(tmp_path.glob(".lat.zarr*"))
 
 
+def test_a_prediction_with_nan_is_never_averaged_into_a_summary():
+    """A model that predicts NaN on one window (a diverged network), scored by the evaluation's
+    metrics
+    The scoring stops with one line naming the metric, the step, the condition, the video and the
+    window; the metrics that are undefined by design on some windows (still pixels, motion,
+    sharpness of a flat frame) stay NaN there, and the summary says over how many windows each
+    metric's means are (`windows_scored`)."""
+    import pandas as pd
+
+    from latentwm.evaluation import metrics
+    from latentwm.evaluation.summary import summarise
+
+    g = torch.Generator().manual_seed(0)
+    window = torch.rand(2, 6, 3, 16, 16, generator=g)
+    truth, pred = window[:, 4:], window[:, 3:4].expand(-1, 2, -1, -1, -1).clone()
+    z = torch.zeros(2, 2, 4, 4, 4)
+    keys = [("clip_a", 0), ("clip_b", 3)]
+    ok = metrics.score(pred, truth, lambda b: f"model on {keys[b][0]} window {keys[b][1]}", pred_z=z, truth_z=z, window=window)
+    pred[1, 1, 0, 5, 5] = float("nan")
+    with pytest.raises(PipelineError, match=r"^psnr is nan at step 2 of model on clip_b window 3: the prediction holds"):
+        metrics.score(pred, truth, lambda b: f"model on {keys[b][0]} window {keys[b][1]}", pred_z=z, truth_z=z, window=window)
+    ok["motion"][0] = float("nan")  # undefined by design on window 0 (its truth would stand still)
+    rows = [{"video": v, "window": w, "condition": "model", "sampler": "euler4", "metric": m, "step": t + 1,
+             "value": float(ok[m][b, t])} for b, (v, w) in enumerate(keys) for m in ok for t in range(2)]
+    rows += [dict(r, condition="copy_last", sampler="") for r in rows]
+    entry = next(e for e in summarise(pd.DataFrame(rows), {"euler4": 1.0}).values() if e["condition"] == "model")
+    assert entry["windows"] == 2 and entry["windows_scored"]["motion"] == 1 and entry["windows_scored"]["psnr"] == 2
+
+
 def test_action_ids_outside_the_vocabulary_are_refused(tmp_path):
     """A sidecar with an action id of 70000, one of 10^9, one of -2; an action store handed an id
     that int16 would wrap

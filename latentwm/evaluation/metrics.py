@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import torch
 
+from latentwm.core.errors import PipelineError
 from latentwm.core.image import check_pair, mse, psnr, psnr_of_mse, sharpness, ssim
 
 BLURRED = "blurred"  # the sharpness flag that disqualifies a condition from beating anything (latentwm.evaluation.summary)
@@ -118,6 +119,7 @@ class Metric:
     unit: str = ""
     needs: tuple[str, ...] = ()  # keys of INPUTS passed to fn as keyword arguments
     headline: bool = True  # in the verdict sentence and the per-video tables
+    undefined: bool = False  # NaN on some windows by design (no still pixels, no true motion); else NaN is a fault
     ideal: float | None = None  # the value of a perfect prediction, for unranked metrics
     flags: tuple[tuple[str, str, float], ...] = ()  # (name, "<" or ">", threshold) on the per-step mean
 
@@ -164,10 +166,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("ssim", per_frame(ssim), True, "structural similarity, 11x11 Gaussian window (Wang et al. 2004)"),
     Metric("static_psnr", _static_psnr, True,
            "PSNR on the pixels that stay still in the real window (a HUD, an overlay): does it survive the rollout?",
-           "dB", needs=("window",)),
+           "dB", needs=("window",), undefined=True),
     Metric("sharpness", per_frame(sharpness), None,
            "mean spatial gradient magnitude of the prediction over the truth's: 1 = as sharp, < 1 blur, > 1 noise",
-           ideal=1.0, flags=((BLURRED, "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE))),
+           ideal=1.0, flags=((BLURRED, "<", BLURRED_BELOW), ("noisy", ">", NOISY_ABOVE)), undefined=True),
     Metric("flow_epe", _flow_epe, False,
            "optical flow of each step (from the frame before): endpoint error of the prediction's against the truth's",
            "px", needs=("window",)),
@@ -176,7 +178,7 @@ METRICS: tuple[Metric, ...] = (
            "px", needs=("window",)),
     Metric("motion", _motion, None,
            "flow magnitude of each predicted step over the true step's: 1 = moves as much, "
-           "0 = stands still", needs=("window",), ideal=1.0, flags=(("still", "<", STILL_BELOW),)),
+           "0 = stands still", needs=("window",), ideal=1.0, flags=(("still", "<", STILL_BELOW),), undefined=True),
     Metric("mse", per_frame(mse), False, "pixel mean squared error", headline=False),
     Metric("latent_mse", _latent_mse, False, "mean squared error in the normalised latent space of the dynamics model",
            needs=("pred_z", "truth_z"), headline=False),
@@ -187,9 +189,19 @@ def metric(name: str) -> Metric:
     return next(m for m in METRICS if m.name == name)
 
 
-def score(pred: torch.Tensor, truth: torch.Tensor, **inputs) -> dict[str, torch.Tensor]:
-    """Every registry metric of predictions against the truth: name -> (B, T) float32 on CPU."""
-    return {m.name: m.fn(pred, truth, **{k: inputs[k] for k in m.needs}).float().cpu() for m in METRICS}
+def score(pred: torch.Tensor, truth: torch.Tensor, where: Callable[[int], str] = str, **inputs) -> dict[str, torch.Tensor]:
+    """Every registry metric of predictions against the truth: name -> (B, T) float32 on CPU. A NaN
+    where the metric is always defined (or an inf anywhere) is a fault upstream (a model that
+    diverged): one line naming the metric and `where(b)` of the first such window b."""
+    out = {}
+    for m in METRICS:
+        v = out[m.name] = m.fn(pred, truth, **{k: inputs[k] for k in m.needs}).float().cpu()
+        bad = v.isinf() | (v.isnan() & (not m.undefined))
+        if bad.any():
+            b, t = (int(i) for i in bad.nonzero()[0])
+            raise PipelineError(f"{m.name} is {float(v[b, t])} at step {t + 1} of {where(b)}: the prediction holds "
+                                "non-finite values; check the dynamics model's health.json and retrain it")
+    return out
 
 
 def describe() -> list[dict]:

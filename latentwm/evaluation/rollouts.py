@@ -149,7 +149,8 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         pixels[S.PIXEL_COPY] = window_px[:, C - 1 : C].expand_as(truth_px)  # (B, H, 3, H, W)
         for name, z in preds.items():
             condition, _, sampler_name = name.partition(":")
-            scores = metrics.score(pixels[name], truth_px, pred_z=z, truth_z=truth_z, window=window_px)
+            scores = metrics.score(pixels[name], truth_px, lambda b: f"{name} on {keys[b][0]} window {keys[b][1]}", pred_z=z,
+                                   truth_z=truth_z, window=window_px)
             for metric, values in scores.items():  # (B, H) each
                 rows.append(_long(keys, condition, sampler_name or NO_SAMPLER, metric, values))
         keep = range(b0, min(b0 + len(keys), cfg.samples))  # the windows shown as filmstrips

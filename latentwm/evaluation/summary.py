@@ -10,8 +10,10 @@ copy_last_pixels (the real frames, past the tokenizer) and the ceiling are paire
 Per condition, step and metric: the mean over windows with a bootstrap 95% interval; per paired
 condition: the mean paired difference (condition minus baseline, paired by window) with its own
 bootstrap interval. Resamples are of windows (BOOTSTRAP_RESAMPLES, fixed seed), the same resamples
-for every condition, so intervals are comparable. NaN values (a metric undefined on a window) are
-skipped in means.
+for every condition, so intervals are comparable. NaN values (a metric undefined on a window: no
+still pixels, no true motion, a flat frame) are skipped in means, and `windows_scored` says over how
+many windows each metric's means are; a NaN anywhere else never reaches a summary (metrics.score
+refuses it).
 
 The verdict: a condition beats its baseline on a ranked metric at steps 1..k for the largest k such
 that the interval of the paired difference lies entirely on the better side at every step 1..k; a
@@ -137,8 +139,9 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for c, s in pairs:
         e: dict[str, Any] = {"condition": c, "sampler": s, "baseline": BASELINES.get(c), "windows": len(keys),
-                             "per_step": {}, "ci_low": {}, "ci_high": {}, "mean": {}}
-        for m in reg:
+                             "per_step": {}, "ci_low": {}, "ci_high": {}, "mean": {}, "windows_scored": {}}
+        for m in reg:  # windows_scored: those a metric's means are over (undefined ones, e.g. still truth, skipped)
+            e["windows_scored"][m.name] = int((~np.isnan(mats[(c, s, m.name)])).any(1).sum())
             mean, lo, hi = bootstrap(mats[(c, s, m.name)], idx)
             e["per_step"][m.name], e["ci_low"][m.name], e["ci_high"][m.name] = _floats(mean), _floats(lo), _floats(hi)
             e["mean"][m.name] = float(_nanmean(mats[(c, s, m.name)].reshape(1, -1), 1)[0])
