@@ -167,9 +167,9 @@ def test_fp32_runs_train_fp32_steps_and_never_resume_a_bf16_run():
 
 
 # held-out loss falling to step 10, then far above its low: the plateau watch (a mean of 8) anneals at 15
-PLATEAU = TrainConfig(steps=60, lr=3e-3, warmup=2, batch_size=4, log_every=1, checkpoint_every=3, seed=0, min_lr_ratio=0.1,
+PLATEAU = TrainConfig(steps=30, lr=3e-3, warmup=2, batch_size=4, log_every=1, checkpoint_every=3, seed=0, min_lr_ratio=0.1,
                       plateau_steps=5, anneal_fraction=0.4)
-FALLS_THEN_STALLS = {s: 2 - s / 10 if s <= 10 else 10.0 for s in range(1, 61)}
+FALLS_THEN_STALLS = {s: 2 - s / 10 if s <= 10 else 10.0 for s in range(1, 31)}
 
 
 def test_a_held_out_plateau_anneals_from_where_it_is_and_ends_the_run(tmp_path, batches):
@@ -183,7 +183,7 @@ def test_a_held_out_plateau_anneals_from_where_it_is_and_ends_the_run(tmp_path, 
     assert lr[21] == pytest.approx(PLATEAU.lr * PLATEAU.min_lr_ratio)  # ... to the floor at the end
     cosine = run(tmp_path / "c", batches, cfg=dataclasses.replace(PLATEAU, plateau_steps=0),
                  probe=Selecting(FALLS_THEN_STALLS, every=1))
-    assert cosine["step"] == 60 and [r["lr"] for r in cosine["rows"][:15]] == [lr[s] for s in range(1, 16)]
+    assert cosine["step"] == 30 and [r["lr"] for r in cosine["rows"][:15]] == [lr[s] for s in range(1, 16)]
     # killed inside the anneal, the resumed run anneals and ends exactly as the straight one
     with pytest.raises(Killed):
         run(tmp_path / "b", batches, objective=killed_after(19), cfg=PLATEAU, probe=Selecting(FALLS_THEN_STALLS, every=1))

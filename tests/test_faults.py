@@ -288,36 +288,22 @@ def serve_bytes(size: int, pause: float = 0.0):
 def test_downloads_past_their_size_or_time_limit_fail_and_leave_nothing(tmp_path):
     """A URL whose server sends 3 MiB under `download.max_mb: 1`, and one that trickles under
     `download.max_seconds: 1`
-    The download job fails with one ERROR line naming the video, the limit and the key to raise
-    (`... is larger than download.max_mb (1 MiB); stopped at 2.0 MiB and nothing kept`); nothing of
-    it is left under results/ (no video, no partial file); the generated videos beside it finish.
-    The time limit likewise (`took longer than download.max_seconds (1 s)`)."""
+    The download stops with one line naming the video, the URL, the limit and the key to raise
+    (`... is larger than download.max_mb (1 MiB); stopped at 2.0 MiB and nothing kept`, `took longer
+    than download.max_seconds (1 s)`); nothing of it is left in results/videos/ (no video, no
+    partial file)."""
     from latentwm.config.data import DownloadConfig
     from latentwm.data.download import download_url
 
-    with serve_bytes(3 * 2**20) as base:
-        sources = [{"id": "gen", "generator": {"clips": 3, "frames": 40, "fps": 10, "size": 32, "seed": 1}},
-                   {"id": "big", "url": f"{base}/big.mp4"}]
-        cfg = data_config(sources)
-        cfg["download"]["max_mb"] = 1
-        work = tmp_path / "work"
-        snakemake(work, cfg, "--cores", "2", "results/splits.json")  # lists the URL: its video's id
-        splits = json.loads((work / "results/splits.json").read_text())
-        ids = sorted(v for split in ("train", "val", "test") for v in splits[split])
-        p = snakemake(work, cfg, "--cores", "2", "--keep-going", *(f"results/frames/{v}.zarr" for v in ids), check=False)
-    assert p.returncode != 0
-    logs = list((work / "logs/download").glob("big_*.log"))
-    errors = [line for f in logs for line in error_lines(f)]
-    assert len(errors) == 1 and re.search(r"^ERROR: video big_\w+: http\S+ is larger than download.max_mb \(1 MiB\); "
-                                          r"stopped at [\d.]+ MiB and nothing kept", errors[0]), (errors, p.stdout[-2000:])
-    assert "Traceback" not in p.stdout
-    left = [x.name for x in (work / "results/videos").iterdir() if x.name.startswith((".big", "big"))]
-    assert left == [], left
-    assert all((work / f"results/frames/gen_00{i}.zarr").exists() for i in range(3))
-    with serve_bytes(2**20, pause=0.2) as base:
-        with pytest.raises(PipelineError, match=r"slow.mp4 took longer than download.max_seconds \(1 s\); stopped at"):
-            download_url(f"{base}/slow.mp4", tmp_path / "slow.mp4", DownloadConfig(max_seconds=1), "slow", lambda m: None)
-    assert [x.name for x in tmp_path.iterdir() if "slow" in x.name] == []
+    videos = tmp_path / "results/videos"
+    videos.mkdir(parents=True)
+    cases = [(3 * 2**20, 0.0, DownloadConfig(max_mb=1), r"is larger than download.max_mb \(1 MiB\); stopped at [\d.]+ MiB"),
+             (2**20, 0.2, DownloadConfig(max_seconds=1), r"took longer than download.max_seconds \(1 s\); stopped at")]
+    for size, pause, cfg, want in cases:
+        with serve_bytes(size, pause) as base:
+            with pytest.raises(PipelineError, match=rf"^video v: http://127.0.0.1:\d+/v.mp4 {want} .*nothing kept"):
+                download_url(f"{base}/v.mp4", videos / "v.mp4", cfg, "v", lambda m: None)
+        assert list(videos.iterdir()) == []
 
 
 def test_steer_checks_its_arguments_before_the_work(tmp_path):
@@ -325,21 +311,28 @@ def test_steer_checks_its_arguments_before_the_work(tmp_path):
     not exist, a checkpoint path that is not a file
     Each exits with status 1 and one ERROR line naming the argument and the fix, before any model is
     loaded or any rollout runs (a rollout takes minutes); no traceback."""
+    from types import SimpleNamespace
+
+    from latentwm.evaluation.steer import arguments
+
     (tmp_path / "d.pt").write_bytes(b"")  # never opened: the arguments fail first
-    base = ["--dynamics", str(tmp_path / "d.pt"), "--tokenizer", str(tmp_path / "d.pt"), "--video", "v",
-            "--actions", "1,2", "--out", str(tmp_path / "s.gif")]
+    base = dict(dynamics=str(tmp_path / "d.pt"), tokenizer=str(tmp_path / "d.pt"), actions="1,2", out=str(tmp_path / "s.gif"),
+                sweep=None, start=0, context=8, threads=2, temperature=None, guidance=None)  # fmt: skip
     cases = {
-        "--actions": (["--actions", ","], r"--actions ',' gives no action: give one id per frame"),
-        "--context": (["--context", "-2"], r"--context -2: give 1 or more"),
-        "--out": (["--out", str(tmp_path / "missing/s.gif")], r"--out .*missing/s.gif: its folder .*missing does not exist"),
-        "--tokenizer": (["--tokenizer", str(tmp_path / "nope.pt")], r"--tokenizer .*nope.pt is not a file"),
+        "actions": (",", r"--actions ',' gives no action: give one id per frame"),
+        "context": (-2, r"--context -2: give 1 or more"),
+        "out": (str(tmp_path / "missing/s.gif"), r"--out .*missing/s.gif: its folder .*missing does not exist"),
+        "tokenizer": (str(tmp_path / "nope.pt"), r"--tokenizer .*nope.pt is not a file"),
     }
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    for name, (args, want) in cases.items():
-        p = subprocess.run([sys.executable, str(ROOT / "workflow_scripts/steer.py"), *base, *args], capture_output=True,
-                           text=True, env=env)  # fmt: skip
-        lines = p.stderr.strip().splitlines()
-        assert p.returncode == 1 and len(lines) == 1 and re.match(rf"^ERROR: {want}", lines[0]), (name, p.stderr)
+    for name, (value, want) in cases.items():
+        with pytest.raises(PipelineError, match=rf"^{want}"):
+            arguments(SimpleNamespace(**(base | {name: value})))
+    assert arguments(SimpleNamespace(**base)) == [1, 2]
+    # the command itself: exit status 1, that one line, nothing else
+    cmd = [sys.executable, str(ROOT / "workflow_scripts/steer.py"), "--video", "v", "--context", "-2",
+           *(f"--{k}={v}" for k, v in base.items() if k in ("dynamics", "tokenizer", "actions", "out"))]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == ["ERROR: --context -2: give 1 or more"], p.stderr
 
 
 def test_damaged_media_are_refused_or_reported_never_silently_used(tmp_path):

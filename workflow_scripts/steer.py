@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from latentwm.core.errors import PipelineError, one_line_errors
+from latentwm.core.errors import one_line_errors
 from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import open_store, video_store
-from latentwm.evaluation.steer import context_of, load, steer, sweep
+from latentwm.evaluation.steer import arguments, context_of, load, steer, sweep
 from latentwm.models import checkpoint
 from latentwm.models.sampler import own_sampler
 
@@ -33,33 +33,9 @@ p.add_argument("--guidance", type=float,
                help="action guidance, 1: none; above 1 the actions count more (default: as --temperature)")
 
 
-def checked(a) -> list[int]:
-    """The action ids, every argument checked before any work: one line naming it and the fix."""
-    try:
-        actions = [int(x) for x in a.actions.split(",") if x.strip()]
-    except ValueError:
-        raise PipelineError(f"--actions {a.actions!r}: give comma-separated integer ids, e.g. 1,1,2,2") from None
-    if not actions:
-        raise PipelineError(f"--actions {a.actions!r} gives no action: give one id per frame to imagine, e.g. 1,1,2,2")
-    for name, value, least in (("--start", a.start, 0), ("--context", a.context, 1), ("--threads", a.threads, 1)):
-        if value < least:
-            raise PipelineError(f"{name} {value}: give {least} or more")
-    for name in ("temperature", "guidance"):
-        if getattr(a, name) is not None and not getattr(a, name) >= 0:
-            raise PipelineError(f"--{name} {getattr(a, name)}: give 0 or more")
-    for name, path in (("--out", a.out), ("--sweep", a.sweep)):
-        if path is not None and not Path(path).absolute().parent.is_dir():
-            raise PipelineError(f"{name} {path}: its folder {Path(path).absolute().parent} does not exist; create it or "
-                                "write somewhere that exists")
-    for name, path in (("--dynamics", a.dynamics), ("--tokenizer", a.tokenizer)):
-        if not Path(path).is_file():
-            raise PipelineError(f"{name} {path} is not a file; give the checkpoint the pipeline wrote (results/.../*.pt)")
-    return actions
-
-
 a = p.parse_args()
 with one_line_errors():
-    actions = checked(a)
+    actions = arguments(a)
     set_threads(a.threads)
     r = Path(a.results)
     kind = (checkpoint.load(a.dynamics).get("actions") or {}).get("kind", "none")  # the model's kind of actions

@@ -29,6 +29,31 @@ from latentwm.models.codec import Codec
 from latentwm.models.sampler import own_sampler, rollout
 
 
+def arguments(a) -> list[int]:
+    """The action ids of steer.py's parsed arguments `a`, every argument checked before any work (a
+    rollout takes minutes): one line naming it and the fix."""
+    try:
+        actions = [int(x) for x in a.actions.split(",") if x.strip()]
+    except ValueError:
+        raise PipelineError(f"--actions {a.actions!r}: give comma-separated integer ids, e.g. 1,1,2,2") from None
+    if not actions:
+        raise PipelineError(f"--actions {a.actions!r} gives no action: give one id per frame to imagine, e.g. 1,1,2,2")
+    for name, value, least in (("--start", a.start, 0), ("--context", a.context, 1), ("--threads", a.threads, 1)):
+        if value < least:
+            raise PipelineError(f"{name} {value}: give {least} or more")
+    for name in ("temperature", "guidance"):
+        if getattr(a, name) is not None and not getattr(a, name) >= 0:
+            raise PipelineError(f"--{name} {getattr(a, name)}: give 0 or more")
+    for name, path in (("--out", a.out), ("--sweep", a.sweep)):
+        if path is not None and not Path(path).absolute().parent.is_dir():
+            raise PipelineError(f"{name} {path}: its folder {Path(path).absolute().parent} does not exist; create it or "
+                                "write somewhere that exists")
+    for name, path in (("--dynamics", a.dynamics), ("--tokenizer", a.tokenizer)):
+        if not Path(path).is_file():
+            raise PipelineError(f"{name} {path} is not a file; give the checkpoint the pipeline wrote (results/.../*.pt)")
+    return actions
+
+
 def load(dynamics_path, tokenizer_path, device="cpu"):
     """(the action model, the codec), the tokenizer checked against the one the model was trained on."""
     ckpt = checkpoint.load(dynamics_path)
