@@ -43,8 +43,9 @@ pytestmark = pytest.mark.slow
 
 
 @contextmanager
-def serve_any_path(body: bytes):
-    """A real HTTP server on 127.0.0.1 that answers every GET path with `body` (an mp4)."""
+def serve_any_path(body: bytes, pause: float = 0.0):
+    """A real HTTP server on 127.0.0.1 that answers every GET path with `body` (an mp4), in 64 KiB
+    pieces `pause` seconds apart (a slow server)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -52,7 +53,12 @@ def serve_any_path(body: bytes):
             self.send_header("Content-Type", "video/mp4")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            try:
+                for i in range(0, len(body), 2**16):
+                    self.wfile.write(body[i : i + 2**16])
+                    time.sleep(pause)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped (a download limit)
+                pass
 
         def log_message(self, *args):
             pass
@@ -255,36 +261,6 @@ def test_paths_that_are_not_video_files_say_what_they_are(tmp_path):
     assert open_store(work / "results/frames/good.zarr").shape[0] > 0
 
 
-@contextmanager
-def serve_bytes(size: int, pause: float = 0.0):
-    """A real HTTP server on 127.0.0.1 answering every GET with `size` bytes in 64 KiB pieces, `pause`
-    seconds between them."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(size))
-            self.end_headers()
-            try:
-                for i in range(0, size, 2**16):
-                    self.wfile.write(bytes(min(2**16, size - i)))
-                    time.sleep(pause)
-            except (BrokenPipeError, ConnectionResetError):  # the client stopped: what the test wants
-                pass
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_downloads_past_their_size_or_time_limit_fail_and_leave_nothing(tmp_path):
     """A URL whose server sends 3 MiB under `download.max_mb: 1`, and one that trickles under
     `download.max_seconds: 1`
@@ -300,7 +276,7 @@ def test_downloads_past_their_size_or_time_limit_fail_and_leave_nothing(tmp_path
     cases = [(3 * 2**20, 0.0, DownloadConfig(max_mb=1), r"is larger than download.max_mb \(1 MiB\); stopped at [\d.]+ MiB"),
              (2**20, 0.2, DownloadConfig(max_seconds=1), r"took longer than download.max_seconds \(1 s\); stopped at")]
     for size, pause, cfg, want in cases:
-        with serve_bytes(size, pause) as base:
+        with serve_any_path(bytes(size), pause) as base:
             with pytest.raises(PipelineError, match=rf"^video v: http://127.0.0.1:\d+/v.mp4 {want} .*nothing kept"):
                 download_url(f"{base}/v.mp4", videos / "v.mp4", cfg, "v", lambda m: None)
         assert list(videos.iterdir()) == []
