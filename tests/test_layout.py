@@ -19,6 +19,7 @@ MAY_IMPORT = {
     "training": {"core", "config", "data", "models", "figures"},
     "evaluation": {"core", "config", "data", "models", "figures"},
     "pipeline": {"core", "config", "data", "models", "training", "evaluation", "figures"},
+    "play": {"core", "config", "data", "models", "evaluation", "figures"},
 }
 
 

@@ -4,6 +4,12 @@
         --tokenizer results/tokenizer/tokenizer.pt --video arena_003 --start 20 --context 8 \
         --actions 1,1,1,1,4,4,4,4 --out steer.gif [--sweep sweep.png]
 
+    python workflow_scripts/steer.py --replay results/play/REC.json --out replay.gif
+
+--replay plays a recording of the play page (python -m latentwm.play) again: its start, seed, sampler
+and actions, the model and tokenizer it names (or --dynamics / --tokenizer); it says whether the
+frames are the recording's, pixel for pixel.
+
 --video names the stores results/latents/SHARD/VIDEO.zarr and results/frames/VIDEO.zarr (and, for
 the context frames' own actions, results/actions/KIND/[SHARD/]VIDEO.zarr of the model's kind, when present).
 """
@@ -16,15 +22,16 @@ import numpy as np
 from latentwm.core.errors import one_line_errors
 from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import open_store, video_store
-from latentwm.evaluation.steer import arguments, context_of, load, steer, sweep
+from latentwm.evaluation.steer import arguments, context_of, load, replay, steer, sweep
 from latentwm.models import checkpoint
 from latentwm.models.sampler import own_sampler
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)
-p.add_argument("--video", required=True), p.add_argument("--results", default="results")
+p.add_argument("--dynamics"), p.add_argument("--tokenizer")
+p.add_argument("--video"), p.add_argument("--results", help="the results folder (default: results, or the recording's)")
 p.add_argument("--start", type=int, default=0), p.add_argument("--context", type=int, default=8)
-p.add_argument("--actions", required=True, help="comma-separated action ids, one per frame to imagine")
+p.add_argument("--actions", help="comma-separated action ids, one per frame to imagine")
+p.add_argument("--replay", help="a play recording's JSON: replay it (the other inputs come from it)")
 p.add_argument("--out", required=True, help="the GIF"), p.add_argument("--sweep", help="also the action sweep PNG")
 p.add_argument("--threads", type=int, default=2), p.add_argument("--seed", type=int, default=0)
 p.add_argument("--temperature", type=float,
@@ -37,7 +44,10 @@ a = p.parse_args()
 with one_line_errors():
     actions = arguments(a)
     set_threads(a.threads)
-    r = Path(a.results)
+    if a.replay is not None:
+        same = replay(a.replay, a.out, a.results, a.dynamics, a.tokenizer, log=logger())
+        raise SystemExit(0 if same else 3)
+    r = Path(a.results or "results")
     kind = (checkpoint.load(a.dynamics).get("actions") or {}).get("kind", "none")  # the model's kind of actions
     own = video_store(r / "actions" / kind, a.video)
     own = own if own.exists() else None

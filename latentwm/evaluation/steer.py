@@ -11,6 +11,8 @@ action" (what action dropout trained the model for).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +23,9 @@ from latentwm.config.evaluation import SamplerConfig
 from latentwm.core.errors import PipelineError
 from latentwm.core.image import to_uint8
 from latentwm.data.actions import NO_ACTION, read_store
-from latentwm.data.store import open_store
+from latentwm.data.store import open_store, video_store
 from latentwm.data.windows import Normalisation
-from latentwm.figures.samples import filmstrip, sample_gif
+from latentwm.figures.samples import filmstrip, frames_gif, sample_gif
 from latentwm.models import checkpoint
 from latentwm.models.codec import Codec
 from latentwm.models.sampler import own_sampler, rollout
@@ -31,7 +33,16 @@ from latentwm.models.sampler import own_sampler, rollout
 
 def arguments(a) -> list[int]:
     """The action ids of steer.py's parsed arguments `a`, every argument checked before any work (a
-    rollout takes minutes): one line naming it and the fix."""
+    rollout takes minutes): one line naming it and the fix. With --replay: [] (the recording has them)."""
+    if a.replay is not None:
+        if not Path(a.replay).is_file():
+            raise PipelineError(f"--replay {a.replay} is not a file; give the .json saved beside a play recording's GIF")
+        if not Path(a.out).absolute().parent.is_dir():
+            raise PipelineError(f"--out {a.out}: its folder {Path(a.out).absolute().parent} does not exist")
+        return []
+    missing = [f"--{k}" for k in ("dynamics", "tokenizer", "video", "actions") if getattr(a, k) is None]
+    if missing:
+        raise PipelineError(f"{' '.join(missing)} missing: give them (or --replay RECORDING.json)")
     try:
         actions = [int(x) for x in a.actions.split(",") if x.strip()]
     except ValueError:
@@ -55,10 +66,15 @@ def arguments(a) -> list[int]:
 
 
 def load(dynamics_path, tokenizer_path, device="cpu"):
-    """(the action model, the codec), the tokenizer checked against the one the model was trained on."""
-    ckpt = checkpoint.load(dynamics_path)
-    if not ckpt.get("actions"):
+    """(the action model, the codec, the checkpoint), the tokenizer checked against the one the model was trained on."""
+    if not checkpoint.load(dynamics_path).get("actions"):
         raise PipelineError(f"{dynamics_path} takes no actions (dynamics.actions: none); train one with latent or given")
+    return load_any(dynamics_path, tokenizer_path, device)
+
+
+def load_any(dynamics_path, tokenizer_path, device="cpu"):
+    """`load` for any dynamics model, with or without actions (playing one's own future, a replay)."""
+    ckpt = checkpoint.load(dynamics_path)
     codec = Codec.load(tokenizer_path, ckpt["stats"], device, f"the latents {dynamics_path} was trained on")
     return checkpoint.build_model(ckpt, device, kind="dynamics"), codec, ckpt
 
@@ -77,12 +93,14 @@ def context_of(ckpt, latents_path, start: int, context: int, action_path=None):
 
 @torch.no_grad()
 def imagine(model, codec, ctx, ctx_actions, future: torch.Tensor, sampler: SamplerConfig, seed: int = 0) -> torch.Tensor:
-    """future (B, H) action ids -> uint8 frames (B, H, 3, H, W) of the rollouts from the context."""
-    n = model.cfg.actions
+    """future (B, H) action ids -> uint8 frames (B, H, 3, H, W) of the rollouts from the context (a
+    model without actions takes only -1: none)."""
+    n = model.cfg.actions or 0
     if int(future.max()) >= n or int(future.min()) < NO_ACTION:
-        raise PipelineError(f"actions must be ids in 0..{n - 1} (or -1: none); got {future.tolist()}")
+        raise PipelineError(f"actions must be ids in 0..{n - 1} (or -1: none); got {future.tolist()}" if n else
+                            f"this model takes no actions (dynamics.actions: none): give -1 for each frame; got {future.tolist()}")
     B = future.shape[0]
-    acts = torch.cat([ctx_actions.expand(B, -1), future], 1)
+    acts = torch.cat([ctx_actions.expand(B, -1), future], 1) if n else None
     out = rollout(model, ctx.expand(B, -1, -1, -1, -1), future.shape[1], sampler,
                   generator=torch.Generator().manual_seed(seed), actions=acts)
     return to_uint8(codec.decode(out))
@@ -100,6 +118,41 @@ def steer(dynamics_path, tokenizer_path, latents_path, frames_path, start: int, 
         truth = np.concatenate([truth, np.repeat(truth[-1:], context + len(actions) - len(truth), 0)])
     sample_gif(truth, {"steered": frames.numpy()}, context, Path(out))
     log(f"[steer] wrote {out}: {context} context frames from {frames_path} at {start}, then actions {actions}")
+
+
+def replay(recording, out, results=None, dynamics=None, tokenizer=None, log: Callable[[str], None] = print) -> bool:
+    """Replay a play recording's JSON (latentwm.play): its start, seed, sampler and actions through
+    `imagine`; write the recorded stretch as a GIF at `out`. True when its frames are the recording's."""
+    try:
+        rec = json.loads(Path(recording).read_text())
+        video, start, context, seed, actions = (rec[k] for k in ("video", "start", "context", "seed", "actions"))
+        first, count = int(rec["first_frame"]), int(rec["frames"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise PipelineError(f"recording {recording} is not a play recording's JSON ({type(e).__name__}: {e}); give the "
+                            ".json saved beside the recording's GIF") from None
+    model, codec, ckpt = load_any(dynamics or rec["dynamics"], tokenizer or rec["tokenizer"])
+    results = results or rec.get("results", "results")
+    kind = (ckpt.get("actions") or {}).get("kind", "none")
+    own = video_store(Path(results) / "actions" / kind, video) if model.cfg.actions else None
+    ctx, ctx_actions = context_of(ckpt, video_store(Path(results) / "latents", video), start, context,
+                                  own if own is not None and own.exists() else None)
+    sampler = own_sampler(ckpt, model, temperature=rec.get("temperature"), guidance=rec.get("guidance"))
+    codec.batch = 1  # decoded one frame at a time, as the play server does: a batch may round differently
+    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), sampler, seed)[0, first : first + count]
+    hwc = [f.permute(1, 2, 0).contiguous().numpy() for f in frames]
+    frames_gif(np.stack(hwc), out, rec.get("fps", 15))
+    same = frames_sha(hwc) == rec.get("frames_sha256")
+    log(f"[steer] replayed {recording}: {len(hwc)} frames to {out}, "
+        + ("the same pixels as the recording" if same else "NOT the recording's pixels (another model, store or torch build?)"))
+    return same
+
+
+def frames_sha(frames) -> str:
+    """The identity of a sequence of uint8 frames: what a replay must reproduce."""
+    h = hashlib.sha256()
+    for f in frames:
+        h.update(np.ascontiguousarray(f).tobytes())
+    return h.hexdigest()
 
 
 def sweep(model, codec, ctx, ctx_actions, truth, horizon: int, out, sampler: SamplerConfig, seed: int = 0):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from latentwm.core import files
 from latentwm.figures.plots import _save, plt
 
 
@@ -105,6 +106,14 @@ def write_samples(samples: list[dict], context: int, out_dir: Path) -> list[dict
                        "panels": ["truth", *s["predictions"]], "title": title})
     (out_dir / "index.json").write_text(json.dumps(listed, indent=1))
     return listed
+
+
+def frames_gif(frames, path, fps: float) -> None:
+    """uint8 frames (N, H, W, 3) as a looping GIF at their own size and rate, written whole or not at
+    all (a play recording and its replay: the same frames give the same file)."""
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    files.write(path, lambda tmp: images[0].save(tmp, save_all=True, append_images=images[1:], loop=0,
+                                                 duration=max(20, round(1000 / fps))), keep_suffix=True)
 
 
 def gif_frames(path) -> int:

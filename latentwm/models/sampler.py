@@ -103,6 +103,53 @@ def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float
     return z
 
 
+def _check_context(context):
+    if context.ndim != 5 or context.shape[1] < 1:
+        raise PipelineError(f"rollout context must be (B, frames >= 1, C, h, w), got {tuple(context.shape)}")
+
+
+class Rollout:
+    """One autoregressive rollout, a frame at a time: `rollout` runs it for a horizon, the play server
+    for as long as a player holds keys. The same seed and actions give the same frames either way,
+    and with the cache its memory is what the model reads (its window of past frames), however long
+    it runs. context (B, C_ctx, C, h, w) normalised latents; context_actions (B, C_ctx) for an action
+    model (-1: none), None without action conditioning."""
+
+    def __init__(self, model, context, sampler: SamplerConfig, generator=None, use_cache=True, context_actions=None):
+        _check_context(context)
+        self.model, self.sampler, self.generator, self.use_cache = model, sampler, generator, use_cache
+        self.device, self.shape = context.device, (context.shape[0], 1, *context.shape[2:])
+        self.d = sampler.step_size(model.cfg.k_max)
+        self.history = self.corrupt(context)  # frames not yet in the cache (all of them without a cache)
+        self.hist_actions = context_actions  # (B, frames in history)
+        self.cache = model.new_cache() if use_cache else None
+        self.last = context[:, -1:].float()  # the frame before the next one, uncorrupted (B, 1, C, h, w)
+
+    def corrupt(self, x):  # (B, n, C, h, w) -> noised to tau_ctx, float32
+        t_ctx = self.sampler.tau_ctx
+        return (1 - t_ctx) * x.float() + t_ctx * _noise(x.shape, self.generator, self.device)
+
+    @torch.no_grad()
+    def step(self, action=None, teacher=None):
+        """The next frame (B, 1, C, h, w) under `action` (B, 1) (None for a model without actions);
+        `teacher` (B, 1, C, h, w): the real frame that joins the history instead of the sampled one."""
+        s, history = self.sampler, self.history
+        # the flow's start: noise, around the frame before (the last of the history: real or generated)
+        z = flow_start(_noise(self.shape, self.generator, self.device), history[:, -1:].float(), self.model.cfg.source,
+                       s.temperature * self.model.cfg.source_noise)
+        z = denoise_frame(self.model, history, torch.full(history.shape[:2], s.tau_ctx, device=self.device), z, s,
+                          self.d, cache=self.cache, prefix_actions=self.hist_actions, action=action)
+        if s.still > 0:  # cells that barely changed keep the frame before exactly
+            change = (z - self.last).pow(2).mean(2, keepdim=True).sqrt()  # (B, 1, 1, h, w)
+            z = torch.where(change < s.still, self.last, z)
+        self.last = (teacher if teacher is not None else z).float()
+        fed = self.corrupt(self.last)
+        self.history = fed if self.use_cache else torch.cat([history, fed], 1)
+        if action is not None:
+            self.hist_actions = action if self.use_cache else torch.cat([self.hist_actions, action], 1)
+        return z
+
+
 @torch.no_grad()
 def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None, use_cache=True, teacher=None,
             actions=None):
@@ -119,42 +166,12 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     An action model takes `actions` (B, C_ctx + horizon) long: the action that produced each context
     frame and each frame to predict (-1: none); None: no action conditioning.
     """
-    if context.ndim != 5 or context.shape[1] < 1:
-        raise PipelineError(f"rollout context must be (B, frames >= 1, C, h, w), got {tuple(context.shape)}")
+    _check_context(context)
     if teacher is not None and (teacher.shape[0] != context.shape[0] or teacher.shape[1] < horizon):
         raise PipelineError(f"rollout teacher {tuple(teacher.shape)} must hold {horizon} frames per context")
-    device = context.device
-    B, _, C, h, w = context.shape
-    d = sampler.step_size(model.cfg.k_max)
-    t_ctx = sampler.tau_ctx
-
-    def corrupt(x):  # (B, n, C, h, w) -> noised to tau_ctx, float32
-        return (1 - t_ctx) * x.float() + t_ctx * _noise(x.shape, generator, device)
-
-    n_ctx = context.shape[1]
+    B, n_ctx = context.shape[:2]
     if actions is not None and tuple(actions.shape) != (B, n_ctx + horizon):
         raise PipelineError(f"rollout actions {tuple(actions.shape)} must be (B, context + horizon) = {(B, n_ctx + horizon)}")
-    history = corrupt(context)  # frames not yet in the cache (all of them without a cache)
-    hist_actions = None if actions is None else actions[:, :n_ctx]  # (B, frames in history)
-    cache = model.new_cache() if use_cache else None
-    out = []
-    last = context[:, -1:].float()  # the frame before the next one, uncorrupted (B, 1, C, h, w)
-    for t in range(horizon):
-        # the flow's start: noise, around the frame before (the last of the history: real or generated)
-        z = flow_start(_noise((B, 1, C, h, w), generator, device), history[:, -1:].float(), model.cfg.source,
-                       sampler.temperature * model.cfg.source_noise)
-        action = None if actions is None else actions[:, n_ctx + t : n_ctx + t + 1]  # (B, 1)
-        z = denoise_frame(
-            model, history, torch.full(history.shape[:2], t_ctx, device=device), z, sampler, d, cache=cache,
-            prefix_actions=hist_actions, action=action,
-        )
-        if sampler.still > 0:  # cells that barely changed keep the frame before exactly
-            change = (z - last).pow(2).mean(2, keepdim=True).sqrt()  # (B, 1, 1, h, w)
-            z = torch.where(change < sampler.still, last, z)
-        out.append(z)
-        last = (teacher[:, t : t + 1] if teacher is not None else z).float()
-        fed = corrupt(last)
-        history = fed if use_cache else torch.cat([history, fed], 1)
-        if actions is not None:
-            hist_actions = action if use_cache else torch.cat([hist_actions, action], 1)
-    return torch.cat(out, 1)
+    run = Rollout(model, context, sampler, generator, use_cache, None if actions is None else actions[:, :n_ctx])
+    return torch.cat([run.step(None if actions is None else actions[:, n_ctx + t : n_ctx + t + 1],
+                               None if teacher is None else teacher[:, t : t + 1]) for t in range(horizon)], 1)

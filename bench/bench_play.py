@@ -1,0 +1,152 @@
+"""The play server's speed and memory on a finished run's results.
+
+    python bench/bench_play.py --results results [--frames 300] [--long 3000] [--threads 2]
+
+Three measures, one table each:
+- the model step alone (latentwm.play.game.Session.step: sampler + decode), per frame;
+- over HTTP (the server in its own process, one keep-alive connection, one request per frame, as
+  the page asks): per-frame latency median / 95th percentile and frames per second;
+- in headless Chromium (when installed): the rate the page itself reaches and the time from a key
+  press to the first frame drawn under that key, from its own counters (window.playStats);
+and the server's resident memory as one session plays `--long` frames (it must stay flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def stats(ms: list[float]) -> str:
+    return f"{np.median(ms):.1f} | {np.percentile(ms, 95):.1f} | {1000 / np.mean(ms):.1f}"
+
+
+def model_alone(results: str, frames: int, action: int) -> list[float]:
+    from latentwm.play.game import Game, Session
+
+    g = Game(results)
+    s = Session(g, next(iter(g.videos)), g.context)
+    out = []
+    for i in range(frames + 5):
+        t = time.perf_counter()
+        s.step(action if g.n_actions else -1)
+        if i >= 5:  # after warm-up
+            out.append(1000 * (time.perf_counter() - t))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def serve(results: str, threads: int) -> tuple[subprocess.Popen, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "latentwm.play", "--results", results, "--port", str(port),
+                             "--threads", str(threads)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=5).request("GET", "/api/info")
+            return proc, port
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the play server did not start")
+
+
+def over_http(port: int, frames: int, long: int, pid: int) -> tuple[list[float], list[tuple[int, float]]]:
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("GET", "/api/info")
+    info = json.loads(c.getresponse().read())
+    c.request("POST", "/api/sessions", json.dumps({"video": info["videos"][0]["id"], "start": info["context"]}))
+    sid = json.loads(c.getresponse().read())["id"]
+    action = json.dumps({"action": (len(info["actions"]) - 1) if info["actions"] else -1})
+    times, memory = [], [(0, rss_mb(pid))]
+    for i in range(max(frames, long) + 5):
+        t = time.perf_counter()
+        c.request("POST", f"/api/sessions/{sid}/step", action)
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+        if 5 <= i < frames + 5:
+            times.append(1000 * (time.perf_counter() - t))
+        if (i + 1) % 500 == 0:
+            memory.append((i + 1, rss_mb(pid)))
+    c.request("POST", f"/api/sessions/{sid}/close")
+    c.getresponse().read()
+    return times, memory
+
+
+def in_browser(port: int, seconds: float) -> dict | None:
+    from browser import chrome, why_not
+
+    if why_not():
+        return None
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    d = chrome()
+    try:
+        d.get(f"http://127.0.0.1:{port}/")
+        time.sleep(3)
+        end = time.time() + seconds
+        keys = [Keys.ARROW_RIGHT, Keys.ARROW_LEFT]
+        while time.time() < end:  # press, hold 0.4 s, release, 0.3 s between presses
+            key = keys[int(time.time()) % 2]
+            ActionChains(d).key_down(key).perform()
+            time.sleep(0.4)
+            ActionChains(d).key_up(key).perform()
+            time.sleep(0.3)
+        return d.execute_script("return {fps: Number(document.getElementById('fps').textContent), "
+                                "lags: window.playStats.lags, frames: window.playStats.frames}")
+    finally:
+        d.quit()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default="results"), p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--long", type=int, default=3000), p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--browser-seconds", type=float, default=15.0)
+    a = p.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    alone = model_alone(a.results, a.frames, 1)
+    proc, port = serve(a.results, a.threads)
+    try:
+        http_ms, memory = over_http(port, a.frames, a.long, proc.pid)
+        page = in_browser(port, a.browser_seconds)
+    finally:
+        proc.terminate()
+    print(f"results {a.results}, {a.threads} threads, {a.frames} frames\n")
+    print("| path | latency median ms | p95 ms | frames/s |\n|---|---:|---:|---:|")
+    print(f"| model step (sampler + decode) | {stats(alone)} |")
+    print(f"| HTTP request per frame | {stats(http_ms)} |")
+    if page:
+        lags = page["lags"] or [float("nan")]
+        print(f"\nIn Chromium: the page's rate {page['fps']:.1f} frames/s; key press to frame median "
+              f"{np.median(lags):.0f} ms, 95th percentile {np.percentile(lags, 95):.0f} ms over {len(page['lags'])} presses")
+    else:
+        print("\nIn Chromium: not measured (no Chromium here)")
+    print("\n| frames played | server RSS MB |\n|---:|---:|")
+    for n, mb in memory:
+        print(f"| {n} | {mb:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
