@@ -55,6 +55,34 @@ def tiny_run(tmp_path_factory):
     return workdir
 
 
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """config.yaml as shipped, `snakemake --cores 2`: the README's own pipeline (test_default_config
+    checks it; the play page is tested on its results)."""
+    workdir = tmp_path_factory.mktemp("default_run")
+    # 11-15 minutes on 2 idle cores; the limit only guards against a hang (a busy CI machine took
+    # over 30 minutes), so it is far above the time: speed is measured in bench/, not here
+    snakemake(workdir, yaml.safe_load((ROOT / "config.yaml").read_text()), "--cores", "2", timeout=4200)
+    return workdir
+
+
+def latent_config() -> dict:
+    cfg = tiny_config()
+    cfg["dynamics"]["actions"] = "latent"
+    cfg["lam"] = {"model": {"codes": 4, "code_dim": 4, "width": 8, "depth": 1},
+                  "train": {"steps": 6, "batch_size": 8, "warmup": 2, "log_every": 3, "checkpoint_every": 3},
+                  "min_perplexity": 1.0, "val_windows": 8}
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def latent_run(tmp_path_factory):
+    """The tiny DAG with `dynamics.actions: latent` (tests must not modify it; dry runs are fine)."""
+    workdir = tmp_path_factory.mktemp("latent_run")
+    snakemake(workdir, latent_config(), "--cores", "2")
+    return workdir
+
+
 def cache_matches_full_forward(model, z, tau):
     """Asserts that a dynamics network fed z (B, T, ...) at levels tau (B, T) through its rollout
     cache (a prefix of two frames committed at once, then one frame per call, each after a call that

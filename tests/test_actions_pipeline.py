@@ -7,26 +7,9 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-from conftest import snakemake, tiny_config
+from conftest import latent_config, snakemake
 
 from latentwm.data.actions import read_store
-
-
-def latent_config() -> dict:
-    cfg = tiny_config()
-    cfg["dynamics"]["actions"] = "latent"
-    cfg["lam"] = {"model": {"codes": 4, "code_dim": 4, "width": 8, "depth": 1},
-                  "train": {"steps": 6, "batch_size": 8, "warmup": 2, "log_every": 3, "checkpoint_every": 3},
-                  "min_perplexity": 1.0, "val_windows": 8}
-    return cfg
-
-
-@pytest.fixture(scope="module")
-def latent_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("latent_run")
-    snakemake(workdir, latent_config(), "--cores", "2")
-    return workdir
 
 
 def test_latent_actions_flow_through_the_dag(latent_run):

@@ -11,21 +11,10 @@ import json
 
 import pandas as pd
 import pytest
-import yaml
-from conftest import ROOT, snakemake
 
 from latentwm.evaluation.summary import read_metrics
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("default_run")
-    # 11-15 minutes on 2 idle cores; the limit only guards against a hang (a busy CI machine took
-    # over 30 minutes), so it is far above the time: speed is measured in bench/, not here
-    snakemake(workdir, yaml.safe_load((ROOT / "config.yaml").read_text()), "--cores", "2", timeout=4200)
-    return workdir
 
 
 def psnr_by_step(workdir, name="default") -> pd.DataFrame:

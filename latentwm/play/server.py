@@ -18,7 +18,7 @@ model's step, and every error is a plain HTTP status with one line of text.
     POST /api/sessions/{id}/close           free it (the page sends this when its tab closes)
 
 Sessions are capped (`max_sessions`); one idle for `idle_s` is freed, so a tab that died without
-saying so does not hold memory. Model calls run one at a time on a worker thread.
+saying so does not hold memory. Model calls run one at a time.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import io
 import json
 import secrets
 import time
-from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 from aiohttp import web
@@ -76,15 +75,18 @@ class Server:
         self.game, self.max_sessions, self.idle_s = game, max_sessions, idle_s
         self.fps = fps
         self.sessions: dict[str, Session] = {}
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="model")  # one model call at a time
+        self.lock = asyncio.Lock()
         self.page = resources.files("latentwm.play").joinpath("page.html").read_text()
 
     async def call(self, fn, *args):
-        """Run a model call on the worker; bad input becomes a 400, never a dead server."""
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
-        except (ValueError, PipelineError) as e:
-            raise fail(400, str(e)) from None
+        """A model call, one at a time; bad input becomes a 400, never a dead server. It runs on the
+        event loop's thread: one model serves every tab a step at a time anyway, so a worker thread
+        would only add a hop (a step, tens of ms, holds the other requests back that long)."""
+        async with self.lock:
+            try:
+                return fn(*args)
+            except (ValueError, PipelineError) as e:
+                raise fail(400, str(e)) from None
 
     def session(self, request) -> Session:
         s = self.sessions.get(request.match_info["sid"])
@@ -102,7 +104,7 @@ class Server:
     def frame_response(self, s: Session, extra: dict | None = None) -> web.Response:
         g = self.game
         head = {"X-Frame": str(s.index), "X-Action": str(s.action), "X-Recording": "1" if s.recording is not None else "0",
-                "X-Width": str(s.frame.shape[1]), "X-Height": str(s.frame.shape[0]), "Cache-Control": "no-store",
+                "X-Model-Ms": f"{getattr(s, 'model_ms', 0):.1f}", "X-Width": str(s.frame.shape[1]), "X-Height": str(s.frame.shape[0]), "Cache-Control": "no-store",
                 "X-Action-Name": g.names[s.action] if 0 <= s.action < len(g.names) else "none"}
         if extra:
             head["X-Saved"] = json.dumps(extra)
@@ -161,7 +163,9 @@ class Server:
     async def step(self, request):
         s = self.session(request)
         data = await body(request, "action")
+        t = time.perf_counter()
         await self.call(s.step, data["action"])
+        s.model_ms = 1000 * (time.perf_counter() - t)
         if s.full:  # the recording's cap: saved, and the page told
             return self.frame_response(s, await self.call(s.record, False))
         return self.frame_response(s)
