@@ -6,9 +6,9 @@ selenium driver; `why_not()` says why no browser can run here (the tests skip wi
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
+
+from apt import apt_install
 
 PACKAGES = ["chromium", "chromium-driver"]
 
@@ -17,18 +17,13 @@ def _binaries() -> tuple[str | None, str | None]:
     return shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
 
 
+def missing() -> list[str]:
+    return [name for name, path in zip(("chromium", "chromedriver"), _binaries()) if path is None]
+
+
 def install() -> str | None:
     """None when Chromium and its driver are here (apt-installed if needed), else why not."""
-    if all(_binaries()):
-        return None
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return "Chromium or chromedriver is missing and installing Debian's chromium needs root and apt-get"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
-        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
-        if p.returncode != 0:
-            return f"`{' '.join(cmd)}` failed ({p.returncode}): {p.stdout.strip().splitlines()[-1:]}"
-    return None if all(_binaries()) else f"apt installed {PACKAGES} but chromium or chromedriver is still missing"
+    return apt_install(PACKAGES, missing, "Chromium")
 
 
 def why_not() -> str | None:

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from apt import apt_install
+
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
 CLUSTER = "latentwm"
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
@@ -38,20 +40,7 @@ def missing_binaries() -> list[str]:
 
 def install() -> str | None:
     """Install the Slurm packages with apt when missing; None on success, else why not."""
-    if not missing_binaries():
-        return None
-    if os.geteuid() != 0:
-        return f"Slurm is not installed ({', '.join(missing_binaries())} missing) and installing needs root"
-    if shutil.which("apt-get") is None:
-        return "Slurm is not installed and this machine has no apt-get to install Debian's packages"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
-        p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
-        if p.returncode != 0:
-            return f"`{' '.join(cmd)}` failed ({p.returncode}): {p.stdout.strip().splitlines()[-1:]}"
-    if missing_binaries():
-        return f"apt installed {PACKAGES} but {missing_binaries()} are still missing"
-    return None
+    return apt_install(PACKAGES, missing_binaries, "Slurm")
 
 
 def _sbin(name: str) -> str:
