@@ -72,7 +72,7 @@ def main():
     p.add_argument("--patch", type=int, default=2), p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"| window | tokens/frame | factorized steps/s | full steps/s | factorized tokens/s | full tokens/s | ratio |")
+    print("| window | tokens/frame | factorized steps/s | full steps/s | factorized tokens/s | full tokens/s | ratio |")
     print("|---|---|---|---|---|---|---|")
     for T in a.windows:
         cfg = DynamicsConfig(size="tiny", arch="transformer", latent_channels=8, latent_hw=(16, 16), patch=a.patch, max_frames=T)

@@ -1,12 +1,13 @@
 """Quality vs compute: the world model at several training budgets, against copy-last and a learned reference.
 
     python bench/bench_quality.py --results results --config config.yaml [--steps 300 1200 4800]
-        [--out bench/out/quality/NAME] [--threads 2] [--name NAME]
+        [--out bench/out/quality/NAME] [--threads 2] [--name NAME] [--no-reference]
 
 For each budget N (optimizer steps):
   world model  the config's `dynamics` section with train.steps = N (train.warmup lowered to N // 10
                when larger), trained on the train videos' latents by latentwm.training.fit_dynamics.fit
-               (wall clock timed), evaluated by latentwm.evaluation.rollouts.run on the test videos with
+               with the val videos' latents held out, as the rule does (so a run whose held-out loss
+               stops falling anneals and ends before N: the table says where), wall clock timed, evaluated by latentwm.evaluation.rollouts.run on the test videos with
                `evaluations.default`, as the evaluate_rollouts rule does
   reference    bench/reference.py's residual conv next-latent predictor, trained for the same wall
                clock seconds and evaluated by latentwm.evaluation.rollouts.evaluate with its own rollout (one
@@ -67,8 +68,11 @@ def budget_config(dynamics: dict, steps: int) -> dict:
     return cfg
 
 
-def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path, tokenizer: Path, log) -> dict:
-    """Train (or reuse) one budget's world model in d; returns {config, seconds, loop_steps_per_s, matmul_peak}."""
+def train_world_model(d: Path, cfg: dict, latents: list[Path], val: list[Path], stats_path: Path, tokenizer: Path,
+                      log) -> dict:
+    """Train (or reuse) one budget's world model in d, scoring the val videos' latents as the rule does (the
+    held-out loss that ends a run at its plateau); returns {config, seconds, loop_steps_per_s, matmul_peak, ran,
+    annealed_at}."""
     meta_path = d / "dynamics.json"
     if meta_path.exists() and (d / "dynamics.pt").exists():
         meta = json.loads(meta_path.read_text())
@@ -80,13 +84,14 @@ def train_world_model(d: Path, cfg: dict, latents: list[Path], stats_path: Path,
     d.mkdir(parents=True)
     t0 = time.perf_counter()
     out = SimpleNamespace(checkpoint=d / "dynamics.pt", curve=d / "train_curve.csv", health=d / "health.json")
-    inputs = SimpleNamespace(latents=latents, stats=stats_path, val=[], tokenizer=tokenizer)
+    inputs = SimpleNamespace(latents=latents, stats=stats_path, val=val, tokenizer=tokenizer)
     fit(from_dict(DynamicsStage, cfg, "dynamics"), inputs, out, d / "resume.pt", log)
     seconds = time.perf_counter() - t0
     curve = pd.read_csv(d / "train_curve.csv")
     # the matmul peak right after training, under the same machine load as the steps/s it is compared with
+    health = json.loads((d / "health.json").read_text())
     meta = {"config": cfg, "seconds": seconds, "loop_steps_per_s": float(curve["batches_per_s"].median()),
-            "matmul_peak": matmul_peak()}
+            "matmul_peak": matmul_peak(), "ran": health.get("steps"), "annealed_at": health.get("annealed_at")}
     meta_path.write_text(json.dumps(meta, indent=2))
     return meta
 
@@ -170,13 +175,13 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
 
 
 def table(results: list[dict], k: int) -> str:
-    lines = [f"| model | steps | wall min | PSNR step 1 (copy-last) | PSNR step {k} (copy-last) | sharpness step {k} "
+    lines = [f"| model | steps (run; annealed at) | wall min | PSNR step 1 (copy-last) | PSNR step {k} (copy-last) | sharpness step {k} "
              "| teacher-forced - copy-previous PSNR, step 1 / mean | beats copy-last (PSNR steps) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in results:
         tf = "-" if np.isnan(r["tf_gap_1"]) else f"{r['tf_gap_1']:+.2f} / {r['tf_gap_mean']:+.2f} dB"
         lines.append(
-            f"| {r['model']} | {r['steps']} | {r['seconds'] / 60:.1f} | {r['psnr_1']:.2f} ({r['copy_1']:.2f}) "
+            f"| {r['model']} | {r['steps']}{r.get('ran_text', '')} | {r['seconds'] / 60:.1f} | {r['psnr_1']:.2f} ({r['copy_1']:.2f}) "
             f"| {r['psnr_k']:.2f} ({r['copy_k']:.2f}) | {r['sharpness_k']:.2f} | {tf} | {r['beats']}/{r['horizon']} |"
         )
     return "\n".join(lines)
@@ -190,6 +195,7 @@ def main():
     p.add_argument("--name", help="label of this run (default: the folder holding --results)")
     p.add_argument("--out", type=Path, help="scratch folder (default bench/out/quality/NAME)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-reference", action="store_true", help="only the world model (the reference doubles the time)")
     a = p.parse_args()
     name = a.name or a.results.resolve().parent.name
     out = a.out or Path(__file__).resolve().parent / "out" / "quality" / name
@@ -205,6 +211,7 @@ def main():
     k = min(SHOW_STEP, ecfg.horizon)
     splits = json.loads((r / "splits.json").read_text())
     train_latents = [video_store(r / "latents", v) for v in splits["train"]]
+    val_latents = [video_store(r / "latents", v) for v in splits["val"]]
     stats_path = r / "latents/stats.json"
     stats = json.loads(stats_path.read_text())
     inputs = dict(tokenizer_path=r / "tokenizer/tokenizer.pt", stats_path=stats_path, videos=splits["test"],
@@ -216,11 +223,16 @@ def main():
         d = out / f"steps{steps}"
         cfg = budget_config(config["dynamics"], steps)
         log(f"[bench] budget {steps} steps: world model")
-        meta = metas[steps] = train_world_model(d, cfg, train_latents, stats_path, r / "tokenizer/tokenizer.pt", log)
+        meta = metas[steps] = train_world_model(d, cfg, train_latents, val_latents, stats_path,
+                                                r / "tokenizer/tokenizer.pt", log)
+        ran = f" ({meta.get('ran')}; {meta['annealed_at']})" if meta.get("annealed_at") else f" ({meta.get('ran')})"
         wm = evaluated(d / "eval_world_model", ecfg, lambda csv, js: run(
             dynamics_path=d / "dynamics.pt", cfg=ecfg, metrics_csv=csv, summary_json=js, name=f"steps{steps}", **inputs))
         for row in rows_of(wm, k):
-            results.append({"model": f"world model, {row['sampler']}", "steps": steps, "seconds": meta["seconds"], **row})
+            results.append({"model": f"world model, {row['sampler']}", "steps": steps, "seconds": meta["seconds"],
+                            "ran_text": ran, **row})
+        if a.no_reference:
+            continue
         log(f"[bench] budget {steps} steps: reference, {meta['seconds']:.0f} s")
         ref, ref_steps = train_reference(d, meta["seconds"], train_latents, stats, log)
         rs = evaluated(d / "eval_reference", ref_cfg, lambda csv, js: evaluate(
