@@ -284,7 +284,7 @@ def test_downloads_past_their_size_or_time_limit_fail_and_leave_nothing(tmp_path
 
 def test_steer_checks_its_arguments_before_the_work(tmp_path):
     """steer.py, typed by a person: an empty --actions, --context -2, an --out in a folder that does
-    not exist, a checkpoint path that is not a file
+    not exist, a checkpoint path that is not a file, no --video, a --replay file that is not there
     Each exits with status 1 and one ERROR line naming the argument and the fix, before any model is
     loaded or any rollout runs (a rollout takes minutes); no traceback."""
     from types import SimpleNamespace
@@ -293,8 +293,10 @@ def test_steer_checks_its_arguments_before_the_work(tmp_path):
 
     (tmp_path / "d.pt").write_bytes(b"")  # never opened: the arguments fail first
     base = dict(dynamics=str(tmp_path / "d.pt"), tokenizer=str(tmp_path / "d.pt"), actions="1,2", out=str(tmp_path / "s.gif"),
-                sweep=None, start=0, context=8, threads=2, temperature=None, guidance=None)  # fmt: skip
+                sweep=None, start=0, context=8, threads=2, temperature=None, guidance=None, video="v", replay=None)  # fmt: skip
     cases = {
+        "video": (None, r"--video missing: give them \(or --replay RECORDING.json\)"),
+        "replay": (str(tmp_path / "r.json"), r"--replay .*r.json is not a file; give the .json saved beside"),
         "actions": (",", r"--actions ',' gives no action: give one id per frame"),
         "context": (-2, r"--context -2: give 1 or more"),
         "out": (str(tmp_path / "missing/s.gif"), r"--out .*missing/s.gif: its folder .*missing does not exist"),

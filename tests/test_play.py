@@ -94,7 +94,7 @@ def none_server(request):
 
 @pytest.fixture(scope="module")
 def latent_server(request):
-    s = Served(results(request, "LATENTWM_PLAY_LATENT", "latent_run"))
+    s = Served(results(request, "LATENTWM_PLAY_LATENT", "latent_run"), "--idle-seconds", "2")
     yield s
     s.close()
 
@@ -163,6 +163,11 @@ def test_bad_requests_get_one_line_4xx_and_the_server_stays_up(none_server):
         assert text in data.decode() and len(data.decode().strip().splitlines()) <= 1, (path, data)
     status, frame, head = s.request("POST", f"/api/sessions/{sid}/step", {"action": -1})  # still serving
     assert status == 200 and len(frame) == 64 * 64 * 3 and head["X-Action-Name"] == "none" and head["X-Frame"] == "1"
+    assert s.request("POST", f"/api/sessions/{sid}/record", {"on": True})[0] == 200
+    for _ in range(2):
+        s.request("POST", f"/api/sessions/{sid}/step", {"action": -1})
+    status, frame, head = s.request("POST", f"/api/sessions/{sid}/reset")  # a reset saves the recording first
+    assert status == 200 and head["X-Frame"] == "0" and json.loads(head["X-Saved"])["saved"]["frames"] == 2
     s.request("POST", f"/api/sessions/{sid}/close")
 
 
@@ -286,6 +291,10 @@ def test_latent_codes_are_listed_with_their_effect_and_played(latent_server, bro
 
     s, d = latent_server, browser
     info = s.get("/api/info")
+    idle = json.loads(s.request("POST", "/api/sessions", {"video": info["videos"][0]["id"], "start": 8})[1])["id"]
+    time.sleep(2.5)  # a session idle past --idle-seconds is freed
+    status, data, _ = s.request("POST", f"/api/sessions/{idle}/step", {"action": 0})
+    assert status == 404 and "idle over 2 s" in data.decode()
     assert info["kind"] == "latent" and info["actions"] == [f"code {k}" for k in range(4)]
     for k in range(4):
         status, png, head = s.request("GET", f"/api/codes/{k}.png")

@@ -34,13 +34,13 @@ from latentwm.models.sampler import own_sampler, rollout
 def arguments(a) -> list[int]:
     """The action ids of steer.py's parsed arguments `a`, every argument checked before any work (a
     rollout takes minutes): one line naming it and the fix. With --replay: [] (the recording has them)."""
-    if a.replay is not None:
+    if getattr(a, "replay", None) is not None:
         if not Path(a.replay).is_file():
             raise PipelineError(f"--replay {a.replay} is not a file; give the .json saved beside a play recording's GIF")
         if not Path(a.out).absolute().parent.is_dir():
             raise PipelineError(f"--out {a.out}: its folder {Path(a.out).absolute().parent} does not exist")
         return []
-    missing = [f"--{k}" for k in ("dynamics", "tokenizer", "video", "actions") if getattr(a, k) is None]
+    missing = [f"--{k}" for k in ("dynamics", "tokenizer", "video", "actions") if getattr(a, k, None) is None]
     if missing:
         raise PipelineError(f"{' '.join(missing)} missing: give them (or --replay RECORDING.json)")
     try:

@@ -181,9 +181,11 @@ class Session:
         return self.recording is not None and len(self.recording) >= RECORD_FRAMES
 
     def record(self, on: bool) -> dict:
-        """Start recording the frames from the next one on; or stop and save: the GIF and its replay file."""
+        """Start recording the frames from the next one on (a no-op while recording); or stop and save: the
+        GIF and its replay file."""
         if on:
-            self.recording, self.record_from = [], self.index
+            if self.recording is None:
+                self.recording, self.record_from = [], self.index
             return {"recording": True}
         if self.recording is None:
             raise ValueError("not recording: start a recording first")

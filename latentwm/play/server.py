@@ -89,6 +89,7 @@ class Server:
                 raise fail(400, str(e)) from None
 
     def session(self, request) -> Session:
+        self.expire()
         s = self.sessions.get(request.match_info["sid"])
         if s is None:
             raise fail(404, f"no session {request.match_info['sid'][:40]!r} (closed, or idle over {self.idle_s:.0f} s): "
@@ -172,8 +173,9 @@ class Server:
 
     async def reset(self, request):
         s = self.session(request)
+        saved = await self.call(s.record, False) if s.recording is not None else None  # its replay needs what the reset drops
         await self.call(s.reset)
-        return self.frame_response(s)
+        return self.frame_response(s, saved)
 
     async def record(self, request):
         s = self.session(request)
