@@ -83,6 +83,9 @@ def tiny_slurm_profile(dest: Path) -> None:
     # the rules' threads (8 for training) are capped to the 1-CPU allocation inside the job
     # (Snakemake runs there with --cores all)
     profile["set-resources"] = {rule: {**tiny, "gpu": 0} for rule in rule_blocks()}
+    # the plugin waits this long before its first look and 10 s more after each look that finds no job
+    # done: on a test node of seconds-long jobs a short start is most of the wall clock
+    profile["slurm-init-seconds-before-status-checks"] = 1
     dest.mkdir(parents=True)
     (dest / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
 
