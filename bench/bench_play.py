@@ -9,6 +9,9 @@ Three measures, one table each:
 - in headless Chromium (when installed): the rate the page itself reaches and the time from a key
   press to the first frame drawn under that key, from its own counters (window.playStats);
 and the server's resident memory as one session plays `--long` frames (it must stay flat).
+With --steering (the generator's given actions: noop, up, down, left, right), where each action held
+for 4 frames moves the white player square, from every start frame whose player is 12 px or more
+from the walls (the game moves it 2.5 px a frame at 64 px).
 """
 
 from __future__ import annotations
@@ -44,6 +47,34 @@ def model_alone(results: str, frames: int, action: int) -> list[float]:
         if i >= 5:  # after warm-up
             out.append(1000 * (time.perf_counter() - t))
     return out
+
+
+def steering(results: str, frames: int = 4) -> str:
+    from test_play import player_xy
+
+    from latentwm.play.game import Game, Session
+
+    g = Game(results)
+    moved = {a: [] for a in range(g.n_actions)}
+    starts = 0
+    for vid in g.videos:
+        for start in g.starts(vid):
+            p0 = player_xy(g.thumbnail(vid, start))
+            if p0 is None or not (12 <= p0[0] <= 52 and 22 <= p0[1] <= 52):
+                continue
+            starts += 1
+            for a in moved:
+                s = Session(g, vid, start)
+                for _ in range(frames):
+                    frame = s.step(a)
+                p = player_xy(frame)
+                moved[a].append(None if p is None else (p[0] - p0[0], p[1] - p0[1]))
+    lines = [f"{starts} start frames, each action held {frames} frames:\n",
+             "| action | player found | dx median px | dy median px |", "|---|---:|---:|---:|"]
+    for a, d in moved.items():
+        found = np.array([m for m in d if m is not None]).reshape(-1, 2)
+        lines.append(f"| {g.names[a]} | {len(found)}/{starts} | {np.median(found[:, 0]):+.1f} | {np.median(found[:, 1]):+.1f} |")
+    return "\n".join(lines)
 
 
 def rss_mb(pid: int) -> float:
@@ -122,6 +153,7 @@ def main() -> None:
     p.add_argument("--results", default="results"), p.add_argument("--frames", type=int, default=300)
     p.add_argument("--long", type=int, default=3000), p.add_argument("--threads", type=int, default=2)
     p.add_argument("--browser-seconds", type=float, default=15.0)
+    p.add_argument("--steering", action="store_true", help="also where each action moves the generator's player")
     a = p.parse_args()
     import torch
 
@@ -146,6 +178,8 @@ def main() -> None:
     print("\n| frames played | server RSS MB |\n|---:|---:|")
     for n, mb in memory:
         print(f"| {n} | {mb:.0f} |")
+    if a.steering:
+        print("\n" + steering(a.results))
 
 
 if __name__ == "__main__":

@@ -119,16 +119,22 @@ def browser():
     d.quit()
 
 
-def player_x(frame: np.ndarray) -> float | None:
-    """The white player square's column in an (H, W, 3) frame: where the whiteness (the darkest
-    channel) summed over 5x5 px peaks below the HUD's digits; None when nothing there is near white."""
+def player_xy(frame: np.ndarray) -> tuple[float, float] | None:
+    """The white player square's (column, row) in an (H, W, 3) frame: where the whiteness (the
+    darkest channel) summed over 5x5 px peaks below the HUD's digits; None when nothing there is near white."""
     hud = frame.shape[0] // 6
     white = np.clip(frame[hud:].min(-1).astype(float) - 150, 0, None)
     if white.max() < 40:
         return None
     k = np.ones(5) / 5
     smooth = np.apply_along_axis(np.convolve, 0, np.apply_along_axis(np.convolve, 1, white, k, "same"), k, "same")
-    return float(np.unravel_index(smooth.argmax(), smooth.shape)[1])
+    y, x = np.unravel_index(smooth.argmax(), smooth.shape)
+    return float(x), float(y + hud)
+
+
+def player_x(frame: np.ndarray) -> float | None:
+    xy = player_xy(frame)
+    return None if xy is None else xy[0]
 
 
 def test_bad_requests_get_one_line_4xx_and_the_server_stays_up(none_server):
