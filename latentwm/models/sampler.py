@@ -93,7 +93,7 @@ def denoise_frame(model, prefix, prefix_tau, z, sampler: SamplerConfig, d: float
             acts = None if action is None else torch.cat([prefix_actions, action], 1)
         commit = P if cache is not None else 0
         if guided:  # before the call that commits the prefix: the new frame's action "none"
-            x_free = _last_frame(model, inp, lv, d, cache, 0, torch.cat([acts[:, :-1], torch.full_like(action, -1)], 1))
+            x_free = _last_frame(model, inp, lv, d, cache, 0, torch.cat([acts[:, :-1], torch.full_like(action, NO_ACTION)], 1))
         x_hat = _last_frame(model, inp, lv, d, cache, commit, acts)
         if guided:
             x_hat = x_free + sampler.guidance * (x_hat - x_free)
