@@ -104,8 +104,9 @@ class Server:
 
     def frame_response(self, s: Session, extra: dict | None = None) -> web.Response:
         g = self.game
-        head = {"X-Frame": str(s.index), "X-Action": str(s.action), "X-Recording": "1" if s.recording is not None else "0",
-                "X-Model-Ms": f"{getattr(s, 'model_ms', 0):.1f}", "X-Width": str(s.frame.shape[1]), "X-Height": str(s.frame.shape[0]), "Cache-Control": "no-store",
+        head = {"X-Frame": str(s.index), "X-Action": str(s.action), "X-Model-Ms": f"{getattr(s, 'model_ms', 0):.1f}",
+                "X-Recording": "1" if s.recording is not None else "0", "Cache-Control": "no-store",
+                "X-Width": str(s.frame.shape[1]), "X-Height": str(s.frame.shape[0]),
                 "X-Action-Name": g.names[s.action] if 0 <= s.action < len(g.names) else "none"}
         if extra:
             head["X-Saved"] = json.dumps(extra)
@@ -133,11 +134,12 @@ class Server:
         return web.json_response([{"start": s, "src": png_url(self.game.thumbnail(vid, s))} for s in starts])
 
     async def code(self, request):
+        effects = self.game.effects
         try:
-            frame = self.game.effects[int(request.match_info["code"])]
+            frame = effects[int(request.match_info["code"])]
         except (KeyError, ValueError):
-            raise fail(404, f"no latent code {request.match_info['code'][:20]!r}: this model's codes are "
-                            f"0..{len(self.game.effects) - 1}" if self.game.effects else "this model has no latent codes") from None
+            raise fail(404, f"no latent code {request.match_info['code'][:20]!r}: this model's codes are 0..{len(effects) - 1}"
+                       if effects else "this model has no latent codes") from None
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format="PNG")
         return web.Response(body=buf.getvalue(), content_type="image/png")
@@ -173,7 +175,8 @@ class Server:
 
     async def reset(self, request):
         s = self.session(request)
-        saved = await self.call(s.record, False) if s.recording is not None else None  # its replay needs what the reset drops
+        # a recording in progress is saved first: its replay needs the actions the reset drops
+        saved = await self.call(s.record, False) if s.recording is not None else None
         await self.call(s.reset)
         return self.frame_response(s, saved)
 
