@@ -135,7 +135,7 @@ def rows_of(summary: dict, k: int) -> list[dict]:
             "psnr_1": e["per_step"]["psnr"][0], "copy_1": copy_psnr[0],
             "psnr_k": e["per_step"]["psnr"][k - 1], "copy_k": copy_psnr[k - 1],
             "sharpness_k": e["per_step"]["sharpness"][k - 1],
-            "tf_gap_1": gap[0], "tf_gap_mean": float(np.nanmean(gap)),
+            "tf_gap_1": gap[0], "tf_gap_mean": float(np.nanmean(gap)) if np.isfinite(gap).any() else np.nan,
             "beats": e["verdict"]["beats_steps"]["psnr"], "horizon": len(copy_psnr),
         })  # fmt: skip
     return rows
@@ -245,8 +245,11 @@ def main():
     top = max(a.steps)
     flops = train_step_flops(budget_config(config["dynamics"], top), stats, train_latents, r / "tokenizer/tokenizer.pt")
     peak = metas[top].get("matmul_peak") or matmul_peak()
-    loop, wall = metas[top]["loop_steps_per_s"], top / metas[top]["seconds"]
-    util = (f"FLOP utilisation ({a.threads} threads): {flops / 1e9:.3f} GFLOP per training step (objective forward + "
+    # the steps the run took (a plateau can end it before its budget), over its wall clock
+    loop, wall = metas[top]["loop_steps_per_s"], (metas[top].get("ran") or top) / metas[top]["seconds"]
+    precision = metas[top]["config"].get("train", {}).get("bf16", TrainConfig.bf16)
+    util = (f"FLOP utilisation ({a.threads} threads, {'bf16 where native' if precision else 'fp32'} training): "
+            f"{flops / 1e9:.3f} GFLOP per training step (objective forward + "
             f"backward) x {loop:.2f} steps/s (training loop, median of the {top}-step curve) = {flops * loop / 1e9:.2f} "
             f"GFLOP/s; fp32 matmul peak (2048^3, best of 10) {peak / 1e9:.1f} GFLOP/s: **{100 * flops * loop / peak:.1f}%** "
             f"({100 * flops * wall / peak:.1f}% at the whole fit's {wall:.2f} steps/s, setup and probes included)")
