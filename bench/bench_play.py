@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,21 +82,6 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def serve(results: str, threads: int) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "latentwm.play", "--results", results, "--port", str(port),
-                             "--threads", str(threads)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=5).request("GET", "/api/info")
-            return proc, port
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the play server did not start")
-
-
 def over_http(port: int, frames: int, long: int, pid: int) -> tuple[list[float], list[tuple[int, float]]]:
     c = http.client.HTTPConnection("127.0.0.1", port)
     c.request("GET", "/api/info")
@@ -159,12 +142,14 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     alone = model_alone(a.results, a.frames, 1)
-    proc, port = serve(a.results, a.threads)
+    from test_play import Served  # the tests' way of starting the server and waiting for it
+
+    server = Served(a.results, "--threads", str(a.threads))
     try:
-        http_ms, memory = over_http(port, a.frames, a.long, proc.pid)
-        page = in_browser(port, a.browser_seconds)
+        http_ms, memory = over_http(server.port, a.frames, a.long, server.proc.pid)
+        page = in_browser(server.port, a.browser_seconds)
     finally:
-        proc.terminate()
+        server.close()
     print(f"results {a.results}, {a.threads} threads, {a.frames} frames\n")
     print("| path | latency median ms | p95 ms | frames/s |\n|---|---:|---:|---:|")
     print(f"| model step (sampler + decode) | {stats(alone)} |")

@@ -22,7 +22,7 @@ import numpy as np
 from latentwm.core.errors import one_line_errors
 from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import open_store, video_store
-from latentwm.evaluation.steer import arguments, context_of, load, replay, steer, sweep
+from latentwm.evaluation.steer import action_store, arguments, context_of, load, replay, steer, sweep
 from latentwm.models import checkpoint
 from latentwm.models.sampler import own_sampler
 
@@ -48,9 +48,7 @@ with one_line_errors():
         same = replay(a.replay, a.out, a.results, a.dynamics, a.tokenizer, log=logger())
         raise SystemExit(0 if same else 3)
     r = Path(a.results or "results")
-    kind = (checkpoint.load(a.dynamics).get("actions") or {}).get("kind", "none")  # the model's kind of actions
-    own = video_store(r / "actions" / kind, a.video)
-    own = own if own.exists() else None
+    own = action_store(r, checkpoint.load(a.dynamics), a.video)
     lat, fr = video_store(r / "latents", a.video), r / "frames" / f"{a.video}.zarr"
     steer(a.dynamics, a.tokenizer, lat, fr, a.start, a.context, actions, a.out, own, temperature=a.temperature,
           seed=a.seed, log=logger(), guidance=a.guidance)

@@ -65,18 +65,22 @@ def arguments(a) -> list[int]:
     return actions
 
 
-def load(dynamics_path, tokenizer_path, device="cpu"):
-    """(the action model, the codec, the checkpoint), the tokenizer checked against the one the model was trained on."""
-    if not checkpoint.load(dynamics_path).get("actions"):
-        raise PipelineError(f"{dynamics_path} takes no actions (dynamics.actions: none); train one with latent or given")
-    return load_any(dynamics_path, tokenizer_path, device)
-
-
-def load_any(dynamics_path, tokenizer_path, device="cpu"):
-    """`load` for any dynamics model, with or without actions (playing one's own future, a replay)."""
+def load(dynamics_path, tokenizer_path, device="cpu", need_actions: bool = True):
+    """(the model, the codec, the checkpoint), the tokenizer checked against the one the model was trained
+    on; with `need_actions` a model without actions is refused (steering needs them, playing or a replay not)."""
     ckpt = checkpoint.load(dynamics_path)
+    if need_actions and not ckpt.get("actions"):
+        raise PipelineError(f"{dynamics_path} takes no actions (dynamics.actions: none); train one with latent or given")
     codec = Codec.load(tokenizer_path, ckpt["stats"], device, f"the latents {dynamics_path} was trained on")
     return checkpoint.build_model(ckpt, device, kind="dynamics"), codec, ckpt
+
+
+def action_store(results, ckpt: dict, video: str) -> Path | None:
+    """The store of `video`'s own actions of the model's kind under `results` (the context frames' actions),
+    None for a model without actions or where there is none."""
+    kind = (ckpt.get("actions") or {}).get("kind")
+    path = video_store(Path(results) / "actions" / kind, video) if kind else None
+    return path if path is not None and path.exists() else None
 
 
 def context_of(ckpt, latents_path, start: int, context: int, action_path=None):
@@ -130,12 +134,10 @@ def replay(recording, out, results=None, dynamics=None, tokenizer=None, log: Cal
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise PipelineError(f"recording {recording} is not a play recording's JSON ({type(e).__name__}: {e}); give the "
                             ".json saved beside the recording's GIF") from None
-    model, codec, ckpt = load_any(dynamics or rec["dynamics"], tokenizer or rec["tokenizer"])
+    model, codec, ckpt = load(dynamics or rec["dynamics"], tokenizer or rec["tokenizer"], need_actions=False)
     results = results or rec.get("results", "results")
-    kind = (ckpt.get("actions") or {}).get("kind", "none")
-    own = video_store(Path(results) / "actions" / kind, video) if model.cfg.actions else None
     ctx, ctx_actions = context_of(ckpt, video_store(Path(results) / "latents", video), start, context,
-                                  own if own is not None and own.exists() else None)
+                                  action_store(results, ckpt, video))
     sampler = own_sampler(ckpt, model, temperature=rec.get("temperature"), guidance=rec.get("guidance"))
     codec.batch = 1  # decoded one frame at a time, as the play server does: a batch may round differently
     frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), sampler, seed)[0, first : first + count]

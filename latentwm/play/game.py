@@ -29,7 +29,7 @@ from latentwm.core.image import to_uint8
 from latentwm.data.actions import NO_ACTION
 from latentwm.data.store import open_store, video_store
 from latentwm.evaluation.actions import action_names
-from latentwm.evaluation.steer import context_of, frames_sha, load_any
+from latentwm.evaluation.steer import action_store, context_of, frames_sha, load
 from latentwm.figures.samples import frames_gif
 from latentwm.models.sampler import Rollout, own_sampler
 
@@ -56,7 +56,7 @@ class Game:
                 raise PipelineError(f"{path} is missing: run the pipeline first (snakemake --cores N; the rule "
                                     f"{rule} makes it), or pass --results of a finished run")
             paths[name] = path
-        self.model, self.codec, self.ckpt = load_any(paths["dynamics"], paths["tokenizer"])
+        self.model, self.codec, self.ckpt = load(paths["dynamics"], paths["tokenizer"], need_actions=False)
         self.paths, self.seed = paths, seed
         self.context = context or EvalConfig().context
         self.sampler = own_sampler(self.ckpt, self.model, **sampling)
@@ -78,8 +78,7 @@ class Game:
             frames = open_store(fr)
             if frames.shape[0] <= self.context:
                 continue
-            act = video_store(self.results / "actions" / self.kind, vid) if self.n_actions else None
-            out[vid] = {"latents": lat, "frames": fr, "actions": act if act is not None and act.exists() else None,
+            out[vid] = {"latents": lat, "frames": frames, "actions": action_store(self.results, self.ckpt, vid),
                         "n": int(frames.shape[0]), "fps": float(dict(frames.attrs).get("fps") or 15)}
         if not out:
             raise PipelineError(f"{self.results}: no test video with more than {self.context} frames has its latents "
@@ -104,7 +103,7 @@ class Game:
 
     def thumbnail(self, vid: str, start: int) -> np.ndarray:
         """The real frame before `start` (H, W, 3) uint8: what a session starting there shows first."""
-        return np.asarray(open_store(self.video(vid)["frames"])[start - 1]).transpose(1, 2, 0)
+        return np.asarray(self.video(vid)["frames"][start - 1]).transpose(1, 2, 0)
 
     def check_start(self, vid: str, start) -> int:
         n = self.video(vid)["n"]
@@ -146,8 +145,7 @@ class Session:
 
     def __init__(self, game: Game, vid: str, start: int):
         self.game, self.vid, self.start = game, vid, game.check_start(vid, start)
-        self.opened = self.seen = time.monotonic()
-        self.recording: list[np.ndarray] | None = None
+        self.seen = time.monotonic()
         self.reset()
 
     def reset(self) -> np.ndarray:
@@ -158,7 +156,7 @@ class Session:
                            context_actions=ctx_actions if g.n_actions else None)
         self.actions = array("h")  # since the reset: what a replay needs
         self.frame, self.action = g.thumbnail(self.vid, self.start), NO_ACTION
-        self.recording = None
+        self.recording: list[np.ndarray] | None = None
         return self.frame
 
     def step(self, action: int) -> np.ndarray:

@@ -23,7 +23,6 @@ saying so does not hold memory. Model calls run one at a time.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -40,10 +39,14 @@ from latentwm.play.game import Game, Session
 MAX_BODY = 4096  # bytes of a request's JSON body
 
 
-def png_url(frame) -> str:
+def png(frame) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(frame).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
+
+
+def png_url(frame) -> str:
+    return "data:image/png;base64," + base64.b64encode(png(frame)).decode()
 
 
 def fail(status: int, message: str) -> web.HTTPException:
@@ -75,18 +78,16 @@ class Server:
         self.game, self.max_sessions, self.idle_s = game, max_sessions, idle_s
         self.fps = fps
         self.sessions: dict[str, Session] = {}
-        self.lock = asyncio.Lock()
         self.page = resources.files("latentwm.play").joinpath("page.html").read_text()
 
-    async def call(self, fn, *args):
+    def call(self, fn, *args):
         """A model call, one at a time; bad input becomes a 400, never a dead server. It runs on the
         event loop's thread: one model serves every tab a step at a time anyway, so a worker thread
         would only add a hop (a step, tens of ms, holds the other requests back that long)."""
-        async with self.lock:
-            try:
-                return fn(*args)
-            except (ValueError, PipelineError) as e:
-                raise fail(400, str(e)) from None
+        try:
+            return fn(*args)
+        except (ValueError, PipelineError) as e:
+            raise fail(400, str(e)) from None
 
     def session(self, request) -> Session:
         self.expire()
@@ -140,9 +141,7 @@ class Server:
         except (KeyError, ValueError):
             raise fail(404, f"no latent code {request.match_info['code'][:20]!r}: this model's codes are 0..{len(effects) - 1}"
                        if effects else "this model has no latent codes") from None
-        buf = io.BytesIO()
-        Image.fromarray(frame).save(buf, format="PNG")
-        return web.Response(body=buf.getvalue(), content_type="image/png")
+        return web.Response(body=png(frame), content_type="image/png")
 
     async def open(self, request):
         data = await body(request, "video", "start")
@@ -154,7 +153,7 @@ class Server:
             self.game.video(data["video"])
         except KeyError as e:
             raise fail(404, e.args[0]) from None
-        s = await self.call(Session, self.game, data["video"], data["start"])
+        s = self.call(Session, self.game, data["video"], data["start"])
         sid = secrets.token_urlsafe(8)
         self.sessions[sid] = s
         return web.json_response({"id": sid, "video": s.vid, "start": s.start, "width": int(s.frame.shape[1]),
@@ -167,17 +166,17 @@ class Server:
         s = self.session(request)
         data = await body(request, "action")
         t = time.perf_counter()
-        await self.call(s.step, data["action"])
+        self.call(s.step, data["action"])
         s.model_ms = 1000 * (time.perf_counter() - t)
         if s.full:  # the recording's cap: saved, and the page told
-            return self.frame_response(s, await self.call(s.record, False))
+            return self.frame_response(s, self.call(s.record, False))
         return self.frame_response(s)
 
     async def reset(self, request):
         s = self.session(request)
         # a recording in progress is saved first: its replay needs the actions the reset drops
-        saved = await self.call(s.record, False) if s.recording is not None else None
-        await self.call(s.reset)
+        saved = self.call(s.record, False) if s.recording is not None else None
+        self.call(s.reset)
         return self.frame_response(s, saved)
 
     async def record(self, request):
@@ -185,7 +184,7 @@ class Server:
         on = (await body(request, "on"))["on"]
         if not isinstance(on, bool):
             raise fail(400, f"on {str(on)[:20]!r}: send true to start recording, false to stop and save")
-        return web.json_response(await self.call(s.record, on))
+        return web.json_response(self.call(s.record, on))
 
     async def close(self, request):
         self.sessions.pop(request.match_info["sid"], None)
