@@ -27,6 +27,7 @@ include: "rules/latents.smk"
 include: "rules/lam.smk"
 include: "rules/dynamics.smk"
 include: "rules/evaluate.smk"
+include: "rules/refiner.smk"
 include: "rules/plots.smk"
 
 

@@ -243,6 +243,7 @@ def all_targets(wildcards):
         *expand(rules.evaluate_rollouts.output, evaluation=evaluations),
         *expand(rules.plot_evaluation.output, evaluation=evaluations),
         *rules.plot_training.output,
+        *(rules.plot_refiner.output if config["refiner"]["enabled"] else []),
     ]
 
 

@@ -8,6 +8,7 @@ from latentwm.config.dynamics import DynamicsStage
 from latentwm.config.evaluation import EvalConfig
 from latentwm.config.fields import SAFE_NAME, section_schema
 from latentwm.config.lam import LamStage
+from latentwm.config.refiner import RefinerStage
 from latentwm.config.tokenizer import TokenizerStage
 
 
@@ -82,4 +83,5 @@ SECTIONS = {
     "latents": LatentsConfig,
     "lam": LamStage,
     "dynamics": DynamicsStage,
+    "refiner": RefinerStage,
 }

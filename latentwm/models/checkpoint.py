@@ -1,7 +1,7 @@
 """The one place that saves, loads and rebuilds models.
 
 A checkpoint is a plain dict loadable with `torch.load(weights_only=True)`:
-    kind          "tokenizer" | "dynamics" | "lam": which module builds the model
+    kind          "tokenizer" | "dynamics" | "lam" | "refiner": which module builds the model
     model_config  plain dict of that module's Config dataclass
     model         state_dict
     optimizer, scheduler, step, sampler, rng   (training state, for resuming)
@@ -21,10 +21,11 @@ from latentwm.core import files
 from latentwm.core.errors import PipelineError
 from latentwm.models.dynamics import network
 from latentwm.models.lam import Lam
+from latentwm.models.refiner import Refiner
 from latentwm.models.tokenizer import Tokenizer
 
 # kind -> builder (a class, or dynamics.network), which takes its Config: the builder's `config_class`
-MODELS = {"tokenizer": Tokenizer, "dynamics": network, "lam": Lam}
+MODELS = {"tokenizer": Tokenizer, "dynamics": network, "lam": Lam, "refiner": Refiner}
 
 
 def _model_class(kind: str):

@@ -1,0 +1,163 @@
+"""Keyframe imputation: a refiner that fills the frames between given keyframes.
+
+Its forward process is not Gaussian noise but "keep the keyframes, interpolate the frames between
+them (plus optional noise)"; the network corrects the interpolation toward the true frames. On a
+window of T = max(spacings) + 1 normalised latent frames (B, T, C, h, w) and one level (spacing s,
+T - 1 a multiple of s):
+
+    keyframes   frames 0, s, 2s, ... (nested: a coarser level's keyframes are a finer one's too)
+    interpolate the frames between two keyframes, linearly (`interpolate`, the same for pixels)
+    Refiner     (interpolated window, s) -> the window: interpolation + a predicted correction per
+                frame (zero at initialisation), keyframes replaced by the given ones exactly
+    fill        one step (the level s at once) or down the levels (s; then the result's frames at
+                multiples of s/2 kept as keyframes for level s/2; ... down to the finest spacing)
+    fill_sequence   any number of keyframes at one spacing, in windows of T frames
+
+The network sees the whole window at once: its frames stacked on channels with the keyframe mask
+and the level, then residual 3x3 conv blocks over the latent grid with dilations 1, 2, 4 in turn,
+so one block reaches as far as the view moves between keyframes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from latentwm.config.refiner import RefinerConfig, RefinerStage
+from latentwm.core.errors import PipelineError
+
+DILATIONS = (1, 2, 4)
+
+
+def keyframe_mask(frames: int, spacing: int) -> torch.Tensor:
+    """bool (frames,): the keyframes of a window of `frames` frames at `spacing`."""
+    return torch.arange(frames) % spacing == 0
+
+
+def interpolate(x: torch.Tensor, spacing: int) -> torch.Tensor:
+    """(B, T, ...) -> the same with every frame between two keyframes (multiples of `spacing`) their
+    linear interpolation; keyframes unchanged. T - 1 must be a multiple of `spacing`."""
+    T = x.shape[1]
+    if (T - 1) % spacing:
+        raise PipelineError(f"a window of {T} frames has no keyframe at its end for spacing {spacing}")
+    t = torch.arange(T)
+    left = (t // spacing) * spacing
+    right = torch.clamp(left + spacing, max=T - 1)
+    a = ((t - left).float() / spacing).view(1, T, *([1] * (x.dim() - 2))).to(x.device, x.dtype)
+    return x[:, left] * (1 - a) + x[:, right] * a
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        groups = 8 if width % 8 == 0 else 1
+        self.norm1, self.norm2 = nn.GroupNorm(groups, width), nn.GroupNorm(groups, width)
+        self.conv1 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, h):
+        return h + self.conv2(F.silu(self.norm2(self.conv1(F.silu(self.norm1(h))))))
+
+
+class Refiner(nn.Module):
+    """(B, T, C, h, w) interpolated window, spacing -> the refined window (keyframes exact)."""
+
+    config_class = RefinerConfig
+
+    def __init__(self, cfg: RefinerConfig):
+        super().__init__()
+        if cfg.latent_channels is None:
+            raise PipelineError("refiner.model.latent_channels is unset; build the refiner through fit or a checkpoint")
+        self.cfg = cfg
+        T, C, L = cfg.window(), cfg.latent_channels, len(cfg.spacings)
+        self.stem = nn.Conv2d(T * C + T + L, cfg.width, 3, padding=1)
+        self.blocks = nn.ModuleList(Block(cfg.width, DILATIONS[i % len(DILATIONS)]) for i in range(cfg.blocks))
+        self.out = nn.Conv2d(cfg.width, T * C, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # zero correction: a fresh refiner is the interpolation
+        nn.init.zeros_(self.out.bias)
+
+    def level(self, spacing: int) -> int:
+        if spacing not in self.cfg.spacings:
+            raise PipelineError(f"the refiner knows spacings {self.cfg.spacings}, not {spacing}")
+        return self.cfg.spacings.index(spacing)
+
+    def forward(self, z: torch.Tensor, spacing: int, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """z: the interpolated (and noised) window (B, T, C, h, w); keys: the true keyframes' window
+        (default z) whose keyframes the output keeps bit-exactly."""
+        B, T, C, h, w = z.shape
+        mask = keyframe_mask(T, spacing).to(z.device)
+        level = F.one_hot(torch.tensor(self.level(spacing)), len(self.cfg.spacings)).to(z.device, z.dtype)
+        cond = torch.cat([mask.to(z.dtype), level]).view(1, -1, 1, 1).expand(B, -1, h, w)
+        x = self.stem(torch.cat([z.reshape(B, T * C, h, w), cond], 1))
+        for block in self.blocks:
+            x = block(x)
+        out = z + self.out(F.silu(x)).view(B, T, C, h, w).to(z.dtype)
+        keys = z if keys is None else keys
+        return torch.where(mask.view(1, T, 1, 1, 1), keys, out)
+
+
+def corrupt(z: torch.Tensor, spacing: int, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The forward process: keyframes of `z` kept, the frames between interpolated, plus `noise` x N(0, 1)."""
+    x = interpolate(z, spacing)
+    if noise > 0:
+        eps = torch.randn(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
+        x = torch.where(keyframe_mask(z.shape[1], spacing).to(z.device).view(1, -1, 1, 1, 1), x, x + noise * eps)
+    return x
+
+
+@torch.no_grad()
+def fill(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: float = 0.0, generator=None) -> torch.Tensor:
+    """Windows (B, T, C, h, w) whose frames at multiples of `spacing` are the keyframes (the others are
+    ignored) -> filled windows: in one step at level `spacing`, or (levels) down every finer level."""
+    steps = [s for s in model.cfg.spacings if s <= spacing and spacing % s == 0][::-1] if levels else [spacing]
+    z = keys
+    for s in steps:
+        z = model(corrupt(z, s, noise, generator), s, keys=z)
+    return z
+
+
+def loss_fn(noise: float):
+    """The loop's loss: a level drawn per batch, the true window corrupted at it; MSE of the refined
+    window on the frames between keyframes (normalised latents)."""
+
+    def fn(model: Refiner, z: torch.Tensor):
+        spacings = model.cfg.spacings
+        s = spacings[int(torch.randint(len(spacings), ()))]
+        out = model(corrupt(z, s, noise), s, keys=z)
+        free = ~keyframe_mask(z.shape[1], s).to(z.device)
+        err = (out.float() - z.float())[:, free].pow(2).mean()
+        return err, {f"loss_s{s}": err.detach()}
+
+    return fn
+
+
+@torch.no_grad()
+def fill_sequence(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: float = 0.0) -> torch.Tensor:
+    """Keyframes (N, C, h, w), `spacing` frames apart -> the (N - 1) * spacing + 1 frames, filled window
+    by window (T - 1 = max(spacings) frames each; the last window padded with copies of the last keyframe)."""
+    T = model.cfg.window()
+    per = (T - 1) // spacing  # keyframe gaps per window
+    n = len(keys)
+    if n < 2:
+        raise PipelineError("filling needs at least two keyframes")
+    gaps = -(-(n - 1) // per) * per
+    padded = torch.cat([keys, keys[-1:].expand(gaps - (n - 1), *keys.shape[1:])])
+    wins = []
+    for g in range(0, gaps, per):
+        w = torch.zeros(T, *keys.shape[1:], dtype=keys.dtype, device=keys.device)
+        w[::spacing] = padded[g : g + per + 1]
+        wins.append(w)
+    z = fill(model, torch.stack(wins), spacing, levels, noise)  # (W, T, C, h, w)
+    frames = torch.cat([z[0, :1], *(wz[1:] for wz in z)])
+    return frames[: (n - 1) * spacing + 1]
+
+
+def build(stage: RefinerStage, latent_shape) -> Refiner:
+    """The refiner for latents of `latent_shape` [C, h, w] (a set latent_channels must match)."""
+    C = int(latent_shape[0])
+    cfg = stage.model
+    if cfg.latent_channels not in (None, C):
+        raise PipelineError(f"refiner.model.latent_channels is {cfg.latent_channels} but the latents have {C}; set it to "
+                            f"{C} or null (null: taken from the latents)")
+    return Refiner(RefinerConfig(spacings=list(cfg.spacings), width=cfg.width, blocks=cfg.blocks, latent_channels=C))
