@@ -20,13 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-import ffmpeg
 import numpy as np
 
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
 from latentwm.data.actions import NO_ACTION
-from latentwm.data.video import ffmpeg_exe
+from latentwm.data.video import encode_mp4
 
 # 3x5 bitmaps of the digits 0-9, one string of 15 bits per digit (rows top to bottom)
 DIGITS = [
@@ -237,22 +236,4 @@ def write_clip(path, index: int, frames: int, fps: float, size: int = 64, seed: 
 
 def _encode(tmp: Path, index: int, frames: int, fps: float, size: int, seed: int, player: bool) -> None:
     """Pipe the clip's frames through ffmpeg into the mp4 `tmp`."""
-    stream = (
-        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{size}x{size}", framerate=fps)
-        .output(str(tmp), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="fast")
-        .global_args("-hide_banner", "-nostats", "-loglevel", "error")
-        .overwrite_output()
-    )
-    proc = stream.run_async(cmd=ffmpeg_exe(), pipe_stdin=True, pipe_stderr=True)
-    try:
-        try:
-            for frame in iter_clip(index, frames, size, seed, player):
-                proc.stdin.write(frame.tobytes())
-        except BrokenPipeError:  # ffmpeg quit early; its stderr below says why
-            pass
-        _, err = proc.communicate()  # closes stdin; stderr is tiny at loglevel error
-        if proc.returncode != 0:
-            raise PipelineError(f"encoding clip {index} failed: {err.decode(errors='replace').strip()}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    encode_mp4(tmp, iter_clip(index, frames, size, seed, player), fps, size, size, f"clip {index}")

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import ffmpeg
 import numpy as np
@@ -173,6 +173,29 @@ def iter_frames(
             raise PipelineError(f"video {path}: ffmpeg failed while extracting frames ({_last_line(text)})")
         if report is not None:
             report.update(decode_errors(text))
+
+
+def encode_mp4(path, frames: Iterable[np.ndarray], fps: float, height: int, width: int, what: str) -> None:
+    """uint8 frames (H, W, 3) -> an H.264 mp4 (yuv420p, crf 18) at `path` (even sides); `what` names it in errors."""
+    stream = (
+        ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=fps)
+        .output(str(path), format="mp4", vcodec="libx264", pix_fmt="yuv420p", crf=18, preset="fast")
+        .global_args("-hide_banner", "-nostats", "-loglevel", "error")
+        .overwrite_output()
+    )
+    proc = stream.run_async(cmd=ffmpeg_exe(), pipe_stdin=True, pipe_stderr=True)
+    try:
+        try:
+            for frame in frames:
+                proc.stdin.write(np.ascontiguousarray(frame).tobytes())
+        except BrokenPipeError:  # ffmpeg quit early; its stderr below says why
+            pass
+        _, err = proc.communicate()  # closes stdin; stderr is tiny at loglevel error
+        if proc.returncode != 0:
+            raise PipelineError(f"encoding {what} failed: {err.decode(errors='replace').strip()}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def _read_blocks(stream, size: int, out: queue.Queue) -> None:
