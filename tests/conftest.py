@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,19 @@ def snakemake(workdir: Path, config: dict | None, *args: str, check: bool = True
 @pytest.fixture
 def run_snakemake():
     return snakemake
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """rule -> job count of the 'Job stats' table in Snakemake's output ({} when nothing is to be done)."""
+    if "Job stats:" not in output:
+        return {}
+    table = output.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def planned_jobs(workdir, config) -> dict[str, int]:
+    """rule -> job count of a dry run with `config`."""
+    return job_counts(snakemake(workdir, config, "-n", "--quiet", "rules").stdout)
 
 
 def tiny_config() -> dict:

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 import zarr
-from conftest import tiny_config
+from conftest import job_counts, tiny_config
 from test_download import serve_dir
 
 from latentwm.data.store import open_store
@@ -33,12 +33,6 @@ def config(sources):
 
 def targets(videos):
     return [f"results/frames/{v}.zarr" for v in videos] + ["results/splits.json"]
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """rule -> job count from Snakemake's 'Job stats' table."""
-    table = output.split("Job stats:")[1].split("total")[0]
-    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
 def test_data_stages_end_to_end(run_snakemake, tmp_path):

@@ -201,27 +201,13 @@ def test_tiny_run_dynamics_outputs(tiny_run):
         Codec.load(tok, {**stats, "tokenizer_hash": "0" * 16})
 
 
-def job_names(out: str) -> set[str]:
-    """Rule names of the "Job stats" table of a dry run."""
-    names, inside = set(), False
-    for line in out.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            inside = True
-        elif inside and parts and parts[0] == "total":
-            break
-        elif inside and parts and not parts[0].startswith("-"):
-            names.add(parts[0])
-    return names
-
-
 @pytest.mark.slow
 def test_dry_run_after_dynamics_change(tiny_run, run_snakemake):
-    from conftest import tiny_config
+    from conftest import job_counts, tiny_config
 
     cfg = tiny_config()
     cfg["dynamics"].setdefault("objective", {})["tau_ctx"] = 0.2
-    jobs = job_names(run_snakemake(tiny_run, cfg, "-n", "--quiet", "rules").stdout)
+    jobs = set(job_counts(run_snakemake(tiny_run, cfg, "-n", "--quiet", "rules").stdout))
     assert "train_dynamics" in jobs and "evaluate_rollouts" in jobs, jobs
     for upstream in ("download", "extract_frames", "train_tokenizer", "encode_latents", "latent_stats"):
         assert upstream not in jobs, jobs

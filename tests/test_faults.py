@@ -26,9 +26,9 @@ import pytest
 import torch
 import yaml
 import zarr
-from conftest import ROOT, snakemake, tiny_config
+from conftest import ROOT, job_counts, snakemake, tiny_config
 from test_data_stages import config as data_config
-from test_data_stages import job_counts, targets
+from test_data_stages import targets
 from test_download import closed_port_url
 
 from latentwm.core.errors import PipelineError

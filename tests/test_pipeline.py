@@ -10,11 +10,10 @@ from __future__ import annotations
 import copy
 import json
 import math
-import re
 
 import numpy as np
 import pytest
-from conftest import snakemake, tiny_config
+from conftest import planned_jobs, snakemake, tiny_config
 
 from latentwm.evaluation.metrics import METRICS
 from latentwm.evaluation.summary import read_metrics
@@ -25,15 +24,6 @@ TRAINING = {"train_tokenizer", "encode_latents", "train_dynamics", "extract_fram
 
 def evaluations() -> dict:
     return tiny_config()["evaluations"]
-
-
-def planned_jobs(workdir, config) -> dict[str, int]:
-    """rule -> job count of a dry run with `config` (the 'Job stats' table)."""
-    out = snakemake(workdir, config, "-n", "--quiet", "rules").stdout
-    if "Nothing to be done" in out:
-        return {}
-    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
 def test_every_output_exists(tiny_run):

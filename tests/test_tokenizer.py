@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import snakemake
+from conftest import job_counts, snakemake
 
 from latentwm.config.dynamics import DataConfig
 from latentwm.config.fields import from_dict
@@ -198,15 +198,3 @@ def write_config(workdir, cfg):
     path = workdir / ".snakemake" / "changed_tokenizer.yaml"  # never touch tiny_run's config.yaml
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> count."""
-    lines = dry_run_output.split("Job stats:")[-1].splitlines()
-    counts = {}
-    for line in lines[3:]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
-            break
-        counts[parts[0]] = int(parts[1])
-    return counts
