@@ -18,6 +18,7 @@ from PIL import Image
 from latentwm.config.fields import from_dict
 from latentwm.config.refiner import RefinerStage
 from latentwm.core.errors import PipelineError
+from latentwm.evaluation.refiner import CONDITIONS, REFINERS
 from latentwm.figures.samples import gif_frames
 from latentwm.models.refiner import Refiner, build, fill, fill_sequence, interpolate, keyframe_mask
 
@@ -50,7 +51,7 @@ def test_keyframes_are_kept_bit_exactly(noise):
     z = torch.randn(3, 9, 3, 6, 6)
     for s in (2, 4, 8):
         for levels in (False, True):
-            out = fill(model, z, s, levels, noise)
+            out = fill(model, z, s, levels, noise, steps=3)
             assert torch.equal(out[:, ::s], z[:, ::s]), (s, levels)
             assert not torch.allclose(out, interpolate(z, s), atol=1e-3)  # and it does change the frames between
     keys = torch.randn(6, 3, 6, 6)
@@ -63,7 +64,7 @@ def test_a_zero_initialised_refiner_is_linear_interpolation():
     z = torch.randn(2, 9, 3, 6, 6)
     for s in (2, 4, 8):
         assert torch.equal(fill(model, z, s, levels=False), interpolate(z, s))
-        assert torch.allclose(fill(model, z, s, levels=True), interpolate(z, s), atol=1e-6)
+        assert torch.allclose(fill(model, z, s, levels=True, steps=4), interpolate(z, s), atol=1e-6)
     keys = torch.randn(4, 3, 6, 6)
     chain = torch.zeros(25, 3, 6, 6)
     chain[::8] = keys
@@ -83,6 +84,9 @@ def test_levels_are_nested_and_filled_coarse_to_fine():
     model.register_forward_pre_hook(lambda m, args: called.append(args[1]))
     fill(model, torch.randn(1, 9, 3, 6, 6), 8, levels=True)
     assert called == [8, 4, 2]
+    called.clear()
+    fill(model, torch.randn(1, 9, 3, 6, 6), 4, levels=True, steps=2)
+    assert called == [4, 4, 2, 2]
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +106,10 @@ def test_the_refiner_stages_write_a_verdict_and_its_page(refined):
     summary = json.loads((work / "results/refiner/eval/summary.json").read_text())
     assert set(summary["spacings"]) == {"4"}  # null: the trained spacings of 4 and more
     e = summary["spacings"]["4"]
-    assert set(e["conditions"]) == {"refiner", "refiner_levels", "linear", "crossfade", "nearest", "ceiling"}
+    assert set(e["conditions"]) == set(CONDITIONS) and len(CONDITIONS) == 7
     assert len(e["conditions"]["linear"]["psnr"]["mean"]) == 3 and e["windows"] >= 2
     assert e["conditions"]["ceiling"]["psnr"]["mean"][1] > e["conditions"]["nearest"]["psnr"]["mean"][1]
-    assert len(summary["verdict"]) == 2 and all(v.startswith("spacing 4, refiner") for v in summary["verdict"])
+    assert len(summary["verdict"]) == len(REFINERS) and all(v.startswith("spacing 4, refiner") for v in summary["verdict"])
     page = (work / "results/plots/refiner/summary.html").read_text()
     assert page.index("Verdict") < page.index("<table") and "data:image/png;base64" in page
     assert len(list((work / "results/refiner/eval/samples").glob("*.png"))) == 1

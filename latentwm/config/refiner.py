@@ -48,6 +48,9 @@ class RefinerEval:
                                                "those of 4 and more (where interpolation blurs).",
                                          items={"type": "integer", "minimum": 2}, minItems=1)
 
+    steps: int = setting(4, "Euler steps of the flow per level when filling (1: the network's prediction from the "
+                            "interpolation plus noise; more: a sample, sharper where the keyframes leave the motion open).",
+                         minimum=1)
     stride: int = setting(8, "Frames between the starts of two scored windows (max(spacings) + 1 frames each).", minimum=1)
     max_windows: int = setting(32, "At most this many windows per test video, evenly spaced (first and last kept).",
                                minimum=1)
@@ -80,6 +83,7 @@ class RefinerStage:
     train: TrainConfig = setting(lambda: TrainConfig(steps=2000, lr=0.001, warmup=50, batch_size=16, log_every=100),
                                  "The shared training loop; batch_size is windows per step.")
     val_windows: int = setting(64, "Val windows scored at every log step (the held-out loss).", minimum=1)
+    keep_best: bool = setting(True, "Keep the weights where the held-out loss was lowest, not the last.")
     evaluation: RefinerEval = field(default_factory=RefinerEval)
 
     def __post_init__(self):

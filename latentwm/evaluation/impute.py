@@ -66,13 +66,14 @@ def image_frames(folder, height: int, width: int) -> np.ndarray:
     return np.stack(out)
 
 
-def impute(model, codec, keys: np.ndarray, spacing: int, levels: bool, noise: float = 0.0) -> dict[str, np.ndarray]:
+def impute(model, codec, keys: np.ndarray, spacing: int, levels: bool, noise: float = 0.0, steps: int = 1,
+           seed: int = 0) -> dict[str, np.ndarray]:
     """Keyframes uint8 (N, 3, H, W), `spacing` frames apart -> uint8 (M, 3, H, W) frames, M = (N - 1) spacing + 1:
     "refiner" (filled) and "linear" (the latents interpolated linearly), both decoded."""
     if spacing not in model.cfg.spacings:
         raise PipelineError(f"--spacing {spacing}: the refiner is trained on spacings {model.cfg.spacings}; pick one")
     z = codec.encode(to_float(torch.from_numpy(keys))[None])[0]  # (N, C, h, w)
-    filled = fill_sequence(model, z, spacing, levels, noise)
+    filled = fill_sequence(model, z, spacing, levels, noise, steps, torch.Generator().manual_seed(seed))
     chain = torch.zeros(len(filled), *z.shape[1:])
     chain[::spacing] = z
     lin = interpolate(chain[None], spacing)[0]
@@ -100,9 +101,36 @@ def scored(filled: dict[str, np.ndarray], truth: np.ndarray, spacing: int) -> di
             for name, f in filled.items()}
 
 
+def fill_file(refiner_path, tokenizer_path, out, spacing: int, levels: bool, steps: int, fps: float, video=None,
+              images=None, start: int = 0, keys: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """Keyframes of a video (every `spacing`-th frame from `start`, `keys` of them or as many as fit) or of a
+    folder of images, filled and written to `out` (GIF or MP4) at `fps`; a video's in-between frames scored."""
+    model, ckpt, codec = load(refiner_path, tokenizer_path, "cpu")
+    h, w = frame_size(codec, ckpt["stats"])
+    truth = None
+    if video is not None:
+        frames = video_frames(video, fps, h, w)
+        n = (len(frames) - 1 - start) // spacing + 1 if keys is None else keys
+        truth = frames[start : start + (n - 1) * spacing + 1]
+        if n < 2 or len(truth) < (n - 1) * spacing + 1:
+            raise PipelineError(f"--video {video} has {len(frames)} frames at {fps} fps: {n} keyframes every {spacing} "
+                                f"from {start} do not fit; lower --start, --keys or --spacing")
+        key_frames = truth[::spacing]
+    else:
+        key_frames = image_frames(images, h, w)
+    filled = impute(model, codec, key_frames, spacing, levels, float(ckpt.get("noise", 0.0)), steps)
+    write_video(filled["refiner"], out, fps)
+    log(f"[refine] wrote {out}: {len(filled['refiner'])} frames from {len(key_frames)} keyframes every {spacing}")
+    result = scored(filled, truth, spacing) if truth is not None else {}
+    for name, m in result.items():
+        log(f"[refine] {name}: in-between frames {m['psnr']:.2f} dB, sharpness {m['sharpness']:.2f} of the video's")
+    return result
+
+
 @torch.no_grad()
 def rollout_then_fill(dynamics_path, tokenizer_path, refiner_path, latent_paths, frame_paths, every: int, horizon: int,
-                      context: int, max_windows: int, levels: bool, out_json, log: Callable[[str], None] = print) -> dict:
+                      context: int, max_windows: int, levels: bool, steps: int, out_json,
+                      log: Callable[[str], None] = print) -> dict:
     """The dynamics model's rollout (its own sampler, no actions) over `horizon` frames from real contexts of the
     stores; "filled": its frames at every `every`-th step kept, the refiner fills the rest; per step, PSNR and
     sharpness of both against the truth, filled minus plain paired by window with bootstrap intervals."""
@@ -123,7 +151,8 @@ def rollout_then_fill(dynamics_path, tokenizer_path, refiner_path, latent_paths,
             plain = rollout(model, z[:, :context], horizon, sampler, generator=torch.Generator().manual_seed(s),
                             actions=acts)[0]
             chain = torch.cat([z[0, context - 1 : context], plain])[::every]  # keyframes: the last context frame, then every k-th
-            filled = fill_sequence(refiner, chain, every, levels, float(rckpt.get("noise", 0.0)))[1:]
+            filled = fill_sequence(refiner, chain, every, levels, float(rckpt.get("noise", 0.0)), steps,
+                                   torch.Generator().manual_seed(s))[1:]
             truth = to_float(torch.from_numpy(np.asarray(fr[s + context : s + span])))
             for name, x in (("plain", plain), ("filled", filled)):
                 px = codec.decode(x[None])[0]

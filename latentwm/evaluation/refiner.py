@@ -5,9 +5,11 @@ frames (at most `max_windows` per video, evenly spaced; latentwm.evaluation.roll
 For each scored spacing s the window's frames at multiples of s are the keyframes (its true
 latents, or its real frames for the pixel baselines) and the frames between them are filled by
 
-    refiner         the refiner, in one step at level s
+    refiner         the refiner at level s (`steps` Euler steps of its flow)
     refiner_levels  the refiner down the levels (s, then s/2 with the result's frames at multiples
-                    of s/2 kept as keyframes, ...): as many network calls as levels
+                    of s/2 kept as keyframes, ...): `steps` network calls per level
+    refiner_px      the refiner's change to the interpolation (refiner minus linear, decoded) added
+                    onto the crossfade: real pixels where the refiner changes nothing
     linear          the latents interpolated linearly between the keyframes, decoded
     crossfade       the real keyframe frames crossfaded in pixels
     nearest         the nearer real keyframe repeated (the earlier one at the middle)
@@ -46,7 +48,7 @@ from latentwm.models.codec import Codec
 from latentwm.models.refiner import fill, interpolate
 
 METRICS = ("psnr", "ssim", "sharpness")  # registry entries scored per in-between frame
-REFINERS = ("refiner", "refiner_levels")
+REFINERS = ("refiner", "refiner_levels", "refiner_px")
 BASELINES = ("linear", "crossfade", "nearest")
 CONDITIONS = (*REFINERS, *BASELINES, "ceiling")
 CSV_COLUMNS = ["video", "start", "spacing", "position", "condition", "metric", "value"]
@@ -91,27 +93,36 @@ def nearest(frames: torch.Tensor, spacing: int) -> torch.Tensor:
     return frames[:, torch.where(t - left <= spacing // 2, left, torch.clamp(left + spacing, max=frames.shape[1] - 1))]
 
 
+def onto_pixels(refined: torch.Tensor, linear: torch.Tensor, crossfade: torch.Tensor) -> torch.Tensor:
+    """The refiner's change to the interpolation, decoded, added onto the real keyframes' crossfade: what
+    the keyframes share keeps their real pixels (the tokenizer's loss is paid only where the refiner
+    changes something), and the keyframes stay exact."""
+    return (crossfade + refined - linear).clamp(0, 1)
+
+
 @torch.no_grad()
-def fillings(model, codec: Codec, z: torch.Tensor, px: torch.Tensor, spacing: int, noise: float, seed: int) -> dict:
+def fillings(model, codec: Codec, z: torch.Tensor, px: torch.Tensor, spacing: int, noise: float, steps: int,
+             seed: int) -> dict:
     """condition -> frames float (B, T, 3, H, W) of a batch of windows at `spacing` (CONDITIONS)."""
-    gen = torch.Generator().manual_seed(seed)
     dev = next(model.parameters()).device
-    out = {name: codec.decode(fill(model, z.to(dev), spacing, levels=name == "refiner_levels", noise=noise, generator=gen))
-           for name in REFINERS}
+    out = {name: codec.decode(fill(model, z.to(dev), spacing, name == "refiner_levels", noise, steps,
+                                   torch.Generator().manual_seed(seed)))
+           for name in REFINERS[:2]}
     out["linear"] = codec.decode(interpolate(z, spacing))
     out["crossfade"] = interpolate(px, spacing)
+    out["refiner_px"] = onto_pixels(out["refiner"], out["linear"], out["crossfade"])
     out["nearest"] = nearest(px, spacing)
     out["ceiling"] = codec.decode(z)
     return out
 
 
-def score_batch(wins: list[dict], model, codec: Codec, spacings: list[int], noise: float, seed: int) -> list[dict]:
+def score_batch(wins: list[dict], model, codec: Codec, spacings: list[int], noise: float, steps: int, seed: int) -> list[dict]:
     """Rows of metrics.csv for a batch of windows: per spacing, position, condition and metric."""
     z = torch.stack([w["latents"] for w in wins])
     px = to_float(torch.stack([w["frames"] for w in wins]))
     rows = []
     for s in spacings:
-        preds = fillings(model, codec, z, px, s, noise, seed + s)
+        preds = fillings(model, codec, z, px, s, noise, steps, seed + s)
         gaps = (px.shape[1] - 1) // s
         for cond, pred in preds.items():
             for name in METRICS:
@@ -158,7 +169,7 @@ def verdict(by_spacing: dict) -> list[str]:
         for r in REFINERS:
             sharp = e["conditions"][r]["sharpness"]["mean"][mid]
             lin_sharp = e["conditions"]["linear"]["sharpness"]["mean"][mid]
-            what = "one step" if r == "refiner" else "down the levels"
+            what = {"refiner": "one level", "refiner_levels": "down the levels", "refiner_px": "onto the crossfade"}[r]
             head = f"spacing {s}, refiner ({what}):"
             if not sharp >= M.BLURRED_BELOW:
                 lines.append(f"{head} is blurred (sharpness {sharp:.2f} of the truth's at the middle position, under "
@@ -174,10 +185,10 @@ def verdict(by_spacing: dict) -> list[str]:
     return lines
 
 
-def samples(wins: list[dict], model, codec: Codec, spacing: int, noise: float, seed: int) -> list[dict]:
+def samples(wins: list[dict], model, codec: Codec, spacing: int, noise: float, steps: int, seed: int) -> list[dict]:
     """Filmstrip rows of the first windows at `spacing`: truth, nearest keyframe, linear, refiners."""
     px = to_float(torch.stack([w["frames"] for w in wins]))
-    preds = fillings(model, codec, torch.stack([w["latents"] for w in wins]), px, spacing, noise, seed + spacing)
+    preds = fillings(model, codec, torch.stack([w["latents"] for w in wins]), px, spacing, noise, steps, seed + spacing)
     shown = ("nearest", "linear", "crossfade", *REFINERS)
     return [{"name": f"{w['video']}_{w['start']:05d}_s{spacing}", "spacing": spacing, "truth": w["frames"],
              "predictions": {c: to_uint8(preds[c][b, 1:]) for c in shown}} for b, w in enumerate(wins)]
@@ -193,7 +204,7 @@ def evaluate(*, refiner_path, tokenizer_path, videos, frame_paths, latent_paths,
     wins = windows(videos, frame_paths, latent_paths, cfg, model.cfg.window(), ckpt["stats"], codec, log)
     rows = []
     for i in range(0, len(wins), BATCH):
-        rows += score_batch(wins[i : i + BATCH], model, codec, spacings, noise, seed + i)
+        rows += score_batch(wins[i : i + BATCH], model, codec, spacings, noise, cfg.steps, seed + i)
     df = pd.DataFrame(rows, columns=CSV_COLUMNS)
     files.write(metrics_csv, lambda tmp: df.to_csv(tmp, index=False))
     by_spacing = summarise(df, spacings)
@@ -203,4 +214,4 @@ def evaluate(*, refiner_path, tokenizer_path, videos, frame_paths, latent_paths,
     files.write(summary_json, lambda tmp: tmp.write_text(json.dumps(summary, indent=2) + "\n"))
     for line in summary["verdict"]:
         log(f"[refiner] {line}")
-    return summary, samples(wins[: cfg.samples], model, codec, max(spacings), noise, seed)
+    return summary, samples(wins[: cfg.samples], model, codec, max(spacings), noise, cfg.steps, seed)

@@ -7,11 +7,21 @@ T - 1 a multiple of s):
 
     keyframes   frames 0, s, 2s, ... (nested: a coarser level's keyframes are a finer one's too)
     interpolate the frames between two keyframes, linearly (`interpolate`, the same for pixels)
-    Refiner     (interpolated window, s) -> the window: interpolation + a predicted correction per
-                frame (zero at initialisation), keyframes replaced by the given ones exactly
-    fill        one step (the level s at once) or down the levels (s; then the result's frames at
-                multiples of s/2 kept as keyframes for level s/2; ... down to the finest spacing)
+    corrupt     the forward process: x_tau = (1 - tau) (interpolation + noise eps) + tau truth on the
+                frames between keyframes, keyframes kept (tau 0: the interpolation plus noise)
+    Refiner     (x_tau, s, tau) -> the true window predicted: x_tau + a correction per frame (zero
+                at initialisation), keyframes replaced by the given ones exactly
+    fill        at level s, `steps` Euler steps of the flow from tau 0 to 1 (one: the prediction
+                from the interpolation itself); in one level, or down the levels (s; then the
+                result's frames at multiples of s/2 kept as keyframes for level s/2; ... down to the
+                finest spacing)
     fill_sequence   any number of keyframes at one spacing, in windows of T frames
+
+Why a flow and noise: a network trained to predict the frames between keyframes from their
+interpolation alone learns their mean over every way the scene could have moved, which is blurred
+where the keyframes leave the motion open. Started from the interpolation plus noise and moved
+toward its own prediction in a few steps, each fill is one of those ways (the dynamics model's
+flow matching, with the interpolation as the place the flow starts).
 
 The network sees the whole window at once: its frames stacked on channels with the keyframe mask
 and the level, then residual 3x3 conv blocks over the latent grid with dilations 1, 2, 4 in turn,
@@ -71,7 +81,7 @@ class Refiner(nn.Module):
             raise PipelineError("refiner.model.latent_channels is unset; build the refiner through fit or a checkpoint")
         self.cfg = cfg
         T, C, L = cfg.window(), cfg.latent_channels, len(cfg.spacings)
-        self.stem = nn.Conv2d(T * C + T + L, cfg.width, 3, padding=1)
+        self.stem = nn.Conv2d(T * C + T + L + 1, cfg.width, 3, padding=1)  # latents, keyframe mask, level, tau
         self.blocks = nn.ModuleList(Block(cfg.width, DILATIONS[i % len(DILATIONS)]) for i in range(cfg.blocks))
         self.out = nn.Conv2d(cfg.width, T * C, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # zero correction: a fresh refiner is the interpolation
@@ -82,14 +92,15 @@ class Refiner(nn.Module):
             raise PipelineError(f"the refiner knows spacings {self.cfg.spacings}, not {spacing}")
         return self.cfg.spacings.index(spacing)
 
-    def forward(self, z: torch.Tensor, spacing: int, keys: torch.Tensor | None = None) -> torch.Tensor:
-        """z: the interpolated (and noised) window (B, T, C, h, w); keys: the true keyframes' window
-        (default z) whose keyframes the output keeps bit-exactly."""
+    def forward(self, z: torch.Tensor, spacing: int, tau=0.0, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """z: the corrupted window x_tau (B, T, C, h, w) at flow time `tau` (a float or (B,)); keys: the true
+        keyframes' window (default z) whose keyframes the output keeps bit-exactly."""
         B, T, C, h, w = z.shape
         mask = keyframe_mask(T, spacing).to(z.device)
         level = F.one_hot(torch.tensor(self.level(spacing)), len(self.cfg.spacings)).to(z.device, z.dtype)
         cond = torch.cat([mask.to(z.dtype), level]).view(1, -1, 1, 1).expand(B, -1, h, w)
-        x = self.stem(torch.cat([z.reshape(B, T * C, h, w), cond], 1))
+        t = torch.as_tensor(tau, dtype=z.dtype, device=z.device).expand(B).view(B, 1, 1, 1).expand(B, 1, h, w)
+        x = self.stem(torch.cat([z.reshape(B, T * C, h, w), cond, t], 1))
         for block in self.blocks:
             x = block(x)
         out = z + self.out(F.silu(x)).view(B, T, C, h, w).to(z.dtype)
@@ -97,34 +108,43 @@ class Refiner(nn.Module):
         return torch.where(mask.view(1, T, 1, 1, 1), keys, out)
 
 
-def corrupt(z: torch.Tensor, spacing: int, noise: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The forward process: keyframes of `z` kept, the frames between interpolated, plus `noise` x N(0, 1)."""
+def corrupt(z: torch.Tensor, spacing: int, noise: float, tau=0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The forward process at flow time `tau` (a float or (B,)): keyframes of `z` kept, the frames between
+    (1 - tau) (their interpolation + `noise` x N(0, 1)) + tau z."""
     x = interpolate(z, spacing)
     if noise > 0:
-        eps = torch.randn(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
-        x = torch.where(keyframe_mask(z.shape[1], spacing).to(z.device).view(1, -1, 1, 1, 1), x, x + noise * eps)
-    return x
+        x = x + noise * torch.randn(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
+    t = torch.as_tensor(tau, dtype=z.dtype, device=z.device).reshape(-1, *([1] * (z.dim() - 1)))
+    x = (1 - t) * x + t * z
+    return torch.where(keyframe_mask(z.shape[1], spacing).to(z.device).view(1, -1, 1, 1, 1), z, x)
 
 
 @torch.no_grad()
-def fill(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: float = 0.0, generator=None) -> torch.Tensor:
+def fill(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: float = 0.0, steps: int = 1,
+         generator=None) -> torch.Tensor:
     """Windows (B, T, C, h, w) whose frames at multiples of `spacing` are the keyframes (the others are
-    ignored) -> filled windows: in one step at level `spacing`, or (levels) down every finer level."""
-    steps = [s for s in model.cfg.spacings if s <= spacing and spacing % s == 0][::-1] if levels else [spacing]
+    ignored) -> filled windows: at level `spacing`, or (levels) down every finer level, each in `steps`
+    Euler steps of the flow (the last step lands on the network's prediction)."""
+    spacings = [s for s in model.cfg.spacings if s <= spacing and spacing % s == 0][::-1] if levels else [spacing]
     z = keys
-    for s in steps:
-        z = model(corrupt(z, s, noise, generator), s, keys=z)
+    for s in spacings:
+        x = corrupt(z, s, noise, 0.0, generator)
+        for k in range(steps):
+            t = k / steps
+            x = x + (model(x, s, t, keys=z) - x) / (steps - k)  # Euler with dt = 1/steps on v = (x1 - x) / (1 - t)
+        z = x
     return z
 
 
 def loss_fn(noise: float):
-    """The loop's loss: a level drawn per batch, the true window corrupted at it; MSE of the refined
-    window on the frames between keyframes (normalised latents)."""
+    """The loop's loss: a level drawn per batch and a flow time per window, the true window corrupted
+    there; MSE of the predicted window on the frames between keyframes (normalised latents)."""
 
     def fn(model: Refiner, z: torch.Tensor):
         spacings = model.cfg.spacings
         s = spacings[int(torch.randint(len(spacings), ()))]
-        out = model(corrupt(z, s, noise), s, keys=z)
+        tau = torch.rand(z.shape[0], device=z.device)
+        out = model(corrupt(z, s, noise, tau), s, tau, keys=z)
         free = ~keyframe_mask(z.shape[1], s).to(z.device)
         err = (out.float() - z.float())[:, free].pow(2).mean()
         return err, {f"loss_s{s}": err.detach()}
@@ -133,7 +153,8 @@ def loss_fn(noise: float):
 
 
 @torch.no_grad()
-def fill_sequence(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: float = 0.0) -> torch.Tensor:
+def fill_sequence(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: float = 0.0, steps: int = 1,
+                  generator=None) -> torch.Tensor:
     """Keyframes (N, C, h, w), `spacing` frames apart -> the (N - 1) * spacing + 1 frames, filled window
     by window (T - 1 = max(spacings) frames each; the last window padded with copies of the last keyframe)."""
     T = model.cfg.window()
@@ -148,7 +169,7 @@ def fill_sequence(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool
         w = torch.zeros(T, *keys.shape[1:], dtype=keys.dtype, device=keys.device)
         w[::spacing] = padded[g : g + per + 1]
         wins.append(w)
-    z = fill(model, torch.stack(wins), spacing, levels, noise)  # (W, T, C, h, w)
+    z = fill(model, torch.stack(wins), spacing, levels, noise, steps, generator)  # (W, T, C, h, w)
     frames = torch.cat([z[0, :1], *(wz[1:] for wz in z)])
     return frames[: (n - 1) * spacing + 1]
 

@@ -39,7 +39,7 @@ def val_probe(stage: RefinerStage, paths: list[str], stats: dict, log):
         log(f"WARNING: no val windows, so no held-out loss and the last weights are kept: {e}")
         return None
     gen = torch.Generator().manual_seed(stage.train.seed)
-    levels = {s: corrupt(z, s, stage.noise, gen) for s in stage.model.spacings}
+    levels = {s: corrupt(z, s, stage.noise, 0.0, gen) for s in stage.model.spacings}  # one step from tau 0
 
     def err(x, s):
         free = ~keyframe_mask(z.shape[1], s)
@@ -67,10 +67,10 @@ def fit(stage: RefinerStage, inputs, out, resume, log=print) -> None:
     n_params = sum(p.numel() for p in net.parameters())
     log(f"[refiner] {n_params / 1e6:.2f}M parameters, {len(batches.paths)} videos, windows of {net.cfg.window()} "
         f"frames, spacings {net.cfg.spacings}, noise {stage.noise}")
+    trained = {k: v for k, v in to_dict(stage).items() if k not in ("enabled", "evaluation")}  # what the weights depend on
     final = train(WithLoss(net, loss_fn(stage.noise)), batches, stage.train, name="refiner", model_config=to_dict(net.cfg),
-                  resume_path=resume, curve_path=out.curve, fingerprint=fingerprint(to_dict(stage.model), to_dict(stage.train),
-                                                                                   stage.noise, stats_text),
-                  log=log, probe=val_probe(stage, val_paths, stats, log), held_out="val_loss", keep_best=True)
+                  resume_path=resume, curve_path=out.curve, fingerprint=fingerprint(trained, stats_text), log=log,
+                  probe=val_probe(stage, val_paths, stats, log), held_out="val_loss", keep_best=stage.keep_best)
     if not ranks.context().main:
         return
     health = final.pop("health")
