@@ -18,6 +18,8 @@ from PIL import Image
 from latentwm.config.fields import from_dict
 from latentwm.config.refiner import RefinerStage
 from latentwm.core.errors import PipelineError
+from latentwm.data.video import probe
+from latentwm.evaluation.impute import fill_file
 from latentwm.evaluation.refiner import CONDITIONS, REFINERS
 from latentwm.figures.samples import gif_frames
 from latentwm.models.refiner import Refiner, build, fill, fill_sequence, interpolate, keyframe_mask
@@ -130,21 +132,19 @@ def test_a_refiner_change_reruns_only_the_refiner(refined):
 @pytest.mark.slow
 def test_fill_a_video_and_images_by_hand(refined, tmp_path):
     work, _ = refined
-    video = sorted((work / "results/videos").glob("*.mp4"))[0]
-
-    def run(*args):
-        cmd = [sys.executable, str(ROOT / "workflow_scripts/refine.py"), "--results", str(work / "results"), *args]
-        return subprocess.run(cmd, capture_output=True, text=True)
-
-    p = run("--video", str(video), "--spacing", "4", "--keys", "5", "--out", str(tmp_path / "f.gif"))
+    r = work / "results"
+    video = sorted((r / "videos").glob("*.mp4"))[0]
+    p = subprocess.run([sys.executable, str(ROOT / "workflow_scripts/refine.py"), "--results", str(r), "--video", str(video),
+                        "--spacing", "4", "--keys", "5", "--out", str(tmp_path / "f.gif")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert gif_frames(tmp_path / "f.gif") == 17 and "refiner: in-between frames" in p.stderr + p.stdout
     folder = tmp_path / "story"
     folder.mkdir()
     for i, c in enumerate([(255, 0, 0), (0, 0, 255), (0, 255, 0)]):
         Image.new("RGB", (64, 48), c).save(folder / f"{i:02d}.png")
-    p = run("--images", str(folder), "--spacing", "2", "--out", str(tmp_path / "f.mp4"))
-    assert p.returncode == 0 and (tmp_path / "f.mp4").stat().st_size > 0, p.stderr
-    p = run("--images", str(folder), "--spacing", "3", "--out", str(tmp_path / "g.mp4"))
-    assert p.returncode == 1 and "ERROR: --spacing 3: the refiner is trained on spacings [2, 4]" in p.stderr + p.stdout
+    paths = (r / "refiner/refiner.pt", r / "tokenizer/tokenizer.pt")
+    fill_file(*paths, tmp_path / "f.mp4", 2, True, 2, 15.0, images=folder)
+    assert probe(tmp_path / "f.mp4", count_frames=True)["frames"] == 5
+    with pytest.raises(PipelineError, match="--spacing 3: the refiner is trained on spacings \\[2, 4\\]"):
+        fill_file(*paths, tmp_path / "g.mp4", 3, True, 2, 15.0, images=folder)
     assert not (tmp_path / "g.mp4").exists()

@@ -48,9 +48,9 @@ class RefinerEval:
                                                "those of 4 and more (where interpolation blurs).",
                                          items={"type": "integer", "minimum": 2}, minItems=1)
 
-    steps: int = setting(4, "Euler steps of the flow per level when filling (1: the network's prediction from the "
-                            "interpolation plus noise; more: a sample, sharper where the keyframes leave the motion open).",
-                         minimum=1)
+    steps: int = setting(1, "Euler steps of the flow per level when filling; more than 1 only for a refiner trained "
+                            "with noise (refiner.noise > 0), whose fill is then a sample rather than the prediction "
+                            "from the interpolation plus noise.", minimum=1)
     stride: int = setting(8, "Frames between the starts of two scored windows (max(spacings) + 1 frames each).", minimum=1)
     max_windows: int = setting(32, "At most this many windows per test video, evenly spaced (first and last kept).",
                                minimum=1)
@@ -80,6 +80,8 @@ class RefinerStage:
     noise: float = setting(0.0, "Std of Gaussian noise added to the interpolated frames between keyframes (normalised "
                                 "latent units), in training and when filling: the forward process keyframes + "
                                 "interpolation + noise; 0: deterministic.", minimum=0)
+    reverse: bool = setting(True, "Play half the training windows backwards (the frames between two keyframes do not "
+                                  "say which way time runs): twice the windows from the same footage.")
     train: TrainConfig = setting(lambda: TrainConfig(steps=2000, lr=0.001, warmup=50, batch_size=16, log_every=100),
                                  "The shared training loop; batch_size is windows per step.")
     val_windows: int = setting(64, "Val windows scored at every log step (the held-out loss).", minimum=1)

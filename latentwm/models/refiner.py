@@ -17,15 +17,12 @@ T - 1 a multiple of s):
                 finest spacing)
     fill_sequence   any number of keyframes at one spacing, in windows of T frames
 
-Why a flow and noise: a network trained to predict the frames between keyframes from their
-interpolation alone learns their mean over every way the scene could have moved, which is blurred
-where the keyframes leave the motion open. Started from the interpolation plus noise and moved
-toward its own prediction in a few steps, each fill is one of those ways (the dynamics model's
-flow matching, with the interpolation as the place the flow starts).
-
-The network sees the whole window at once: its frames stacked on channels with the keyframe mask
-and the level, then residual 3x3 conv blocks over the latent grid with dilations 1, 2, 4 in turn,
-so one block reaches as far as the view moves between keyframes.
+Noise and the flow (refiner.noise, evaluation.steps): a network that predicts the frames between
+keyframes from their interpolation alone learns their mean over every way the scene could have
+moved, blurred where the keyframes leave the motion open. Trained on x_tau with noise and moved
+toward its own prediction in a few steps, each fill is meant to be one of those ways (the dynamics
+model's flow matching, with the interpolation as the place the flow starts). Without noise (the
+default: docs/EXPERIMENTS.md) it trains at tau 0 only and fills in one step.
 """
 
 from __future__ import annotations
@@ -136,14 +133,19 @@ def fill(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: 
     return z
 
 
-def loss_fn(noise: float):
-    """The loop's loss: a level drawn per batch and a flow time per window, the true window corrupted
-    there; MSE of the predicted window on the frames between keyframes (normalised latents)."""
+def loss_fn(noise: float, reverse: bool = False):
+    """The loop's loss: a level drawn per batch and (with noise) a flow time per window, the true window
+    corrupted there; MSE of the predicted window on the frames between keyframes (normalised latents). With
+    `reverse`, half the windows (drawn per window) are played backwards."""
 
     def fn(model: Refiner, z: torch.Tensor):
         spacings = model.cfg.spacings
         s = spacings[int(torch.randint(len(spacings), ()))]
-        tau = torch.rand(z.shape[0], device=z.device)
+        if reverse:  # the frames between two keyframes are as likely played backwards: twice the windows
+            back = torch.rand(z.shape[0], device=z.device) < 0.5
+            z = torch.where(back.view(-1, 1, 1, 1, 1), z.flip(1), z)
+        # without noise the start is the interpolation itself: one step from it is the whole fill
+        tau = torch.rand(z.shape[0], device=z.device) if noise > 0 else torch.zeros(z.shape[0], device=z.device)
         out = model(corrupt(z, s, noise, tau), s, tau, keys=z)
         free = ~keyframe_mask(z.shape[1], s).to(z.device)
         err = (out.float() - z.float())[:, free].pow(2).mean()

@@ -68,7 +68,7 @@ def fit(stage: RefinerStage, inputs, out, resume, log=print) -> None:
     log(f"[refiner] {n_params / 1e6:.2f}M parameters, {len(batches.paths)} videos, windows of {net.cfg.window()} "
         f"frames, spacings {net.cfg.spacings}, noise {stage.noise}")
     trained = {k: v for k, v in to_dict(stage).items() if k not in ("enabled", "evaluation")}  # what the weights depend on
-    final = train(WithLoss(net, loss_fn(stage.noise)), batches, stage.train, name="refiner", model_config=to_dict(net.cfg),
+    final = train(WithLoss(net, loss_fn(stage.noise, stage.reverse)), batches, stage.train, name="refiner", model_config=to_dict(net.cfg),
                   resume_path=resume, curve_path=out.curve, fingerprint=fingerprint(trained, stats_text), log=log,
                   probe=val_probe(stage, val_paths, stats, log), held_out="val_loss", keep_best=stage.keep_best)
     if not ranks.context().main:
