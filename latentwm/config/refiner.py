@@ -82,7 +82,7 @@ class RefinerStage:
                                 "interpolation + noise; 0: deterministic.", minimum=0)
     reverse: bool = setting(True, "Play half the training windows backwards (the frames between two keyframes do not "
                                   "say which way time runs): twice the windows from the same footage.")
-    train: TrainConfig = setting(lambda: TrainConfig(steps=2000, lr=0.001, warmup=50, batch_size=16, log_every=100),
+    train: TrainConfig = setting(lambda: TrainConfig(steps=8000, lr=0.001, warmup=50, batch_size=16, log_every=100),
                                  "The shared training loop; batch_size is windows per step.")
     val_windows: int = setting(64, "Val windows scored at every log step (the held-out loss).", minimum=1)
     keep_best: bool = setting(True, "Keep the weights where the held-out loss was lowest, not the last.")
