@@ -104,7 +104,7 @@ def refined(tiny_run, tmp_path_factory):
 
 @pytest.mark.slow
 def test_the_refiner_stages_write_a_verdict_and_its_page(refined):
-    work, _ = refined
+    work, cfg = refined
     summary = json.loads((work / "results/refiner/eval/summary.json").read_text())
     assert set(summary["spacings"]) == {"4"}  # null: the trained spacings of 4 and more
     e = summary["spacings"]["4"]
@@ -115,6 +115,9 @@ def test_the_refiner_stages_write_a_verdict_and_its_page(refined):
     page = (work / "results/plots/refiner/summary.html").read_text()
     assert page.index("Verdict") < page.index("<table") and "data:image/png;base64" in page
     assert len(list((work / "results/refiner/eval/samples").glob("*.png"))) == 1
+    snakemake(work, cfg, "--report", str(work / "report.html"))
+    report = (work / "report.html").read_text()
+    assert "Refiner" in report and "by_position.png" in report
 
 
 @pytest.mark.slow
