@@ -43,6 +43,8 @@ def test_interpolation_between_keyframes():
     lin = interpolate(z, 4)
     assert torch.equal(lin[:, ::4], z[:, ::4])
     assert torch.allclose(lin[:, 2], (z[:, 0] + z[:, 4]) / 2) and torch.allclose(lin[:, 5], 0.75 * z[:, 4] + 0.25 * z[:, 8])
+    near = interpolate(z, 4, "nearest")
+    assert torch.equal(near[:, 1], z[:, 0]) and torch.equal(near[:, 2], z[:, 0]) and torch.equal(near[:, 3], z[:, 4])
     with pytest.raises(PipelineError, match="no keyframe at its end"):
         interpolate(z[:, :8], 4)
 
@@ -67,6 +69,8 @@ def test_a_zero_initialised_refiner_is_linear_interpolation():
     for s in (2, 4, 8):
         assert torch.equal(fill(model, z, s, levels=False), interpolate(z, s))
         assert torch.allclose(fill(model, z, s, levels=True, steps=4), interpolate(z, s), atol=1e-6)
+    near = build(from_dict(RefinerStage, {"model": {"interpolation": "nearest"}}), [3, 6, 6]).eval()
+    assert torch.equal(fill(near, z, 8, levels=False), interpolate(z, 8, "nearest"))
     keys = torch.randn(4, 3, 6, 6)
     chain = torch.zeros(25, 3, 6, 6)
     chain[::8] = keys

@@ -30,6 +30,8 @@ class RefinerConfig:
     width: int = setting(64, "Channels of the conv layers.", minimum=4)
     blocks: int = setting(4, "Residual blocks (two 3x3 convs each; dilations 1, 2, 4 in turn, so a block sees far "
                              "across the latent grid, as far as the view moves between keyframes).", minimum=1)
+    interpolation: str = setting("linear", "How the frames between keyframes start: linear, the latents interpolated; "
+                                           "nearest, the nearer keyframe repeated.", enum=["linear", "nearest"])
     latent_channels: int | None = setting(None, "C of the latents; null: from the latents. Set, it must match.", minimum=1)
 
     def __post_init__(self):

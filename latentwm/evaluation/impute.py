@@ -163,9 +163,9 @@ def rollout_then_fill(dynamics_path, tokenizer_path, refiner_path, latent_paths,
     arr = {c: {m: np.stack(v) for m, v in ms.items()} for c, ms in vals.items()}  # (windows, horizon)
     idx = S.resamples(len(arr["plain"]["psnr"]))
     res = {"every": every, "horizon": horizon, "windows": len(idx[0]), "levels": levels,
-           **{f"{c}_{m}": S._floats(a.mean(0)) for c, ms in arr.items() for m, a in ms.items()}}
+           **{f"{c}_{m}": S.floats(a.mean(0)) for c, ms in arr.items() for m, a in ms.items()}}
     mean, lo, hi = S.bootstrap(arr["filled"]["psnr"] - arr["plain"]["psnr"], idx)
-    res["filled_minus_plain_psnr"] = {"mean": S._floats(mean), "ci_low": S._floats(lo), "ci_high": S._floats(hi)}
+    res["filled_minus_plain_psnr"] = {"mean": S.floats(mean), "ci_low": S.floats(lo), "ci_high": S.floats(hi)}
     files.write(out_json, lambda tmp: tmp.write_text(json.dumps(res, indent=2) + "\n"))
     for t in range(horizon):
         log(f"step {t + 1}: plain {res['plain_psnr'][t]:.2f} dB (sharpness {res['plain_sharpness'][t]:.2f}), filled "

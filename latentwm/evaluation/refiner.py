@@ -86,13 +86,6 @@ def windows(videos, frame_paths, latent_paths, cfg: RefinerEval, span: int, stat
     return out
 
 
-def nearest(frames: torch.Tensor, spacing: int) -> torch.Tensor:
-    """(B, T, ...) -> every frame replaced by its nearer keyframe (the earlier one at equal distance)."""
-    t = torch.arange(frames.shape[1])
-    left = (t // spacing) * spacing
-    return frames[:, torch.where(t - left <= spacing // 2, left, torch.clamp(left + spacing, max=frames.shape[1] - 1))]
-
-
 def onto_pixels(refined: torch.Tensor, linear: torch.Tensor, crossfade: torch.Tensor) -> torch.Tensor:
     """The refiner's change to the interpolation, decoded, added onto the real keyframes' crossfade: what
     the keyframes share keeps their real pixels (the tokenizer's loss is paid only where the refiner
@@ -111,7 +104,7 @@ def fillings(model, codec: Codec, z: torch.Tensor, px: torch.Tensor, spacing: in
     out["linear"] = codec.decode(interpolate(z, spacing))
     out["crossfade"] = interpolate(px, spacing)
     out["refiner_px"] = onto_pixels(out["refiner"], out["linear"], out["crossfade"])
-    out["nearest"] = nearest(px, spacing)
+    out["nearest"] = interpolate(px, spacing, "nearest")
     out["ceiling"] = codec.decode(z)
     return out
 
@@ -147,7 +140,7 @@ def summarise(df: pd.DataFrame, spacings: list[int]) -> dict[str, Any]:
     for s in spacings:
         mats = {(c, m): matrix(df, s, c, m) for c in CONDITIONS for m in METRICS}
         idx = S.resamples(len(mats[CONDITIONS[0], METRICS[0]]))
-        conds = {c: {m: dict(zip(("mean", "ci_low", "ci_high"), map(S._floats, S.bootstrap(mats[c, m], idx))))
+        conds = {c: {m: dict(zip(("mean", "ci_low", "ci_high"), map(S.floats, S.bootstrap(mats[c, m], idx))))
                      for m in METRICS} for c in CONDITIONS}
         paired = {}
         for r in REFINERS:
@@ -155,7 +148,7 @@ def summarise(df: pd.DataFrame, spacings: list[int]) -> dict[str, Any]:
                 for m in ("psnr", "ssim"):
                     mean, lo, hi = S.bootstrap(mats[r, m] - mats[b, m], idx)
                     paired.setdefault(r, {}).setdefault(b, {})[m] = {
-                        "mean": S._floats(mean), "ci_low": S._floats(lo), "ci_high": S._floats(hi),
+                        "mean": S.floats(mean), "ci_low": S.floats(lo), "ci_high": S.floats(hi),
                         "beats_every_position": bool((lo > 0).all())}
         out[str(s)] = {"windows": len(idx[0]), "middle": s // 2, "conditions": conds, "paired": paired}
     return out

@@ -126,7 +126,7 @@ def paired(mats, a: tuple[str, str], b: tuple[str, str], metric: str, idx) -> di
     """Condition a minus condition b ((condition, sampler) each) in `metric`, paired by window:
     per-step mean difference with its bootstrap interval."""
     d, lo, hi = bootstrap(mats[(*a, metric)] - mats[(*b, metric)], idx)
-    return {"diff": _floats(d), "ci_low": _floats(lo), "ci_high": _floats(hi)}
+    return {"diff": floats(d), "ci_low": floats(lo), "ci_high": floats(hi)}
 
 
 def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
         for m in reg:  # windows_scored: those a metric's means are over (undefined ones, e.g. still truth, skipped)
             e["windows_scored"][m.name] = int((~np.isnan(mats[(c, s, m.name)])).any(1).sum())
             mean, lo, hi = bootstrap(mats[(c, s, m.name)], idx)
-            e["per_step"][m.name], e["ci_low"][m.name], e["ci_high"][m.name] = _floats(mean), _floats(lo), _floats(hi)
+            e["per_step"][m.name], e["ci_low"][m.name], e["ci_high"][m.name] = floats(mean), floats(lo), floats(hi)
             e["mean"][m.name] = float(_nanmean(mats[(c, s, m.name)].reshape(1, -1), 1)[0])
         if c == "model":  # timed: the autoregressive rollout of this sampler
             e["frames_per_s"] = fps[s]
@@ -178,7 +178,7 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
     return out
 
 
-def _floats(a) -> list[float]:
+def floats(a) -> list[float]:
     return [float(v) for v in np.asarray(a, dtype=float)]
 
 
@@ -227,7 +227,7 @@ def per_video(df: pd.DataFrame) -> dict[str, dict[str, dict[str, list[float]]]]:
     means = df.groupby(["metric", "condition", "sampler", "video", "step"], sort=False)["value"].mean()
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
     for (m, c, s, v), g in means.groupby(level=["metric", "condition", "sampler", "video"], sort=False):
-        out.setdefault(m, {}).setdefault(label(c, s), {})[v] = _floats(g.sort_index(level="step").to_numpy())
+        out.setdefault(m, {}).setdefault(label(c, s), {})[v] = floats(g.sort_index(level="step").to_numpy())
     return out
 
 

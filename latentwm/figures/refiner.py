@@ -58,7 +58,8 @@ def page(summary: dict, figure, filmstrips: list[Path], path) -> None:
         f"<h3>Verdict: keyframe imputation on {summary['windows']} test windows</h3><ul>{verdict}</ul>"
         "<p style='font-size:11px'>A refiner beats a baseline at a spacing when the 95% bootstrap interval of the "
         "paired difference lies above 0 at every position between two keyframes; a blurred refiner beats nothing. "
-        "crossfade and nearest use the real frames; the refiners, linear and ceiling pass through the tokenizer.</p>"
+        "crossfade and nearest use the real frames; refiner, refiner_levels, linear and ceiling pass through the "
+        "tokenizer; refiner_px adds the refiner's change to linear, decoded, onto the crossfade.</p>"
         + "".join(_tables(s, e) for s, e in summary["spacings"].items())
         + f"<h4>Metrics</h4><ul>{described}</ul>{images}"
         f"<p style='font-size:11px'>refiner steps {summary['refiner_steps']}, noise {summary['noise']}, settings: "

@@ -6,7 +6,8 @@ window of T = max(spacings) + 1 normalised latent frames (B, T, C, h, w) and one
 T - 1 a multiple of s):
 
     keyframes   frames 0, s, 2s, ... (nested: a coarser level's keyframes are a finer one's too)
-    interpolate the frames between two keyframes, linearly (`interpolate`, the same for pixels)
+    interpolate the frames between two keyframes, linearly or from the nearer one (`interpolate`, the
+                same for pixels)
     corrupt     the forward process: x_tau = (1 - tau) (interpolation + noise eps) + tau truth on the
                 frames between keyframes, keyframes kept (tau 0: the interpolation plus noise)
     Refiner     (x_tau, s, tau) -> the true window predicted: x_tau + a correction per frame (zero
@@ -42,16 +43,19 @@ def keyframe_mask(frames: int, spacing: int) -> torch.Tensor:
     return torch.arange(frames) % spacing == 0
 
 
-def interpolate(x: torch.Tensor, spacing: int) -> torch.Tensor:
-    """(B, T, ...) -> the same with every frame between two keyframes (multiples of `spacing`) their
-    linear interpolation; keyframes unchanged. T - 1 must be a multiple of `spacing`."""
+def interpolate(x: torch.Tensor, spacing: int, kind: str = "linear") -> torch.Tensor:
+    """(B, T, ...) -> the same with every frame between two keyframes (multiples of `spacing`) filled from
+    them: "linear" their linear interpolation, "nearest" the nearer one (the earlier at the middle);
+    keyframes unchanged. T - 1 must be a multiple of `spacing`."""
     T = x.shape[1]
     if (T - 1) % spacing:
         raise PipelineError(f"a window of {T} frames has no keyframe at its end for spacing {spacing}")
     t = torch.arange(T)
     left = (t // spacing) * spacing
     right = torch.clamp(left + spacing, max=T - 1)
-    a = ((t - left).float() / spacing).view(1, T, *([1] * (x.dim() - 2))).to(x.device, x.dtype)
+    a = (t - left).float() / spacing
+    a = (a > 0.5).float() if kind == "nearest" else a
+    a = a.view(1, T, *([1] * (x.dim() - 2))).to(x.device, x.dtype)
     return x[:, left] * (1 - a) + x[:, right] * a
 
 
@@ -105,10 +109,11 @@ class Refiner(nn.Module):
         return torch.where(mask.view(1, T, 1, 1, 1), keys, out)
 
 
-def corrupt(z: torch.Tensor, spacing: int, noise: float, tau=0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def corrupt(z: torch.Tensor, spacing: int, noise: float, tau=0.0, generator: torch.Generator | None = None,
+            kind: str = "linear") -> torch.Tensor:
     """The forward process at flow time `tau` (a float or (B,)): keyframes of `z` kept, the frames between
-    (1 - tau) (their interpolation + `noise` x N(0, 1)) + tau z."""
-    x = interpolate(z, spacing)
+    (1 - tau) (their interpolation of `kind` + `noise` x N(0, 1)) + tau z."""
+    x = interpolate(z, spacing, kind)
     if noise > 0:
         x = x + noise * torch.randn(x.shape, generator=generator, device="cpu").to(x.device, x.dtype)
     t = torch.as_tensor(tau, dtype=z.dtype, device=z.device).reshape(-1, *([1] * (z.dim() - 1)))
@@ -125,7 +130,7 @@ def fill(model: Refiner, keys: torch.Tensor, spacing: int, levels: bool, noise: 
     spacings = [s for s in model.cfg.spacings if s <= spacing and spacing % s == 0][::-1] if levels else [spacing]
     z = keys
     for s in spacings:
-        x = corrupt(z, s, noise, 0.0, generator)
+        x = corrupt(z, s, noise, 0.0, generator, model.cfg.interpolation)
         for k in range(steps):
             t = k / steps
             x = x + (model(x, s, t, keys=z) - x) / (steps - k)  # Euler with dt = 1/steps on v = (x1 - x) / (1 - t)
@@ -146,7 +151,7 @@ def loss_fn(noise: float, reverse: bool = False):
             z = torch.where(back.view(-1, 1, 1, 1, 1), z.flip(1), z)
         # without noise the start is the interpolation itself: one step from it is the whole fill
         tau = torch.rand(z.shape[0], device=z.device) if noise > 0 else torch.zeros(z.shape[0], device=z.device)
-        out = model(corrupt(z, s, noise, tau), s, tau, keys=z)
+        out = model(corrupt(z, s, noise, tau, kind=model.cfg.interpolation), s, tau, keys=z)
         free = ~keyframe_mask(z.shape[1], s).to(z.device)
         err = (out.float() - z.float())[:, free].pow(2).mean()
         return err, {f"loss_s{s}": err.detach()}
@@ -183,4 +188,5 @@ def build(stage: RefinerStage, latent_shape) -> Refiner:
     if cfg.latent_channels not in (None, C):
         raise PipelineError(f"refiner.model.latent_channels is {cfg.latent_channels} but the latents have {C}; set it to "
                             f"{C} or null (null: taken from the latents)")
-    return Refiner(RefinerConfig(spacings=list(cfg.spacings), width=cfg.width, blocks=cfg.blocks, latent_channels=C))
+    return Refiner(RefinerConfig(spacings=list(cfg.spacings), width=cfg.width, blocks=cfg.blocks,
+                                 interpolation=cfg.interpolation, latent_channels=C))

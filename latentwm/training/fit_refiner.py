@@ -39,7 +39,8 @@ def val_probe(stage: RefinerStage, paths: list[str], stats: dict, log):
         log(f"WARNING: no val windows, so no held-out loss and the last weights are kept: {e}")
         return None
     gen = torch.Generator().manual_seed(stage.train.seed)
-    levels = {s: corrupt(z, s, stage.noise, 0.0, gen) for s in stage.model.spacings}  # one step from tau 0
+    # one step from tau 0, the refiner's own start
+    levels = {s: corrupt(z, s, stage.noise, 0.0, gen, stage.model.interpolation) for s in stage.model.spacings}
 
     def err(x, s):
         free = ~keyframe_mask(z.shape[1], s)
@@ -48,7 +49,7 @@ def val_probe(stage: RefinerStage, paths: list[str], stats: dict, log):
     def probe(model) -> dict:
         dev = next(model.parameters()).device
         out = {f"val_loss_s{s}": err(model(x.to(dev), s, keys=z.to(dev)), s) for s, x in levels.items()}
-        lin = [err(interpolate(z, s), s) for s in levels]
+        lin = [err(interpolate(z, s), s) for s in levels]  # linear, whatever the refiner starts from
         return {"val_loss": sum(out.values()) / len(out), "val_linear_loss": sum(lin) / len(lin), **out}
 
     return probe
