@@ -116,11 +116,11 @@ def test_profile_is_found_and_complete():
     for keys in (profile, workstation):
         assert not {"set-threads", "set-resources"} & set(keys)
     blocks = rule_blocks()
-    assert {"train_tokenizer", "train_lam", "encode_actions", "train_dynamics", "evaluate_rollouts"} <= set(blocks)
+    assert {"train_tokenizer", "train_lam", "encode_actions", "train_dynamics", "train_refiner", "evaluate_rollouts"} <= set(blocks)
     for rule, block in blocks.items():
         threads, res = rule_resources(block)
         assert threads and {"runtime", "mem_mb"} <= set(res), rule
-        assert (res.get("gpu") == "1") == (rule in ("train_tokenizer", "train_lam", "train_dynamics", "evaluate_rollouts")), rule
+        assert (res.get("gpu") == "1") == (rule.startswith("train_") or rule == "evaluate_rollouts"), rule
     p = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "--quiet", "rules"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
