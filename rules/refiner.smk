@@ -2,10 +2,7 @@
 # loss) -> results/refiner/refiner.pt; scored on the test videos -> results/refiner/eval/; its page
 # -> results/plots/refiner/. train_refiner gets the section without `evaluation`, so an evaluation
 # setting reruns only the last two; nothing here reruns the tokenizer or dynamics.
-
-REFINER_TRAIN = {
-    k: v for k, v in config["refiner"].items() if k not in ("enabled", "evaluation")
-}
+from latentwm.config.refiner import trained_slice
 
 
 rule train_refiner:
@@ -27,7 +24,7 @@ rule train_refiner:
         mem_mb=16000,
         gpu=1,
     params:
-        cfg=REFINER_TRAIN,
+        cfg=trained_slice(config["refiner"]),
         resume="results/refiner/resume.pt",
     script:
         "../workflow_scripts/train_refiner.py"

@@ -70,6 +70,14 @@ class RefinerEval:
         return sorted(self.spacings)
 
 
+NOT_TRAINED = ("enabled", "evaluation")  # keys of the section the refiner's weights do not depend on
+
+
+def trained_slice(section: dict) -> dict:
+    """The `refiner` section without NOT_TRAINED: train_refiner's params and its resume fingerprint."""
+    return {k: v for k, v in section.items() if k not in NOT_TRAINED}
+
+
 @dataclass
 class RefinerStage:
     """Keyframe imputation on the train videos' latents (train_refiner, then evaluate_refiner and its

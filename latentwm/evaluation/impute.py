@@ -21,12 +21,14 @@ from PIL import Image
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
 from latentwm.core.image import psnr, sharpness, to_float, to_uint8
+from latentwm.data.actions import NO_ACTION
 from latentwm.data.store import open_store
 from latentwm.data.video import encode_mp4, iter_frames
 from latentwm.evaluation import summary as S
 from latentwm.evaluation.refiner import load
 from latentwm.evaluation.steer import load as load_dynamics
 from latentwm.figures.samples import frames_gif
+from latentwm.models import checkpoint
 from latentwm.models.refiner import fill_sequence, interpolate
 from latentwm.models.sampler import own_sampler, rollout
 
@@ -135,7 +137,8 @@ def rollout_then_fill(dynamics_path, tokenizer_path, refiner_path, latent_paths,
     stores; "filled": its frames at every `every`-th step kept, the refiner fills the rest; per step, PSNR and
     sharpness of both against the truth, filled minus plain paired by window with bootstrap intervals."""
     model, codec, ckpt = load_dynamics(dynamics_path, tokenizer_path, need_actions=False)
-    refiner, rckpt, _ = load(refiner_path, tokenizer_path, "cpu")
+    rckpt = checkpoint.load(refiner_path)  # the dynamics model's codec serves both: the same latents, checked here
+    refiner = checkpoint.build_model(rckpt, "cpu", kind="refiner")
     if rckpt["stats"] != ckpt["stats"]:
         raise PipelineError(f"{refiner_path} and {dynamics_path} were trained on different latents; retrain one of them")
     if horizon % every:
@@ -147,7 +150,7 @@ def rollout_then_fill(dynamics_path, tokenizer_path, refiner_path, latent_paths,
         span = context + horizon
         for s in list(range(0, lat.shape[0] - span + 1, span))[:max_windows]:
             z = codec.norm.apply(torch.from_numpy(np.asarray(lat[s : s + span], np.float32)))[None]
-            acts = torch.full((1, span), -1) if model.cfg.actions else None
+            acts = torch.full((1, span), NO_ACTION) if model.cfg.actions else None
             plain = rollout(model, z[:, :context], horizon, sampler, generator=torch.Generator().manual_seed(s),
                             actions=acts)[0]
             chain = torch.cat([z[0, context - 1 : context], plain])[::every]  # keyframes: the last context frame, then every k-th

@@ -48,7 +48,8 @@ from latentwm.models.codec import Codec
 from latentwm.models.refiner import fill, interpolate
 
 METRICS = ("psnr", "ssim", "sharpness")  # registry entries scored per in-between frame
-REFINERS = ("refiner", "refiner_levels", "refiner_px")
+DECODED = ("refiner", "refiner_levels")  # filled in latents, decoded
+REFINERS = (*DECODED, "refiner_px")
 BASELINES = ("linear", "crossfade", "nearest")
 CONDITIONS = (*REFINERS, *BASELINES, "ceiling")
 CSV_COLUMNS = ["video", "start", "spacing", "position", "condition", "metric", "value"]
@@ -95,17 +96,18 @@ def onto_pixels(refined: torch.Tensor, linear: torch.Tensor, crossfade: torch.Te
 
 @torch.no_grad()
 def fillings(model, codec: Codec, z: torch.Tensor, px: torch.Tensor, spacing: int, noise: float, steps: int,
-             seed: int) -> dict:
-    """condition -> frames float (B, T, 3, H, W) of a batch of windows at `spacing` (CONDITIONS)."""
+             seed: int, ceiling: torch.Tensor) -> dict:
+    """condition -> frames float (B, T, 3, H, W) of a batch of windows at `spacing` (CONDITIONS); `ceiling`:
+    the batch's latents decoded, the same at every spacing."""
     dev = next(model.parameters()).device
     out = {name: codec.decode(fill(model, z.to(dev), spacing, name == "refiner_levels", noise, steps,
                                    torch.Generator().manual_seed(seed)))
-           for name in REFINERS[:2]}
+           for name in DECODED}
     out["linear"] = codec.decode(interpolate(z, spacing))
     out["crossfade"] = interpolate(px, spacing)
     out["refiner_px"] = onto_pixels(out["refiner"], out["linear"], out["crossfade"])
     out["nearest"] = interpolate(px, spacing, "nearest")
-    out["ceiling"] = codec.decode(z)
+    out["ceiling"] = ceiling
     return out
 
 
@@ -113,9 +115,9 @@ def score_batch(wins: list[dict], model, codec: Codec, spacings: list[int], nois
     """Rows of metrics.csv for a batch of windows: per spacing, position, condition and metric."""
     z = torch.stack([w["latents"] for w in wins])
     px = to_float(torch.stack([w["frames"] for w in wins]))
-    rows = []
+    rows, ceiling = [], codec.decode(z)
     for s in spacings:
-        preds = fillings(model, codec, z, px, s, noise, steps, seed + s)
+        preds = fillings(model, codec, z, px, s, noise, steps, seed + s, ceiling)
         gaps = (px.shape[1] - 1) // s
         for cond, pred in preds.items():
             for name in METRICS:
@@ -181,7 +183,8 @@ def verdict(by_spacing: dict) -> list[str]:
 def samples(wins: list[dict], model, codec: Codec, spacing: int, noise: float, steps: int, seed: int) -> list[dict]:
     """Filmstrip rows of the first windows at `spacing`: truth, nearest keyframe, linear, refiners."""
     px = to_float(torch.stack([w["frames"] for w in wins]))
-    preds = fillings(model, codec, torch.stack([w["latents"] for w in wins]), px, spacing, noise, steps, seed + spacing)
+    z = torch.stack([w["latents"] for w in wins])
+    preds = fillings(model, codec, z, px, spacing, noise, steps, seed + spacing, codec.decode(z))
     shown = ("nearest", "linear", "crossfade", *REFINERS)
     return [{"name": f"{w['video']}_{w['start']:05d}_s{spacing}", "spacing": spacing, "truth": w["frames"],
              "predictions": {c: to_uint8(preds[c][b, 1:]) for c in shown}} for b, w in enumerate(wins)]

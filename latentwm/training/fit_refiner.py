@@ -11,7 +11,7 @@ import torch
 
 from latentwm.config.dynamics import DataConfig
 from latentwm.config.fields import to_dict
-from latentwm.config.refiner import RefinerStage
+from latentwm.config.refiner import RefinerStage, trained_slice
 from latentwm.core import files, ranks
 from latentwm.core.errors import PipelineError
 from latentwm.data.store import stores_in
@@ -68,9 +68,8 @@ def fit(stage: RefinerStage, inputs, out, resume, log=print) -> None:
     n_params = sum(p.numel() for p in net.parameters())
     log(f"[refiner] {n_params / 1e6:.2f}M parameters, {len(batches.paths)} videos, windows of {net.cfg.window()} "
         f"frames, spacings {net.cfg.spacings}, noise {stage.noise}")
-    trained = {k: v for k, v in to_dict(stage).items() if k not in ("enabled", "evaluation")}  # what the weights depend on
     final = train(WithLoss(net, loss_fn(stage.noise, stage.reverse)), batches, stage.train, name="refiner", model_config=to_dict(net.cfg),
-                  resume_path=resume, curve_path=out.curve, fingerprint=fingerprint(trained, stats_text), log=log,
+                  resume_path=resume, curve_path=out.curve, fingerprint=fingerprint(trained_slice(to_dict(stage)), stats_text), log=log,
                   probe=val_probe(stage, val_paths, stats, log), held_out="val_loss", keep_best=stage.keep_best)
     if not ranks.context().main:
         return
