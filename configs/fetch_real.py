@@ -35,6 +35,7 @@ from pathlib import Path
 
 from latentwm.core import files
 from latentwm.data import doom_demo
+from latentwm.data.actions import read_sidecar
 from latentwm.data.video import probe as probe_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,18 +166,20 @@ def render_doom(port: str, phase: int, demo: bytes, out: Path) -> None:
         encode(["-i", str(raw), "-t", str(DOOM_MAX_S)], out, "fps=35")
 
 
-def write_sidecar(clip: str, demo: bytes, what: str) -> None:
+def write_sidecar(clip: str, demo: bytes, what: str) -> bool:
     """data/real/CLIP.actions.txt: the demo's action per tic, one line per frame of the rendered clip
-    (frame t shows the view after tic t; a clip cut at DOOM_MAX_S keeps its first tics)."""
+    (frame t shows the view after tic t; a clip cut at DOOM_MAX_S keeps its first tics). A sidecar
+    that names another action set (an older ACTIONS) is written again; True when written."""
     side = OUT / f"{clip}.actions.txt"
-    if side.exists():
-        return
+    if side.exists() and read_sidecar(side)[1] == list(doom_demo.ACTIONS):
+        return False
     ids = doom_demo.actions(doom_demo.read(demo, clip))
     frames = probe_video(OUT / f"{clip}.mp4", count_frames=True)["frames"]
     if frames != min(len(ids), DOOM_MAX_S * 35):
         raise RuntimeError(f"{clip}.mp4 has {frames} frames but its demo {len(ids)} tics (cut at {DOOM_MAX_S * 35}); "
                            f"delete {clip}.mp4 and rerun to render it again")
     files.write(side, lambda tmp: tmp.write_text(doom_demo.sidecar_text(ids[:frames], what)))
+    return True
 
 
 def fetch_doom() -> int:
@@ -198,8 +201,8 @@ def fetch_doom() -> int:
             state = "present" if out.exists() else "made"
             if not out.exists():
                 render_doom(port, phase, demo, out)
-            write_sidecar(clip, demo, what)
-            report(clip, what + ", with its inputs", state)
+            inputs = "its inputs written" if write_sidecar(clip, demo, what) else "with its inputs"
+            report(clip, f"{what}, {inputs}", state)
         except Exception as e:
             fail([clip], str(e))
             bad += 1

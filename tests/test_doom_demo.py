@@ -30,6 +30,12 @@ def test_the_action_set_names_each_input():
     a = lambda *t: D.ACTIONS[D.action_of(*t)]  # noqa: E731
     assert a(50, 0, 5, 0) == "forward_turn_left" and a(50, 0, -5, 0) == "forward_turn_right"
     assert a(-25, 24, 5, 1) == "turn_left", "backing or strafing while turning: the turn moves the view"
+    speeds = [a(0, 0, t, 0) for t in (1, 2, 3, 5, 6, 127)] + [a(50, 0, t, 0) for t in (-1, -4, -128)]
+    assert speeds == ["turn_left_slow"] * 2 + ["turn_left"] * 2 + ["turn_left_fast"] * 2 + [
+        "forward_turn_right_slow", "forward_turn_right", "forward_turn_right_fast"], "a turn names its speed"
+    assert D.ACTIONS[:11] == ("noop", "forward", "back", "turn_left", "turn_right", "strafe_left", "strafe_right",
+                              "forward_turn_left", "forward_turn_right", "fire", "use"), "older sidecars' ids keep their names"
+    assert len(set(D.ACTIONS)) == len(D.ACTIONS) == 19
     assert a(-25, 0, 0, 1) == "back" and a(10, -40, 0, 0) == "strafe_left" and a(0, 40, 0, 0) == "strafe_right"
     assert a(0, 0, 0, 1) == "fire" and a(0, 0, 0, 2) == "use" and a(0, 0, 0, 0) == "noop"
     assert a(0, 0, 0, 128 | 1) == "noop", "a special event's bits are no buttons"

@@ -13,7 +13,8 @@ the byte 0x80 where the next tic would start:
 Rendered by the engine with -timedemo and one captured frame per tic, video frame t is the view
 right after ticcmd t was applied, so the action that produced frame t is ticcmd t's (a sidecar's
 line t; latentwm.data.actions). ACTIONS is the small action set the inputs are named with, one per tic
-(`action_of`): the turn first (it moves the view most), then the move, then the buttons.
+(`action_of`): the turn and its speed first (it moves the view most), then the move, then the
+buttons.
 """
 
 from __future__ import annotations
@@ -36,9 +37,15 @@ VERSION = 109
 END = 0x80
 HEADER = 13
 FIRE, USE, SPECIAL = 1, 2, 128
-# one id per tic; turn left/right include strafing or backing while turning (the view still turns)
+# One id per tic; turn left/right include strafing or backing while turning (the view still turns).
+# A turn carries its speed, as the amount the view moves is what a frame's future hinges on: per
+# tic |angleturn| 1-2 (at most 2.8 degrees) is _slow, 3-5 (up to a running keyboard turn) plain, 6
+# and more (a mouse flick) _fast. The speeds come after the first eleven, so those keep their ids.
+TURN_SPEEDS = (("_slow", 1), ("", 3), ("_fast", 6))  # (suffix, the least |angleturn| it names)
+TURNS = tuple(f"{m}turn_{s}" for m in ("", "forward_") for s in ("left", "right"))
 ACTIONS = ("noop", "forward", "back", "turn_left", "turn_right", "strafe_left", "strafe_right",
-           "forward_turn_left", "forward_turn_right", "fire", "use")
+           "forward_turn_left", "forward_turn_right", "fire", "use") + tuple(
+    t + suffix for suffix, _ in TURN_SPEEDS if suffix for t in TURNS)
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,8 @@ def action_of(forward: int, side: int, turn: int, buttons: int) -> int:
     """The ACTIONS id of one ticcmd."""
     if turn:
         side_name = "left" if turn > 0 else "right"
-        return ACTIONS.index(f"forward_turn_{side_name}" if forward > 0 else f"turn_{side_name}")
+        suffix = [sfx for sfx, least in TURN_SPEEDS if abs(turn) >= least][-1]
+        return ACTIONS.index(("forward_" if forward > 0 else "") + f"turn_{side_name}{suffix}")
     if forward or side:
         if abs(forward) >= abs(side):
             return ACTIONS.index("forward" if forward > 0 else "back")
