@@ -46,7 +46,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from latentwm.config.dynamics import DynamicsStage
-from latentwm.config.evaluation import EvalConfig, SamplerConfig, SamplerSpec
+from latentwm.config.evaluation import EvalConfig, SamplerConfig
 from latentwm.config.fields import from_dict, to_dict
 from latentwm.config.train import TrainConfig
 from latentwm.core.logs import logger, set_threads
@@ -207,7 +207,7 @@ def main():
     config = yaml.safe_load(a.config.read_text())
     ecfg = from_dict(EvalConfig, (config.get("evaluations") or {}).get("default", {}), "evaluations.default")
     first = ecfg.samplers[0]  # the reference ignores its sampler: one, named for what it is
-    ref_cfg = dataclasses.replace(ecfg, samplers=[SamplerSpec("reference", first.kind, first.steps)], mean_samples=0)
+    ref_cfg = dataclasses.replace(ecfg, samplers=[SamplerConfig("reference", first.kind, first.steps)], mean_samples=0)
     k = min(SHOW_STEP, ecfg.horizon)
     splits = json.loads((r / "splits.json").read_text())
     train_latents = [video_store(r / "latents", v) for v in splits["train"]]
@@ -237,7 +237,7 @@ def main():
         ref, ref_steps = train_reference(d, meta["seconds"], train_latents, stats, log)
         rs = evaluated(d / "eval_reference", ref_cfg, lambda csv, js: evaluate(
             ref, cfg=ref_cfg, metrics_csv=csv, summary_json=js, name=f"reference{steps}", rollout=reference_rollout,
-            sampler_config=SamplerConfig, **inputs))  # fmt: skip
+            **inputs))  # fmt: skip
         for row in rows_of(rs, k):
             results.append({"model": f"reference ({ref_steps} steps)", "steps": steps, "seconds": meta["seconds"], **row})
 

@@ -24,7 +24,7 @@ from latentwm.config.evaluation import SamplerConfig
 from latentwm.data.store import open_store
 from latentwm.models import checkpoint
 from latentwm.models.dynamics.transformer import Dynamics
-from latentwm.models.sampler import rollout
+from latentwm.models.sampler import rollout, trained_tau_ctx
 
 
 def timed(fn, repeat=1):
@@ -68,14 +68,15 @@ def main():
     shape = (a.batch, a.context, cfg.latent_channels, *cfg.latent_hw)
     ctx = torch.randn(shape)
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    tau_ctx = trained_tau_ctx(ckpt if a.checkpoint else {})
     res = {"samplers": {}, "cache": []}
 
     # 1. Euler at the finest step (64 steps, or k_max when smaller) vs shortcut-4 (cached), horizon 8
     H = a.horizons[0]
     K = min(64, cfg.k_max)
-    samplers = ((f"euler{K}", SamplerConfig("euler", K)), ("shortcut4", SamplerConfig("shortcut", 4)))
+    samplers = [(s.name, s) for s in (SamplerConfig(f"euler{K}", "euler", K), SamplerConfig("shortcut4", "shortcut", 4))]
     for name, s in samplers:
-        sec, _ = timed(lambda: rollout(model, ctx, H, s, gen()))
+        sec, _ = timed(lambda: rollout(model, ctx, H, s, gen(), tau_ctx=tau_ctx))
         res["samplers"][name] = {"frames_per_s": a.batch * H / sec}
     speedup = res["samplers"]["shortcut4"]["frames_per_s"] / res["samplers"][f"euler{K}"]["frames_per_s"]
     res["shortcut_speedup"] = speedup
@@ -85,11 +86,11 @@ def main():
     print(f"  shortcut-4 / Euler-{K} speedup: {speedup:.1f}x")
 
     # 2. with vs without the cache, per-frame cost as the horizon grows (shortcut-4)
-    s = SamplerConfig("shortcut", 4)
+    s = samplers[1][1]
     print(f"\nshortcut-4, context {a.context}, max_frames {cfg.max_frames} | ms per frame | max |cached - recomputed|")
     for H in a.horizons:
-        t_c, y_c = timed(lambda: rollout(model, ctx, H, s, gen(), use_cache=True))
-        t_n, y_n = timed(lambda: rollout(model, ctx, H, s, gen(), use_cache=False))
+        t_c, y_c = timed(lambda: rollout(model, ctx, H, s, gen(), use_cache=True, tau_ctx=tau_ctx))
+        t_n, y_n = timed(lambda: rollout(model, ctx, H, s, gen(), use_cache=False, tau_ctx=tau_ctx))
         row = {"horizon": H, "cached_ms": 1e3 * t_c / H, "recomputed_ms": 1e3 * t_n / H, "max_abs_diff": float((y_c - y_n).abs().max())}
         res["cache"].append(row)
         print(f"  H={H:3d}  cached {row['cached_ms']:8.1f}  recomputed {row['recomputed_ms']:8.1f}  diff {row['max_abs_diff']:.2e}")
@@ -102,7 +103,7 @@ def main():
         q = {"copy_last": float(((c[:, -1:] - truth) ** 2).mean((0, 2, 3, 4)).mean())}
         per_step = {"copy_last": ((c[:, -1:] - truth) ** 2).mean((0, 2, 3, 4)).tolist()}
         for name, s in samplers:
-            y = rollout(model, c, H, s, gen())
+            y = rollout(model, c, H, s, gen(), tau_ctx=tau_ctx)
             per_step[name] = ((y - truth) ** 2).mean((0, 2, 3, 4)).tolist()
             q[name] = float(np.mean(per_step[name]))
         res["quality"], res["quality_per_step"] = q, per_step

@@ -65,8 +65,8 @@ def fit_reference(latent_paths, stats: dict, seconds: float, batch_size: int = 1
 
 
 @torch.no_grad()
-def reference_rollout(model, context, horizon, sampler=None, generator=None, teacher=None):
-    """The evaluation's rollout contract for the reference: deterministic, sampler ignored."""
+def reference_rollout(model, context, horizon, sampler=None, generator=None, teacher=None, tau_ctx=None):
+    """The evaluation's rollout contract for the reference: deterministic, sampler and context level ignored."""
     hist, out = context.float(), []
     for t in range(horizon):
         nxt = model(hist)[:, None]  # (B, 1, C, h, w)

@@ -44,7 +44,8 @@ def test_actions_none_is_todays_model_bit_for_bit():
     torch.manual_seed(2)
     loss, _ = FlowObjective(stage.objective, cfg.k_max)(net, z)
     assert float(loss.detach()) == 0.8969075679779053
-    out = rollout(net.eval(), z[:, :2], 2, SamplerConfig("shortcut", 4, 0.1), generator=torch.Generator().manual_seed(3))
+    out = rollout(net.eval(), z[:, :2], 2, SamplerConfig("s", "shortcut", 4), generator=torch.Generator().manual_seed(3),
+                  tau_ctx=0.1)
     assert float(out.double().sum()) == 31.202575503557455
 
 
@@ -84,10 +85,11 @@ def test_rollout_with_actions_is_the_same_with_and_without_the_cache():
     ctx = torch.randn(2, 3, 4, 8, 8)
     acts = torch.randint(0, 5, (2, 6))
     kw = dict(generator=None, actions=acts)
-    a = rollout(net, ctx, 3, SamplerConfig("shortcut", 2, 0.1), use_cache=True, **{**kw, "generator": torch.Generator().manual_seed(0)})
-    b = rollout(net, ctx, 3, SamplerConfig("shortcut", 2, 0.1), use_cache=False, **{**kw, "generator": torch.Generator().manual_seed(0)})
+    a = rollout(net, ctx, 3, SamplerConfig("s", "shortcut", 2), use_cache=True, tau_ctx=0.1, **{**kw, "generator": torch.Generator().manual_seed(0)})
+    b = rollout(net, ctx, 3, SamplerConfig("s", "shortcut", 2), use_cache=False, tau_ctx=0.1, **{**kw, "generator": torch.Generator().manual_seed(0)})
     assert torch.allclose(a, b, atol=1e-4)
-    c = rollout(net, ctx, 3, SamplerConfig("shortcut", 2, 0.1), actions=(acts + 1) % 5, generator=torch.Generator().manual_seed(0))
+    c = rollout(net, ctx, 3, SamplerConfig("s", "shortcut", 2), actions=(acts + 1) % 5, generator=torch.Generator().manual_seed(0),
+                tau_ctx=0.1)
     assert not torch.allclose(a[:, 0], c[:, 0], atol=1e-4), "the first predicted frame follows its action"
 
 
@@ -157,8 +159,8 @@ def test_action_guidance_pushes_along_the_actions_effect(arch):
     free[:, 3] = -1  # the new frame's action "none", the context's kept
 
     def run(g, a=acts[:, :4], horizon=1, cache=True):
-        s = SamplerConfig("euler", 1, 0.1, guidance=g)
-        return rollout(net, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=cache, actions=a)
+        s = SamplerConfig("s", "euler", 1, guidance=g)
+        return rollout(net, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=cache, actions=a, tau_ctx=0.1)
 
     act, none = run(1), run(1, free)
     assert not torch.allclose(act, none, atol=1e-3), "the action changes the prediction"
@@ -167,4 +169,4 @@ def test_action_guidance_pushes_along_the_actions_effect(arch):
     torch.testing.assert_close(run(3, acts, 3), run(3, acts, 3, cache=False), atol=1e-4, rtol=1e-4)
     assert torch.equal(run(3, torch.full_like(acts, -1), 3), run(1, torch.full_like(acts, -1), 3))
     with pytest.raises(PipelineError, match="guidance"):
-        SamplerConfig("euler", 1, guidance=-1.0)
+        SamplerConfig("s", "euler", 1, guidance=-1.0)

@@ -57,8 +57,8 @@ def test_frame_cache_equals_full_forward(T):
     cache = cache_matches_full_forward(m, torch.randn(2, T, 4, 8, 8), torch.rand(2, T))
     assert len(cache) == min(T, 2)  # the K past frames a new frame needs
     ctx = torch.randn(2, 5, 4, 8, 8)
-    a = rollout(m, ctx, 4, SamplerConfig(steps=2), torch.Generator().manual_seed(0), use_cache=True)
-    b = rollout(m, ctx, 4, SamplerConfig(steps=2), torch.Generator().manual_seed(0), use_cache=False)
+    a = rollout(m, ctx, 4, SamplerConfig("s", "shortcut", 2), torch.Generator().manual_seed(0), use_cache=True, tau_ctx=0.1)
+    b = rollout(m, ctx, 4, SamplerConfig("s", "shortcut", 2), torch.Generator().manual_seed(0), use_cache=False, tau_ctx=0.1)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
@@ -113,7 +113,7 @@ def test_learns_a_motion_beyond_copying_the_last_frame():
         loss.backward()
         opt.step()
     x = batch(64)
-    pred = rollout(m.eval(), x[:, :4], 1, SamplerConfig(steps=4), torch.Generator().manual_seed(1))[:, 0]
+    pred = rollout(m.eval(), x[:, :4], 1, SamplerConfig("s", "shortcut", 4), torch.Generator().manual_seed(1), tau_ctx=0.1)[:, 0]
     model_mse, copy_mse = ((pred - x[:, 4]) ** 2).mean(), ((x[:, 3] - x[:, 4]) ** 2).mean()
     assert model_mse < 0.7 * copy_mse, (model_mse, copy_mse)
 
@@ -173,7 +173,8 @@ def test_warp_learns_an_action_that_turns_the_view():
             loss.backward()
             opt.step()
         x, a = batch(64)
-        pred = rollout(m.eval(), x[:, :3], 1, SamplerConfig(steps=4), torch.Generator().manual_seed(1), actions=a)[:, 0]
+        pred = rollout(m.eval(), x[:, :3], 1, SamplerConfig("s", "shortcut", 4), torch.Generator().manual_seed(1), actions=a,
+                       tau_ctx=0.1)[:, 0]
         return float(((pred - x[:, 3]) ** 2).mean() / ((x[:, 2] - x[:, 3]) ** 2).mean())
 
     assert train() < 0.3

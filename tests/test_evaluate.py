@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentwm.config.evaluation import EvalConfig, SamplerConfig
+from latentwm.config.evaluation import EvalConfig
 from latentwm.config.fields import from_dict
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
@@ -49,7 +49,7 @@ class StepModel(torch.nn.Module):
         self.delta, self.noise = delta, noise
 
 
-def fake_rollout(model, context, horizon, sampler, generator=None, teacher=None):
+def fake_rollout(model, context, horizon, sampler, generator=None, teacher=None, tau_ctx=None):
     """(B, Cctx, C, h, w) -> (B, horizon, C, h, w): last seen frame + delta (+ seeded noise x temperature / steps)."""
     prev, out = context[:, -1], []
     for t in range(horizon):
@@ -81,7 +81,7 @@ def cfg_(**kw) -> EvalConfig:
 
 
 def evaluate(model, win, cfg):
-    return evaluate_windows(model, codec(), win, cfg, fake_rollout, SamplerConfig, log=lambda m: None)
+    return evaluate_windows(model, codec(), win, cfg, fake_rollout, log=lambda m: None)
 
 
 def curve(df, condition, metric, sampler="none"):
@@ -273,7 +273,7 @@ def test_dynamics_of_another_tokenizer_is_refused(tmp_path):
     with pytest.raises(PipelineError, match="did not make the latents .* was trained on"):
         run(dynamics_path=dyn, tokenizer_path=tok, stats_path=tmp_path / "stats.json", videos=[], frame_paths=[],
             latent_paths=[], cfg=cfg_(), metrics_csv=tmp_path / "m.csv", summary_json=tmp_path / "s.json",
-            rollout=fake_rollout, sampler_config=SamplerConfig)
+            rollout=fake_rollout)
 
 
 # ------------------------------------------------------------------ config
@@ -400,7 +400,7 @@ class WorldModel(torch.nn.Module):
         return nxt
 
 
-def world_rollout(model, context, horizon, sampler, generator=None, teacher=None):
+def world_rollout(model, context, horizon, sampler, generator=None, teacher=None, tau_ctx=None):
     prev, out = context[:, -1], []
     for t in range(horizon):
         out.append(model.predict(prev, generator))
@@ -411,7 +411,7 @@ def world_rollout(model, context, horizon, sampler, generator=None, teacher=None
 def world_eval(model, n: int = 8, **kw):
     """(metrics DataFrame, summary.json's statistics) of `model` on n world windows, through evaluate_windows."""
     cfg = cfg_(**{"samplers": [{"name": "a", "kind": "euler", "steps": 1}], "mean_samples": 0, "batch_size": n, **kw})
-    df, fps, _ = evaluate_windows(model, codec(), world_windows(n, cfg), cfg, world_rollout, SamplerConfig,
+    df, fps, _ = evaluate_windows(model, codec(), world_windows(n, cfg), cfg, world_rollout,
                                   log=lambda m: None)
     return df, build(df, fps, cfg.horizon)
 

@@ -292,6 +292,40 @@ def test_the_page_plays_pauses_steps_records_and_frees_its_session(none_server, 
     wait_for(lambda: s.get("/api/info")["sessions"] == before - 1, timeout=10, what="the session to close")
 
 
+def test_keys_name_the_doom_actions_combined_and_fast(none_server, browser):
+    """The page's keys on the Doom clips' action set (the model's names swapped in, the page paused):
+    a key names its action, two keys a combined one, Shift the _fast form where the set has one."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    from latentwm.data.doom_demo import ACTIONS
+
+    s, d = none_server, browser
+    video = s.get("/api/info")["videos"][0]["id"]
+    open_page(d, s, video, s.get(f"/api/videos/{video}/starts")[0]["start"])
+    d.find_element("id", "pause").click()
+    d.execute_script("window.playStats.info.actions = arguments[0]; legend(window.playStats.info)", list(ACTIONS))
+    assert "Shift + key" in d.find_element("id", "keys").text
+
+    def action(*keys) -> str:
+        chain = ActionChains(d)
+        for k in keys:
+            chain.key_down(k)
+        chain.perform()
+        name = d.execute_script("return window.playStats.info.actions[currentAction()]")
+        chain = ActionChains(d)
+        for k in reversed(keys):
+            chain.key_up(k)
+        chain.perform()
+        return name
+
+    assert action() == "noop" and action(Keys.SHIFT) == "noop"
+    assert action(Keys.ARROW_LEFT) == "turn_left" and action(Keys.SHIFT, Keys.ARROW_LEFT) == "turn_left_fast"
+    assert action("w", "d") == "forward_turn_right" and action(Keys.SHIFT, "w", "d") == "forward_turn_right_fast"
+    assert action(Keys.SHIFT, "w") == "forward", "no _fast form: the action itself"
+    assert d.execute_script("return window.playStats.held") == []
+
+
 def test_latent_codes_are_listed_with_their_effect_and_played(latent_server, browser):
     from selenium.webdriver.common.action_chains import ActionChains
 

@@ -40,37 +40,37 @@ class Const(torch.nn.Module):
 def test_euler_update_by_hand():
     m = Const(2.0)
     z = torch.full((1, 1, 1, 1, 1), 1.0)
-    s = SamplerConfig("euler", steps=2)
+    s = SamplerConfig("s", "euler", steps=2)
     out = denoise_frame(m, None, None, z, s, d=1 / 8)
     # tau 1 -> 0.5: z = 1 - 0.5 (1 - 2) / 1 = 1.5 ( = 0.5 x_hat + 0.5 eps_hat, eps_hat = z = 1 );
     # tau 0.5 -> 0: the last step returns x_hat = 2.
     assert out.item() == 2.0 and m.calls == [(1.0, 0.125), (0.5, 0.125)]
     m.calls.clear()
-    denoise_frame(m, None, None, z, SamplerConfig("shortcut", steps=4), d=SamplerConfig("shortcut", 4).step_size(8))
+    denoise_frame(m, None, None, z, SamplerConfig("s", "shortcut", steps=4), d=SamplerConfig("s", "shortcut", 4).step_size(8))
     assert m.calls == [(1.0, 0.25), (0.75, 0.25), (0.5, 0.25), (0.25, 0.25)]
 
 
 def test_sampler_config_checks():
-    assert SamplerConfig("euler", 8).step_size(8) == 1 / 8  # Euler runs the finest step
+    assert SamplerConfig("s", "euler", 8).step_size(8) == 1 / 8  # Euler runs the finest step
     with pytest.raises(PipelineError, match="euler sampling with 64 steps .* k_max 8; use at most 8 steps"):
-        SamplerConfig("euler", 64).step_size(8)  # levels between the training grid
-    assert SamplerConfig("shortcut", 4).step_size(8) == 0.25
+        SamplerConfig("s", "euler", 64).step_size(8)  # levels between the training grid
+    assert SamplerConfig("s", "shortcut", 4).step_size(8) == 0.25
     with pytest.raises(PipelineError, match="power of two"):
-        SamplerConfig("shortcut", 3).step_size(8)
+        SamplerConfig("s", "shortcut", 3).step_size(8)
     with pytest.raises(PipelineError, match="power of two <= k_max"):
-        SamplerConfig("shortcut", 16).step_size(8)
+        SamplerConfig("s", "shortcut", 16).step_size(8)
     with pytest.raises(PipelineError, match="unknown"):
-        SamplerConfig("ddim", 4)
+        SamplerConfig("s", "ddim", 4)
 
 
 @pytest.mark.parametrize("kind,steps", [("euler", 6), ("shortcut", 4)])
 def test_rollout_shape_and_determinism(kind, steps):
     m = tiny_model()
     ctx = torch.randn(2, 3, 4, 8, 8)
-    s = SamplerConfig(kind, steps)
-    a = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(1))
-    b = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(1))
-    c = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(2))
+    s = SamplerConfig("s", kind, steps)
+    a = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(1), tau_ctx=0.1)
+    b = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(1), tau_ctx=0.1)
+    c = rollout(m, ctx, 5, s, generator=torch.Generator().manual_seed(2), tau_ctx=0.1)
     assert a.shape == (2, 5, 4, 8, 8) and a.dtype == torch.float32 and torch.isfinite(a).all()
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
@@ -79,24 +79,24 @@ def test_rollout_shape_and_determinism(kind, steps):
 def test_cached_rollout_equals_recomputation(horizon):
     m = tiny_model(max_frames=4)
     ctx = torch.randn(2, 2, 4, 8, 8)
-    s = SamplerConfig("shortcut", 2)
-    a = rollout(m, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=True)
-    b = rollout(m, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=False)
+    s = SamplerConfig("s", "shortcut", 2)
+    a = rollout(m, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=True, tau_ctx=0.1)
+    b = rollout(m, ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=False, tau_ctx=0.1)
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 def test_teacher_forcing_feeds_real_frames():
     m = tiny_model()
     ctx, real = torch.randn(1, 2, 4, 8, 8), torch.randn(1, 4, 4, 8, 8)
-    s = SamplerConfig("shortcut", 2)
-    free = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0))
-    forced = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0), teacher=real)
+    s = SamplerConfig("s", "shortcut", 2)
+    free = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0), tau_ctx=0.1)
+    forced = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0), teacher=real, tau_ctx=0.1)
     torch.testing.assert_close(forced[:, 0], free[:, 0])  # same context and noise: same first frame
     assert not torch.allclose(forced[:, 1:], free[:, 1:])  # later frames see the real past
-    nocache = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0), teacher=real, use_cache=False)
+    nocache = rollout(m, ctx, 4, s, generator=torch.Generator().manual_seed(0), teacher=real, use_cache=False, tau_ctx=0.1)
     torch.testing.assert_close(forced, nocache, atol=1e-4, rtol=1e-4)
     with pytest.raises(PipelineError, match="teacher"):
-        rollout(m, ctx, 4, s, teacher=real[:, :2])
+        rollout(m, ctx, 4, s, teacher=real[:, :2], tau_ctx=0.1)
 
 
 class Echo(torch.nn.Module):
@@ -112,10 +112,10 @@ class Echo(torch.nn.Module):
 
 def test_each_frame_starts_around_the_frame_before_it():
     ctx, real = torch.randn(2, 3, 4, 8, 8), torch.randn(2, 4, 4, 8, 8)
-    s = SamplerConfig("euler", 4, tau_ctx=0.0)  # a clean history
+    s = SamplerConfig("s", "euler", 4)  # with a clean history (tau_ctx 0 below)
 
     def run(source, noise, **kw):
-        return rollout(Echo(source, noise), ctx, 4, s, generator=torch.Generator().manual_seed(0), use_cache=False, **kw)
+        return rollout(Echo(source, noise), ctx, 4, s, generator=torch.Generator().manual_seed(0), use_cache=False, tau_ctx=0.0, **kw)
 
     # "previous": the start is the last frame (the last context frame, then each generated one) plus noise
     torch.testing.assert_close(run("previous", 1e-4), ctx[:, -1:].expand(-1, 4, -1, -1, -1), atol=1e-3, rtol=0)
@@ -133,22 +133,23 @@ def test_temperature_scales_the_start_noise_around_the_frame_before():
     ctx = torch.randn(2, 3, 4, 8, 8)
 
     def first(temperature):
-        s = SamplerConfig("euler", 4, tau_ctx=0.0, temperature=temperature)
-        return rollout(Echo("previous", 0.25), ctx, 1, s, generator=torch.Generator().manual_seed(0), use_cache=False)[:, 0]
+        s = SamplerConfig("s", "euler", 4, temperature=temperature)
+        return rollout(Echo("previous", 0.25), ctx, 1, s, generator=torch.Generator().manual_seed(0), use_cache=False,
+                      tau_ctx=0.0)[:, 0]
 
     noise = first(1.0) - ctx[:, -1]
     assert abs(noise.std().item() - 0.25) < 0.03
     torch.testing.assert_close(first(0.4) - ctx[:, -1], 0.4 * noise, atol=1e-5, rtol=1e-4)
     # every frame of a longer rollout, around the one before it; a pure-noise start is scaled alike
-    s = lambda t: SamplerConfig("euler", 4, tau_ctx=0.0, temperature=t)  # noqa: E731
+    s = lambda t: SamplerConfig("s", "euler", 4, temperature=t)  # noqa: E731
     gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
-    hot, cool = (rollout(Echo("previous", 0.25), ctx, 3, s(t), generator=gen(), use_cache=False) for t in (1.0, 0.4))
+    hot, cool = (rollout(Echo("previous", 0.25), ctx, 3, s(t), generator=gen(), use_cache=False, tau_ctx=0.0) for t in (1.0, 0.4))
     steps = lambda x: x - torch.cat([ctx[:, -1:], x[:, :-1]], 1)  # noqa: E731
     torch.testing.assert_close(steps(cool), 0.4 * steps(hot), atol=1e-5, rtol=1e-4)
-    hot, cool = (rollout(Echo("noise", 0.5), ctx, 3, s(t), generator=gen(), use_cache=False) for t in (1.0, 0.4))
+    hot, cool = (rollout(Echo("noise", 0.5), ctx, 3, s(t), generator=gen(), use_cache=False, tau_ctx=0.0) for t in (1.0, 0.4))
     torch.testing.assert_close(cool, 0.4 * hot, atol=1e-5, rtol=1e-4)
     with pytest.raises(PipelineError, match="temperature"):
-        SamplerConfig("euler", 4, temperature=0.0)
+        SamplerConfig("s", "euler", 4, temperature=0.0)
 
 
 def test_still_cells_keep_the_frame_before_exactly():
@@ -159,8 +160,9 @@ def test_still_cells_keep_the_frame_before_exactly():
     ctx = torch.randn(2, 3, 4, 8, 8)
 
     def run(still, horizon=1):
-        s = SamplerConfig("euler", 4, tau_ctx=0.0, still=still)
-        return rollout(Echo("previous", 0.25), ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=False)
+        s = SamplerConfig("s", "euler", 4, still=still)
+        return rollout(Echo("previous", 0.25), ctx, horizon, s, generator=torch.Generator().manual_seed(0), use_cache=False,
+                       tau_ctx=0.0)
 
     free = run(0.0)
     change = (free - ctx[:, -1:]).pow(2).mean(2, keepdim=True).sqrt()  # (B, 1, 1, h, w)
@@ -172,4 +174,4 @@ def test_still_cells_keep_the_frame_before_exactly():
     # a threshold above every change: the whole rollout is the last context frame, at every step
     assert torch.equal(run(1e6, horizon=3), ctx[:, -1:].expand(-1, 3, -1, -1, -1))
     with pytest.raises(PipelineError, match="still"):
-        SamplerConfig("euler", 4, still=-0.1)
+        SamplerConfig("s", "euler", 4, still=-0.1)

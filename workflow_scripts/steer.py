@@ -24,7 +24,7 @@ from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import open_store, video_store
 from latentwm.evaluation.steer import action_store, arguments, context_of, load, replay, steer, sweep
 from latentwm.models import checkpoint
-from latentwm.models.sampler import own_sampler
+from latentwm.models.sampler import own_sampler, trained_tau_ctx
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--dynamics"), p.add_argument("--tokenizer")
@@ -56,5 +56,6 @@ with one_line_errors():
         model, codec, ckpt = load(a.dynamics, a.tokenizer)
         ctx, ctx_actions = context_of(ckpt, lat, a.start, a.context, own)
         truth = np.asarray(open_store(fr)[a.start : a.start + a.context + len(actions)])
-        sampler = own_sampler(ckpt, model, temperature=a.temperature, guidance=a.guidance)
-        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, sampler, seed=a.seed)
+        sampler = own_sampler(model, temperature=a.temperature, guidance=a.guidance)
+        sweep(model, codec, ctx, ctx_actions, truth, len(actions), a.sweep, sampler, seed=a.seed,
+              tau_ctx=trained_tau_ctx(ckpt))

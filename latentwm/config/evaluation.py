@@ -3,7 +3,7 @@ latentwm.config declares every section: defaults, constraints and documentation,
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass
 
 from latentwm.config.fields import SAFE_NAME, setting
 from latentwm.config.train import DEVICES
@@ -13,8 +13,9 @@ SAMPLER_KINDS = ["euler", "shortcut"]  # latentwm.models.sampler
 
 
 @dataclass
-class SamplerSpec:
-    """One sampler of an evaluation, by name: how each rollout frame is denoised."""
+class SamplerConfig:
+    """One sampler, by name: how each rollout frame is denoised (latentwm.models.sampler runs it; the
+    context level is the caller's, the evaluation's `tau_ctx` or the model's own)."""
 
     name: str = setting(MISSING, "Label in the CSV and plots.", pattern=SAFE_NAME)
     kind: str = setting(MISSING, "euler: K steps at the finest step size (K <= k_max); shortcut: K steps of size 1/K (K a power "
@@ -33,24 +34,7 @@ class SamplerSpec:
                                    "guidance); 1: the plain conditional prediction, above 1 the action counts more.",
                               minimum=0)
 
-    def sampling(self) -> dict:
-        """Every field but the name: what a SamplerConfig takes from this spec (beside tau_ctx)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
-
-
-@dataclass
-class SamplerConfig:
-    """One sampler as the rollout uses it (latentwm.models.sampler): kind, steps, the context level and the share
-    of the trained start noise."""
-
-    kind: str = "shortcut"
-    steps: int = 4
-    tau_ctx: float = 0.1
-    temperature: float = 1.0
-    still: float = 0.0
-    guidance: float = 1.0
-
-    def __post_init__(self):
+    def __post_init__(self):  # from_dict checks the yaml against the same bounds; this checks code that builds one
         if self.kind not in SAMPLER_KINDS:
             raise PipelineError(f"sampler kind {self.kind!r} is unknown; expected one of {tuple(SAMPLER_KINDS)}")
         if self.steps < 1:
@@ -87,11 +71,11 @@ class SamplerConfig:
         return [1.0 - i / self.steps for i in range(self.steps + 1)]
 
 
-def _default_samplers() -> list[SamplerSpec]:
+def _default_samplers() -> list[SamplerConfig]:
     # euler4 at temperature 0.4 (start noise 0.1 around the previous frame for the tiny preset's 0.25): a
     # quieter start predicts real footage better; still 0.2 keeps a HUD from drifting; guidance 1.5 (action
     # models only) makes the action count more (each measured: docs/EXPERIMENTS.md)
-    return [SamplerSpec("euler4", "euler", 4, 0.4, 0.2, 1.5), SamplerSpec("euler1", "euler", 1)]
+    return [SamplerConfig("euler4", "euler", 4, 0.4, 0.2, 1.5), SamplerConfig("euler1", "euler", 1)]
 
 
 @dataclass
@@ -104,7 +88,7 @@ class EvalConfig:
                               "horizon, windows do not overlap.", minimum=1)
     max_windows: int = setting(64, "Windows per test video at most; when more fit, an evenly spaced subset (first and last "
                                    "kept). Deterministic. Evaluation cost grows linearly with the number of windows.", minimum=1)
-    samplers: list[SamplerSpec] = setting(_default_samplers, "Samplers to compare; the first is the model's own "
+    samplers: list[SamplerConfig] = setting(_default_samplers, "Samplers to compare; the first is the model's own "
                                                              "and also runs teacher-forced and the mean (model_mean). The default "
                                                              "second, one step from noise, is the network's direct guess.", minItems=1)
     tau_ctx: float | None = setting(None, "Noise level of the context frames; null: the level the model was trained "

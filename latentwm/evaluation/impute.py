@@ -30,7 +30,7 @@ from latentwm.evaluation.steer import load as load_dynamics
 from latentwm.figures.samples import frames_gif
 from latentwm.models import checkpoint
 from latentwm.models.refiner import fill_sequence, interpolate
-from latentwm.models.sampler import own_sampler, rollout
+from latentwm.models.sampler import own_sampler, rollout, trained_tau_ctx
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -143,7 +143,7 @@ def rollout_then_fill(dynamics_path, tokenizer_path, refiner_path, latent_paths,
         raise PipelineError(f"{refiner_path} and {dynamics_path} were trained on different latents; retrain one of them")
     if horizon % every:
         raise PipelineError(f"--horizon {horizon} is not a multiple of --every {every}: the last frame must be a keyframe")
-    sampler = own_sampler(ckpt, model)
+    sampler, tau_ctx = own_sampler(model), trained_tau_ctx(ckpt)
     vals: dict[str, dict[str, list]] = {"plain": {"psnr": [], "sharpness": []}, "filled": {"psnr": [], "sharpness": []}}
     for lpath, fpath in zip(latent_paths, frame_paths):
         lat, fr = open_store(lpath, {"tokenizer_hash": ckpt["tokenizer_hash"]}), open_store(fpath)
@@ -152,7 +152,7 @@ def rollout_then_fill(dynamics_path, tokenizer_path, refiner_path, latent_paths,
             z = codec.norm.apply(torch.from_numpy(np.asarray(lat[s : s + span], np.float32)))[None]
             acts = torch.full((1, span), NO_ACTION) if model.cfg.actions else None
             plain = rollout(model, z[:, :context], horizon, sampler, generator=torch.Generator().manual_seed(s),
-                            actions=acts)[0]
+                            actions=acts, tau_ctx=tau_ctx)[0]
             chain = torch.cat([z[0, context - 1 : context], plain])[::every]  # keyframes: the last context frame, then every k-th
             filled = fill_sequence(refiner, chain, every, levels, float(rckpt.get("noise", 0.0)), steps,
                                    torch.Generator().manual_seed(s))[1:]

@@ -29,6 +29,7 @@ samplers' steps + (mean_samples - 1) x the first sampler's steps) network calls 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -88,16 +89,16 @@ def _seed(cfg: EvalConfig, b0: int, draw: int = 0) -> torch.Generator:
 
 
 @torch.no_grad()
-def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout: Callable, sampler_config: Callable,
+def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout: Callable,
                      log: Callable[[str], None] = print):
     """Run every condition on every window. Returns (long DataFrame, frames/s per sampler, samples).
 
-    `rollout(model, context, horizon, sampler, generator=, teacher=)` and `sampler_config(tau_ctx=,
-    **SamplerSpec.sampling())` are latentwm.models.sampler's, passed in so tests can use stand-ins.
+    `rollout(model, context, horizon, sampler, generator=, teacher=, actions=, tau_ctx=)` is
+    latentwm.models.sampler's, passed in so tests can use stand-ins; every call gets cfg.tau_ctx.
     """
     C, H = cfg.context, cfg.horizon
     first = cfg.samplers[0]  # the main sampler: also teacher-forced, the mean and the action conditions
-    samplers = {s.name: sampler_config(tau_ctx=cfg.tau_ctx, **s.sampling()) for s in cfg.samplers}
+    rollout = functools.partial(rollout, tau_ctx=cfg.tau_ctx)
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}
@@ -105,7 +106,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
     device = codec.device
     t_start = time.perf_counter()
     # one tiny untimed rollout first, so one-time costs (allocator, thread pools) hit no sampler's speed
-    rollout(model, win.latents[:1, :C].to(device), 1, sampler_config(kind="euler", steps=1, tau_ctx=cfg.tau_ctx),
+    rollout(model, win.latents[:1, :C].to(device), 1, SamplerConfig("warmup", "euler", 1),
             generator=torch.Generator().manual_seed(0))
     for b0 in range(0, len(win.keys), cfg.batch_size):
         keys = win.keys[b0 : b0 + cfg.batch_size]
@@ -118,24 +119,22 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         truth_px = window_px[:, C:]  # (B, H, 3, H, W)
         preds, decoded = {}, {}  # label -> normalised latents (B, H, C, h, w); label -> frames decoded already
         for s in cfg.samplers:
-            sampler = samplers[s.name]
             _sync(device)
             t0 = time.perf_counter()
-            out = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0), **act)
+            out = rollout(model, ctx, H, s, generator=_seed(cfg, b0), **act)
             _sync(device)
             seconds[s.name] += time.perf_counter() - t0
             frames_done[s.name] += out.shape[0] * out.shape[1]
             preds[label("model", s.name)] = out.float().cpu()
             if s is first:
-                tf = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0), teacher=truth_z.to(device), **act)
+                tf = rollout(model, ctx, H, s, generator=_seed(cfg, b0), teacher=truth_z.to(device), **act)
                 preds[label("teacher_forced", s.name)] = tf.float().cpu()
                 for cond, future in action_conditions(act, C, model.cfg.actions if act else 0, cfg.seed + b0).items():
-                    preds[label(cond, s.name)] = rollout(model, ctx, H, sampler, generator=_seed(cfg, b0),
+                    preds[label(cond, s.name)] = rollout(model, ctx, H, s, generator=_seed(cfg, b0),
                                                          actions=future).float().cpu()
         if cfg.mean_samples:
-            sampler = samplers[first.name]
             draws = [preds[label("model", first.name)]] + [
-                rollout(model, ctx, H, sampler, generator=_seed(cfg, b0, r), **act).float().cpu()
+                rollout(model, ctx, H, first, generator=_seed(cfg, b0, r), **act).float().cpu()
                 for r in range(1, cfg.mean_samples)
             ]
             preds[label("model_mean", first.name)] = torch.stack(draws).mean(0)
@@ -157,7 +156,7 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         samples += filmstrips(keys, win.frames, pixels, [label("model", s.name) for s in cfg.samplers], keep, b0)
         if act and b0 == 0 and samples:  # the action sweep of the first sample: each action held for the horizon
             samples[0]["sweep"] = action_sweep(model, codec, rollout, ctx[:1], act["actions"][:1], H,
-                                               samplers[first.name], _seed(cfg, 0), win.action_names)
+                                               first, _seed(cfg, 0), win.action_names)
         done = b0 + len(keys)
         elapsed = time.perf_counter() - t_start
         log(f"[evaluate] windows {done}/{len(win.keys)} done, {elapsed:.0f} s, "
@@ -274,15 +273,14 @@ def run(*, dynamics_path, tokenizer_path, stats_path, **kwargs):
 
 def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_paths, cfg: EvalConfig,
              metrics_csv, summary_json, name: str = "default", log: Callable[[str], None] = print,
-             rollout: Callable | None = None, sampler_config: Callable | None = None, action_paths=None,
+             rollout: Callable | None = None, action_paths=None,
              action_expect=None, truth_paths=None):
     """Evaluate an already-built model (whatever `rollout` takes) on the test videos; write the CSV
     and summary. `run` is this for a dynamics checkpoint; a benchmark passes its own model and rollout.
 
     Returns (summary dict, samples) so the caller can draw the samples.
     """
-    if rollout is None or sampler_config is None:
-        rollout, sampler_config = rollout or sampler_rollout, sampler_config or SamplerConfig
+    rollout = rollout or sampler_rollout
     device = pick_device(cfg.device)
     with open(stats_path) as f:
         stats = json.load(f)
@@ -293,7 +291,7 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
     log(f"[evaluate] {name}: {len(win.keys)} windows from {len(videos) - len(skipped)} test videos on {device}")
     model = model.to(device).eval()
     t0 = time.perf_counter()
-    df, fps, samples = evaluate_windows(model, codec, win, cfg, rollout, sampler_config, log)
+    df, fps, samples = evaluate_windows(model, codec, win, cfg, rollout, log)
     summary = {
         "evaluation": name,
         "config": to_dict(cfg),
@@ -307,8 +305,8 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
     if win.actions is not None:
         summary["actions"] = S.action_summary(summary["conditions"], cfg.samplers[0].name, action_paths, truth_paths,
                                               action_expect)
-        sampler = sampler_config(tau_ctx=cfg.tau_ctx, **cfg.samplers[0].sampling())
-        summary["actions"]["sweep_flow"] = sweep_flows(model, codec, rollout, win, cfg.context, cfg.horizon, sampler,
+        roll = functools.partial(rollout, tau_ctx=cfg.tau_ctx)
+        summary["actions"]["sweep_flow"] = sweep_flows(model, codec, roll, win, cfg.context, cfg.horizon, cfg.samplers[0],
                                                        cfg.seed, cfg.batch_size, win.action_names, log)
         for line in summary["actions"]["lines"]:
             log(f"[actions] {line}")

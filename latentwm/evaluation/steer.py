@@ -28,7 +28,7 @@ from latentwm.data.windows import Normalisation
 from latentwm.figures.samples import filmstrip, frames_gif, sample_gif
 from latentwm.models import checkpoint
 from latentwm.models.codec import Codec
-from latentwm.models.sampler import own_sampler, rollout
+from latentwm.models.sampler import own_sampler, rollout, trained_tau_ctx
 
 
 def arguments(a) -> list[int]:
@@ -96,9 +96,10 @@ def context_of(ckpt, latents_path, start: int, context: int, action_path=None):
 
 
 @torch.no_grad()
-def imagine(model, codec, ctx, ctx_actions, future: torch.Tensor, sampler: SamplerConfig, seed: int = 0) -> torch.Tensor:
+def imagine(model, codec, ctx, ctx_actions, future: torch.Tensor, sampler: SamplerConfig, seed: int = 0, *,
+            tau_ctx: float) -> torch.Tensor:
     """future (B, H) action ids -> uint8 frames (B, H, 3, H, W) of the rollouts from the context (a
-    model without actions takes only -1: none)."""
+    model without actions takes only -1: none), its frames at the noise level tau_ctx."""
     n = model.cfg.actions or 0
     if int(future.max()) >= n or int(future.min()) < NO_ACTION:
         raise PipelineError(f"actions must be ids in 0..{n - 1} (or -1: none); got {future.tolist()}" if n else
@@ -106,7 +107,7 @@ def imagine(model, codec, ctx, ctx_actions, future: torch.Tensor, sampler: Sampl
     B = future.shape[0]
     acts = torch.cat([ctx_actions.expand(B, -1), future], 1) if n else None
     out = rollout(model, ctx.expand(B, -1, -1, -1, -1), future.shape[1], sampler,
-                  generator=torch.Generator().manual_seed(seed), actions=acts)
+                  generator=torch.Generator().manual_seed(seed), actions=acts, tau_ctx=tau_ctx)
     return to_uint8(codec.decode(out))
 
 
@@ -116,7 +117,8 @@ def steer(dynamics_path, tokenizer_path, latents_path, frames_path, start: int, 
     model's own sampler, its settings overridden by `sampling` (temperature=, guidance=; None: the default's)."""
     model, codec, ckpt = load(dynamics_path, tokenizer_path)
     ctx, ctx_actions = context_of(ckpt, latents_path, start, context, action_path)
-    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), own_sampler(ckpt, model, **sampling))[0]
+    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), own_sampler(model, **sampling),
+                     tau_ctx=trained_tau_ctx(ckpt))[0]
     truth = np.asarray(open_store(frames_path)[start : start + context + len(actions)])
     if len(truth) < context + len(actions):  # past the end of the video: the truth panel holds its last frame
         truth = np.concatenate([truth, np.repeat(truth[-1:], context + len(actions) - len(truth), 0)])
@@ -138,9 +140,10 @@ def replay(recording, out, results=None, dynamics=None, tokenizer=None, log: Cal
     results = results or rec.get("results", "results")
     ctx, ctx_actions = context_of(ckpt, video_store(Path(results) / "latents", video), start, context,
                                   action_store(results, ckpt, video))
-    sampler = own_sampler(ckpt, model, temperature=rec.get("temperature"), guidance=rec.get("guidance"))
+    sampler = own_sampler(model, temperature=rec.get("temperature"), guidance=rec.get("guidance"))
     codec.batch = 1  # decoded one frame at a time, as the play server does: a batch may round differently
-    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), sampler, seed)[0, first : first + count]
+    frames = imagine(model, codec, ctx, ctx_actions, torch.tensor([actions]), sampler, seed,
+                     tau_ctx=trained_tau_ctx(ckpt))[0, first : first + count]
     hwc = [f.permute(1, 2, 0).contiguous().numpy() for f in frames]
     frames_gif(np.stack(hwc), out, rec.get("fps", 15))
     same = frames_sha(hwc) == rec.get("frames_sha256")
@@ -157,10 +160,11 @@ def frames_sha(frames) -> str:
     return h.hexdigest()
 
 
-def sweep(model, codec, ctx, ctx_actions, truth, horizon: int, out, sampler: SamplerConfig, seed: int = 0):
+def sweep(model, codec, ctx, ctx_actions, truth, horizon: int, out, sampler: SamplerConfig, seed: int = 0, *,
+          tau_ctx: float):
     """The action sweep: one filmstrip row per action id held for `horizon` frames (same noise)."""
     n = model.cfg.actions
     future = torch.arange(n)[:, None].expand(n, horizon)  # (n, horizon)
-    frames = imagine(model, codec, ctx, ctx_actions, future, sampler, seed)
+    frames = imagine(model, codec, ctx, ctx_actions, future, sampler, seed, tau_ctx=tau_ctx)
     filmstrip(truth, {f"action {a}": frames[a].numpy() for a in range(n)}, ctx.shape[1], Path(out),
               title=f"each action held for {horizon} frames from the same context")

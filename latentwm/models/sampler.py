@@ -27,10 +27,13 @@ action's effect, the difference between the prediction with the frame's action a
 action" (which action dropout trains), at the cost of a second network call per step.
 
 Context corruption: real context frames and every frame fed back into the context
-are noised to tau_ctx, as in training, and the model is told their level is tau_ctx.
+are noised to tau_ctx (the caller's: the evaluation's, or the level the model trained with), as in
+training, and the model is told their level is tau_ctx.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -45,13 +48,12 @@ def trained_tau_ctx(ckpt: dict) -> float:
     return float(ckpt.get("tau_ctx", 0.1))
 
 
-def own_sampler(ckpt: dict, model, **overrides) -> SamplerConfig:
-    """The sampler a dynamics checkpoint was trained for: Euler on its own grid of k_max steps, its
-    context at the level it trained with, and the default evaluation's first sampler's settings
-    (temperature, still, guidance), each overridden by a keyword that is not None."""
-    first = EvalConfig().samplers[0].sampling()
-    settings = {**first, "kind": "euler", "steps": model.cfg.k_max, "tau_ctx": trained_tau_ctx(ckpt)}
-    return SamplerConfig(**{**settings, **{k: v for k, v in overrides.items() if v is not None}})
+def own_sampler(model, **overrides) -> SamplerConfig:
+    """The sampler a dynamics model was trained for: Euler on its own grid of k_max steps with the
+    default evaluation's first sampler's settings (temperature, still, guidance), each overridden by
+    a keyword that is not None. Its context level is the checkpoint's (trained_tau_ctx)."""
+    first = dataclasses.replace(EvalConfig().samplers[0], kind="euler", steps=model.cfg.k_max)
+    return dataclasses.replace(first, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _noise(shape, generator, device):
@@ -113,11 +115,13 @@ class Rollout:
     for as long as a player holds keys. The same seed and actions give the same frames either way,
     and with the cache its memory is what the model reads (its window of past frames), however long
     it runs. context (B, C_ctx, C, h, w) normalised latents; context_actions (B, C_ctx) for an action
-    model (-1: none), None without action conditioning."""
+    model (-1: none), None without action conditioning; tau_ctx the context frames' noise level."""
 
-    def __init__(self, model, context, sampler: SamplerConfig, generator=None, use_cache=True, context_actions=None):
+    def __init__(self, model, context, sampler: SamplerConfig, generator=None, use_cache=True, context_actions=None, *,
+                 tau_ctx: float):
         _check_context(context)
         self.model, self.sampler, self.generator, self.use_cache = model, sampler, generator, use_cache
+        self.tau_ctx = tau_ctx
         self.device, self.shape = context.device, (context.shape[0], 1, *context.shape[2:])
         self.d = sampler.step_size(model.cfg.k_max)
         self.history = self.corrupt(context)  # frames not yet in the cache (all of them without a cache)
@@ -126,7 +130,7 @@ class Rollout:
         self.last = context[:, -1:].float()  # the frame before the next one, uncorrupted (B, 1, C, h, w)
 
     def corrupt(self, x):  # (B, n, C, h, w) -> noised to tau_ctx, float32
-        t_ctx = self.sampler.tau_ctx
+        t_ctx = self.tau_ctx
         return (1 - t_ctx) * x.float() + t_ctx * _noise(x.shape, self.generator, self.device)
 
     @torch.no_grad()
@@ -137,7 +141,7 @@ class Rollout:
         # the flow's start: noise, around the frame before (the last of the history: real or generated)
         z = flow_start(_noise(self.shape, self.generator, self.device), history[:, -1:].float(), self.model.cfg.source,
                        s.temperature * self.model.cfg.source_noise)
-        z = denoise_frame(self.model, history, torch.full(history.shape[:2], s.tau_ctx, device=self.device), z, s,
+        z = denoise_frame(self.model, history, torch.full(history.shape[:2], self.tau_ctx, device=self.device), z, s,
                           self.d, cache=self.cache, prefix_actions=self.hist_actions, action=action)
         if s.still > 0:  # cells that barely changed keep the frame before exactly
             change = (z - self.last).pow(2).mean(2, keepdim=True).sqrt()  # (B, 1, 1, h, w)
@@ -152,7 +156,7 @@ class Rollout:
 
 @torch.no_grad()
 def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None, use_cache=True, teacher=None,
-            actions=None):
+            actions=None, *, tau_ctx: float):
     """Autoregressive rollout: context (B, C_ctx, C, h, w) normalised latents -> (B, horizon, C, h, w).
 
     Each new frame starts from seeded noise (around the frame before it for a model whose
@@ -172,6 +176,7 @@ def rollout(model, context, horizon: int, sampler: SamplerConfig, generator=None
     B, n_ctx = context.shape[:2]
     if actions is not None and tuple(actions.shape) != (B, n_ctx + horizon):
         raise PipelineError(f"rollout actions {tuple(actions.shape)} must be (B, context + horizon) = {(B, n_ctx + horizon)}")
-    run = Rollout(model, context, sampler, generator, use_cache, None if actions is None else actions[:, :n_ctx])
+    run = Rollout(model, context, sampler, generator, use_cache, None if actions is None else actions[:, :n_ctx],
+                  tau_ctx=tau_ctx)
     return torch.cat([run.step(None if actions is None else actions[:, n_ctx + t : n_ctx + t + 1],
                                None if teacher is None else teacher[:, t : t + 1]) for t in range(horizon)], 1)

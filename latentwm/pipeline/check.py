@@ -23,7 +23,7 @@ import yaml
 
 from latentwm.config.data import FramesConfig, SplitsConfig
 from latentwm.config.dynamics import DynamicsStage
-from latentwm.config.evaluation import EvalConfig, SamplerConfig
+from latentwm.config.evaluation import EvalConfig
 from latentwm.config.fields import from_dict
 from latentwm.config.tokenizer import TokenizerStage
 from latentwm.core.errors import PipelineError
@@ -123,7 +123,7 @@ def _eval_problems(name: str, ev, model, shortcut: bool, min_frames: int) -> lis
     problems = []
     for i, spec in enumerate(ev.samplers if model is not None else []):
         try:
-            d = SamplerConfig(kind=spec.kind, steps=spec.steps).step_size(model.k_max)
+            d = spec.step_size(model.k_max)
         except PipelineError as e:
             problems.append(f"config key evaluations.{name}.samplers[{i}] ({spec.name}): {e}")
             continue

@@ -31,7 +31,7 @@ from latentwm.data.store import open_store, video_store
 from latentwm.evaluation.actions import action_names
 from latentwm.evaluation.steer import action_store, context_of, frames_sha, load
 from latentwm.figures.samples import frames_gif
-from latentwm.models.sampler import Rollout, own_sampler
+from latentwm.models.sampler import Rollout, own_sampler, trained_tau_ctx
 
 RECORD_FRAMES = 1800  # a recording stops itself here (2 minutes at 15 fps): bounded memory
 THUMBS = 12  # start frames offered per video
@@ -59,7 +59,7 @@ class Game:
         self.model, self.codec, self.ckpt = load(paths["dynamics"], paths["tokenizer"], need_actions=False)
         self.paths, self.seed = paths, seed
         self.context = context or EvalConfig().context
-        self.sampler = own_sampler(self.ckpt, self.model, **sampling)
+        self.sampler, self.tau_ctx = own_sampler(self.model, **sampling), trained_tau_ctx(self.ckpt)
         self.kind = (self.ckpt.get("actions") or {}).get("kind", "none")
         self.n_actions = int(self.model.cfg.actions or 0)
         self.recordings = Path(recordings) if recordings else self.results / "play"
@@ -133,7 +133,8 @@ class Game:
         ctx, ctx_actions = context_of(self.ckpt, v["latents"], start - self.context, self.context, v["actions"])
         n = self.n_actions
         run = Rollout(self.model, ctx.expand(n, -1, -1, -1, -1), self.sampler,
-                      torch.Generator().manual_seed(self.seed), context_actions=ctx_actions.expand(n, -1))
+                      torch.Generator().manual_seed(self.seed), context_actions=ctx_actions.expand(n, -1),
+                      tau_ctx=self.tau_ctx)
         for _ in range(SWEEP_STEPS):
             z = run.step(torch.arange(n)[:, None])
         px = to_uint8(self.codec.decode(z)).permute(0, 1, 3, 4, 2).numpy()  # (n, 1, H, W, 3)
@@ -153,7 +154,7 @@ class Session:
         g, v = self.game, self.game.video(self.vid)
         ctx, ctx_actions = context_of(g.ckpt, v["latents"], self.start - g.context, g.context, v["actions"])
         self.run = Rollout(g.model, ctx, g.sampler, torch.Generator().manual_seed(g.seed),
-                           context_actions=ctx_actions if g.n_actions else None)
+                           context_actions=ctx_actions if g.n_actions else None, tau_ctx=g.tau_ctx)
         self.actions = array("h")  # since the reset: what a replay needs
         self.frame, self.action = g.thumbnail(self.vid, self.start), NO_ACTION
         self.recording: list[np.ndarray] | None = None
