@@ -41,6 +41,32 @@ def test_the_action_set_names_each_input():
     assert a(0, 0, 0, 128 | 1) == "noop", "a special event's bits are no buttons"
 
 
+def test_fetch_real_writes_a_sidecar_of_another_action_set_again(tmp_path, monkeypatch):
+    """configs/fetch_real.py keeps a sidecar whose header names ACTIONS and writes one that names
+    another set (an older ACTIONS) again, from the demo, one line per frame of the rendered clip."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    from latentwm.data.actions import read_sidecar
+    from latentwm.data.video import encode_mp4
+
+    spec = importlib.util.spec_from_file_location("fetch_real", ROOT / "configs" / "fetch_real.py")
+    fetch_real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetch_real)
+    monkeypatch.setattr(fetch_real, "OUT", tmp_path)
+    demo = D.write([0] * 12, [0] * 12, [0, 0, 1, 2, 3, 5, 6, 9, -1, -4, -7, 0])
+    encode_mp4(tmp_path / "clip.mp4", [np.zeros((16, 16, 3), np.uint8)] * 12, 35, 16, 16, "clip")
+    side = tmp_path / "clip.actions.txt"
+    side.write_text("# actions: noop forward back turn_left turn_right\n" + "3\n" * 12)
+    assert fetch_real.write_sidecar("clip", demo, "a test clip") is True
+    ids, names = read_sidecar(side)
+    assert names == list(D.ACTIONS) and [names[a] for a in ids[2:11]] == [
+        "turn_left_slow", "turn_left_slow", "turn_left", "turn_left", "turn_left_fast", "turn_left_fast",
+        "turn_right_slow", "turn_right", "turn_right_fast"]
+    assert fetch_real.write_sidecar("clip", demo, "a test clip") is False, "a current sidecar is kept"
+
+
 def test_damaged_demos_get_one_line():
     with pytest.raises(PipelineError, match=r"^bad.lmp is not a vanilla Doom v1.9 demo .*version byte 110, expected 109"):
         D.read(b"\x6e" + D.write([0], [0], [0])[1:], "bad.lmp")
