@@ -74,10 +74,10 @@ def main():
     # 1. Euler at the finest step (64 steps, or k_max when smaller) vs shortcut-4 (cached), horizon 8
     H = a.horizons[0]
     K = min(64, cfg.k_max)
-    samplers = [(s.name, s) for s in (SamplerConfig(f"euler{K}", "euler", K), SamplerConfig("shortcut4", "shortcut", 4))]
-    for name, s in samplers:
+    samplers = (SamplerConfig(f"euler{K}", "euler", K), SamplerConfig("shortcut4", "shortcut", 4))
+    for s in samplers:
         sec, _ = timed(lambda: rollout(model, ctx, H, s, gen(), tau_ctx=tau_ctx))
-        res["samplers"][name] = {"frames_per_s": a.batch * H / sec}
+        res["samplers"][s.name] = {"frames_per_s": a.batch * H / sec}
     speedup = res["samplers"]["shortcut4"]["frames_per_s"] / res["samplers"][f"euler{K}"]["frames_per_s"]
     res["shortcut_speedup"] = speedup
     print(f"\nhorizon {H}, cached | frames/s")
@@ -86,7 +86,7 @@ def main():
     print(f"  shortcut-4 / Euler-{K} speedup: {speedup:.1f}x")
 
     # 2. with vs without the cache, per-frame cost as the horizon grows (shortcut-4)
-    s = samplers[1][1]
+    s = samplers[1]
     print(f"\nshortcut-4, context {a.context}, max_frames {cfg.max_frames} | ms per frame | max |cached - recomputed|")
     for H in a.horizons:
         t_c, y_c = timed(lambda: rollout(model, ctx, H, s, gen(), use_cache=True, tau_ctx=tau_ctx))
@@ -102,10 +102,10 @@ def main():
         c, truth = win[:, : a.context], win[:, a.context :]
         q = {"copy_last": float(((c[:, -1:] - truth) ** 2).mean((0, 2, 3, 4)).mean())}
         per_step = {"copy_last": ((c[:, -1:] - truth) ** 2).mean((0, 2, 3, 4)).tolist()}
-        for name, s in samplers:
+        for s in samplers:
             y = rollout(model, c, H, s, gen(), tau_ctx=tau_ctx)
-            per_step[name] = ((y - truth) ** 2).mean((0, 2, 3, 4)).tolist()
-            q[name] = float(np.mean(per_step[name]))
+            per_step[s.name] = ((y - truth) ** 2).mean((0, 2, 3, 4)).tolist()
+            q[s.name] = float(np.mean(per_step[s.name]))
         res["quality"], res["quality_per_step"] = q, per_step
         print(f"\nlatent MSE vs truth over {H} steps (8 windows): " + ", ".join(f"{k} {v:.4f}" for k, v in q.items()))
         for k, v in per_step.items():

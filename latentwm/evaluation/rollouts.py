@@ -93,12 +93,12 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
                      log: Callable[[str], None] = print):
     """Run every condition on every window. Returns (long DataFrame, frames/s per sampler, samples).
 
-    `rollout(model, context, horizon, sampler, generator=, teacher=, actions=, tau_ctx=)` is
-    latentwm.models.sampler's, passed in so tests can use stand-ins; every call gets cfg.tau_ctx.
+    `rollout(model, context, horizon, sampler, generator=, teacher=, actions=)` is
+    latentwm.models.sampler's with the context level bound (`evaluate` binds cfg.tau_ctx), passed in
+    so tests can use stand-ins.
     """
     C, H = cfg.context, cfg.horizon
     first = cfg.samplers[0]  # the main sampler: also teacher-forced, the mean and the action conditions
-    rollout = functools.partial(rollout, tau_ctx=cfg.tau_ctx)
     rows: list[pd.DataFrame] = []
     frames_done = {s.name: 0 for s in cfg.samplers}
     seconds = {s.name: 0.0 for s in cfg.samplers}
@@ -280,7 +280,7 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
 
     Returns (summary dict, samples) so the caller can draw the samples.
     """
-    rollout = rollout or sampler_rollout
+    rollout = functools.partial(rollout or sampler_rollout, tau_ctx=cfg.tau_ctx)
     device = pick_device(cfg.device)
     with open(stats_path) as f:
         stats = json.load(f)
@@ -305,8 +305,7 @@ def evaluate(model, *, tokenizer_path, stats_path, videos, frame_paths, latent_p
     if win.actions is not None:
         summary["actions"] = S.action_summary(summary["conditions"], cfg.samplers[0].name, action_paths, truth_paths,
                                               action_expect)
-        roll = functools.partial(rollout, tau_ctx=cfg.tau_ctx)
-        summary["actions"]["sweep_flow"] = sweep_flows(model, codec, roll, win, cfg.context, cfg.horizon, cfg.samplers[0],
+        summary["actions"]["sweep_flow"] = sweep_flows(model, codec, rollout, win, cfg.context, cfg.horizon, cfg.samplers[0],
                                                        cfg.seed, cfg.batch_size, win.action_names, log)
         for line in summary["actions"]["lines"]:
             log(f"[actions] {line}")
