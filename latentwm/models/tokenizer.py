@@ -104,6 +104,14 @@ class Tokenizer(nn.Module):
         keep = keep.repeat_interleave(p, 2).repeat_interleave(p, 3)[:, :, :h, :w]
         return torch.where(keep, x, torch.full_like(x, 0.5))
 
+    def crop(self, x: torch.Tensor) -> torch.Tensor:
+        """Each frame of x (B, 3, H, W) cut to its own random `crop` x `crop` square."""
+        c = self.cfg.crop
+        b, _, h, w = x.shape
+        top = torch.randint(0, h - c + 1, (b,)).tolist()
+        left = torch.randint(0, w - c + 1, (b,)).tolist()
+        return torch.stack([x[k, :, t : t + c, s : s + c] for k, (t, s) in enumerate(zip(top, left))])
+
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame random horizontal/vertical flips and RGB order: more palettes and layouts
         than a few training videos hold, so unseen videos' colours reconstruct as well."""
@@ -118,6 +126,8 @@ class Tokenizer(nn.Module):
     def forward(self, frames: torch.Tensor):
         """uint8 frames (B, 3, H, W) -> (loss, logs). Augmentation and masking apply in training only."""
         x = to_float(frames)
+        if self.training and self.cfg.crop:
+            x = self.crop(x)
         if self.training and self.cfg.augment:
             x = self.augment(x)
         inp = self.mask(x) if self.training and self.cfg.mask_ratio > 0 else x
