@@ -71,22 +71,22 @@ def test_augmentation_flips_and_permutes_channels_in_training_only():
     assert torch.equal(m(frames)[0], m(frames)[0])
 
 
-def test_crops_are_squares_of_each_frame_in_training_only():
-    m = Tokenizer(TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, crop=4, augment=False))
+def test_training_crops_are_windows_of_each_frame():
+    m = Tokenizer(TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, crop=0.5, augment=False))
     x = torch.rand(6, 3, 10, 12)
     y = m.crop(x)
-    assert y.shape == (6, 3, 4, 4)
-    for k in range(6):  # each crop is a square of its own frame, found where the test looks for it
-        windows = x[k].unfold(1, 4, 1).unfold(2, 4, 1)  # (3, 7, 9, 4, 4)
+    assert y.shape == (6, 3, 4, 6)  # half of each side, down to a multiple of downsample
+    for k in range(6):  # each window is cut from its own frame
+        windows = x[k].unfold(1, 4, 1).unfold(2, 6, 1)  # (3, 7, 7, 4, 6)
         assert (windows == y[k][:, None, None]).flatten(3).all(3).all(0).any()
+    assert TokenizerConfig(crop=0.5).crop_size(64, 64) == (32, 32)
+    assert TokenizerConfig(crop=0.01, downsample=4).crop_size(64, 48) == (4, 4)  # never under one latent cell
     frames = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
-    m(frames)  # training: the loss on 4 x 4 crops
+    m(frames)  # training: the loss on 4 x 4 windows
     m.eval()
     assert torch.equal(m(frames)[0], m(frames)[0])  # eval: whole frames, deterministic
-    with pytest.raises(PipelineError, match="tokenizer.model.crop 6 must be a multiple of downsample 4"):
-        TokenizerConfig(crop=6).latent_shape(64, 64)
-    with pytest.raises(PipelineError, match="at most the frames' 32 px"):
-        TokenizerConfig(crop=48).latent_shape(32, 64)
+    with pytest.raises(PipelineError, match="tokenizer.model.crop"):
+        from_dict(TokenizerConfig, {"crop": 0}, "tokenizer.model")
 
 
 def test_config_refusals():

@@ -24,9 +24,10 @@ class TokenizerConfig:
     mask_patch: int = setting(8, "Side in pixels of a masked patch.", minimum=1)
     ssim_weight: float = setting(0.2, "loss = mse + ssim_weight * (1 - SSIM): keeps edges that MSE blurs on real footage "
                                       "(docs/EXPERIMENTS.md).", minimum=0)
-    crop: int = setting(0, "Training only: each frame cut to a random square of this side (a multiple of downsample; 0: "
-                              "whole frames). The network is convolutional, so it learns from crops as from frames, and a "
-                              "step on a quarter of the pixels costs about a quarter of the time.", minimum=0)
+    crop: float = setting(1.0, "Training only: each frame cut to a random window of this fraction of its height and width "
+                                "(1: whole frames). The network is convolutional, so it learns from windows as from frames, "
+                                "and a step on a quarter of the pixels (0.5) costs about a quarter of the time.",
+                          exclusiveMinimum=0, maximum=1)
     augment: bool = setting(True, "Training only: random flips and RGB channel order per frame: more palettes and "
                                   "layouts than a few videos hold, a better val PSNR (docs/EXPERIMENTS.md).")
 
@@ -37,12 +38,11 @@ class TokenizerConfig:
                     f"tokenizer.model: width {w} is not divisible by groups {self.groups}; pick base_channels as a multiple of groups"
                 )
 
-    def check_crop(self, height: int, width: int) -> None:
-        if self.crop and (self.crop % self.downsample or self.crop > min(height, width)):
-            raise PipelineError(
-                f"tokenizer.model.crop {self.crop} must be a multiple of downsample {self.downsample} and at most the "
-                f"frames' {min(height, width)} px; set it so, or 0 for whole frames"
-            )
+    def crop_size(self, height: int, width: int) -> tuple[int, int]:
+        """The training window's (height, width) for frames of height x width: `crop` of each side, a
+        multiple of downsample (so its latents tile it exactly), at least one latent cell."""
+        d = self.downsample
+        return tuple(max(d, int(n * self.crop) // d * d) for n in (height, width))
 
     def levels(self) -> int:
         return self.downsample.bit_length() - 1
@@ -53,7 +53,6 @@ class TokenizerConfig:
 
     def latent_shape(self, height: int, width: int) -> list[int]:
         """[C, h, w] of the latents of height x width frames."""
-        self.check_crop(height, width)
         d = self.downsample
         if height % d or width % d:
             raise PipelineError(

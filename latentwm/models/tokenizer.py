@@ -105,12 +105,12 @@ class Tokenizer(nn.Module):
         return torch.where(keep, x, torch.full_like(x, 0.5))
 
     def crop(self, x: torch.Tensor) -> torch.Tensor:
-        """Each frame of x (B, 3, H, W) cut to its own random `crop` x `crop` square."""
-        c = self.cfg.crop
+        """Each frame of x (B, 3, H, W) cut to its own random window of cfg.crop_size(H, W)."""
         b, _, h, w = x.shape
-        top = torch.randint(0, h - c + 1, (b,)).tolist()
-        left = torch.randint(0, w - c + 1, (b,)).tolist()
-        return torch.stack([x[k, :, t : t + c, s : s + c] for k, (t, s) in enumerate(zip(top, left))])
+        ch, cw = self.cfg.crop_size(h, w)
+        top = torch.randint(0, h - ch + 1, (b,)).tolist()
+        left = torch.randint(0, w - cw + 1, (b,)).tolist()
+        return torch.stack([x[k, :, t : t + ch, s : s + cw] for k, (t, s) in enumerate(zip(top, left))])
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """Per-frame random horizontal/vertical flips and RGB order: more palettes and layouts
@@ -126,7 +126,7 @@ class Tokenizer(nn.Module):
     def forward(self, frames: torch.Tensor):
         """uint8 frames (B, 3, H, W) -> (loss, logs). Augmentation and masking apply in training only."""
         x = to_float(frames)
-        if self.training and self.cfg.crop:
+        if self.training and self.cfg.crop < 1:
             x = self.crop(x)
         if self.training and self.cfg.augment:
             x = self.augment(x)
