@@ -8,7 +8,8 @@ GroupNorm/SiLU residual blocks, stride-2 convolutions down, nearest upsampling +
 pretrained weights. The latents pass through tanh (the DreamerV4 bottleneck) so their scale is
 bounded whatever the training does; the dynamics model then sees values of a known range.
 Training may drop random patches of the encoder input (MAE-style, `mask_ratio`), which makes
-the latents robust and the decoder fill in; evaluation never masks.
+the latents robust and the decoder fill in, and may train on random windows of the frames
+(`crop`); evaluation never masks or crops.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Tokenizer(nn.Module):
         return torch.where(keep, x, torch.full_like(x, 0.5))
 
     def crop(self, x: torch.Tensor) -> torch.Tensor:
-        """Each frame of x (B, 3, H, W) cut to its own random window of cfg.crop_size(H, W)."""
+        """Each frame of x (B, 3, H, W), any dtype, cut to its own random window of cfg.crop_size(H, W)."""
         b, _, h, w = x.shape
         ch, cw = self.cfg.crop_size(h, w)
         top = torch.randint(0, h - ch + 1, (b,)).tolist()
@@ -124,10 +125,10 @@ class Tokenizer(nn.Module):
         return x.gather(1, order[:, :, None, None].expand_as(x))
 
     def forward(self, frames: torch.Tensor):
-        """uint8 frames (B, 3, H, W) -> (loss, logs). Augmentation and masking apply in training only."""
-        x = to_float(frames)
+        """uint8 frames (B, 3, H, W) -> (loss, logs). Crops, augmentation and masking apply in training only."""
         if self.training and self.cfg.crop < 1:
-            x = self.crop(x)
+            frames = self.crop(frames)  # before the float copy: only the window is converted
+        x = to_float(frames)
         if self.training and self.cfg.augment:
             x = self.augment(x)
         inp = self.mask(x) if self.training and self.cfg.mask_ratio > 0 else x
