@@ -151,3 +151,58 @@ def test_a_context_of_two_frames_trains_on_windows_of_three(tmp_path):
     assert torch.isfinite(loss)
     with pytest.raises(RuntimeError):
         model(z[:, 1:])  # a window of 2 frames gives one past frame, not the two it was built for
+
+
+def panned(n: int, seed: int = 0):
+    """Transitions (n, 2, 3, 16, 16): a random texture (smooth over 2x2 blocks) moved by one of MOVES'
+    whole-view pans of 1-2 cells of 2 pixels (wrapping, a camera turning), under a still HUD strip
+    (the bottom 4 rows, the same in both frames) and a flash of light on half the transitions; and
+    the move index of each (n,)."""
+    rng = np.random.default_rng(seed)
+    base = torch.from_numpy(rng.integers(0, 256, (n, 3, 8, 8)).astype(np.float32)).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    acts = rng.integers(0, len(MOVES), n)
+    steps = rng.integers(1, 3, n)
+    nxt = torch.stack([torch.roll(b, (2 * int(k) * MOVES[a][0], 2 * int(k) * MOVES[a][1]), (1, 2)) for b, a, k in zip(base, acts, steps)])
+    nxt = (nxt * torch.from_numpy(np.where(rng.random(n) < 0.5, 0.6, 1.0).astype(np.float32))[:, None, None, None])
+    x = torch.stack([base, nxt], 1)
+    x[..., 12:, :] = 128.0
+    return x, acts
+
+
+def test_shifted_and_match_agree_on_a_pan():
+    from latentwm.models.lam import match, shifted
+
+    z = torch.rand(2, 3, 8, 8)
+    target = torch.roll(z, (1, -2), (2, 3))  # down 1, left 2
+    w = torch.zeros(2, 2, 7)
+    w[:, 0, 3 - 2], w[:, 1, 3 + 1] = 1, 1
+    inner = (slice(None), slice(None), slice(1, 8), slice(0, 6))  # away from the repeated edges
+    assert torch.equal(shifted(z, w, 3)[inner], target[inner])
+    cost = match(z, target, 3)
+    assert [divmod(int(i), 7) for i in cost.flatten(1).argmin(1)] == [(3 + 1, 3 - 2)] * 2, "lowest at (dy, dx) = (1, -2)"
+
+
+def _pan_codes(inverse: str, shift: int):
+    """NMI of a LAM's codes on held-out panned transitions with the pan and with the flash of light."""
+    torch.manual_seed(0)
+    x, _ = panned(512)
+    model = Lam(LamConfig(codes=8, code_dim=8, width=16, depth=1, patch=2, shift=shift, inverse=inverse), dead_code_every=20)
+    model.scale_to(x)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(200):
+        loss, _ = model(x[torch.randint(0, len(x), (64,))])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    test, acts = panned(256, seed=1)
+    ids = model.infer(test[:, 0], test[:, 1]).numpy()
+    flash = (test[:, 1, :, :12].mean((1, 2, 3)) < 0.8 * test[:, 0, :, :12].mean((1, 2, 3))).numpy()
+    return nmi(ids, acts), nmi(ids, flash.astype(np.int64))
+
+
+def test_a_lam_that_reads_motion_names_the_pan_where_one_that_reads_frames_names_the_light():
+    pan, light = _pan_codes("motion", shift=2)
+    assert pan > 0.5 and pan > light + 0.3, f"motion: codes follow the pan (NMI {pan:.2f}), not the light ({light:.2f})"
+    pan, light = _pan_codes("frames", shift=0)  # the light changes more pixels than the pan: the objective's pick
+    assert light > pan, f"frames: codes follow the light (NMI {light:.2f}) more than the pan ({pan:.2f})"

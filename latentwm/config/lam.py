@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from latentwm.config.fields import setting
 from latentwm.config.train import TrainConfig
+from latentwm.core.errors import PipelineError
 
 
 @dataclass
@@ -21,8 +22,21 @@ class LamConfig:
     context: int = setting(1, "Past frames the forward model sees: 1, so the code must say how things moved (on the "
                               "generator's clips it then finds the player's actions); 2 makes steady motion "
                               "predictable without it (the codes then matched nothing there).", minimum=1, maximum=2)
+    shift: int = setting(0, "Largest shift of the whole view, in cells per axis, the forward model can apply to frame t "
+                            "under a code before its conv refines it (each code picks a mixture of shifts): a camera "
+                            "turn moves the view further than the conv sees. 0: off.", minimum=0)
+    inverse: str = setting("frames", "What the inverse model reads of a transition: frames (the two frames' cells), motion "
+                                     "(only how well frame t matches frame t+1 under every whole-cell shift up to `shift`, "
+                                     "over the cells that changed: the view's move, whatever the light or a still HUD does), "
+                                     "or frames+motion.", enum=["frames", "motion", "frames+motion"])
     patch: int = setting(4, "Pixels per side of a cell of the model's grid: frames are cut into patch x patch blocks "
                             "stacked on channels (3 patch^2 per cell); 4 gives 16x16 cells on 64x64 frames.", minimum=1)
+
+
+    def __post_init__(self):
+        if "motion" in self.inverse and not self.shift:
+            raise PipelineError(f"lam.model.inverse {self.inverse} matches the views under shifts up to lam.model.shift, which "
+                                "is 0; set lam.model.shift (e.g. 6) or inverse: frames")
 
 
 @dataclass

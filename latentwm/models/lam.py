@@ -68,15 +68,23 @@ class Lam(nn.Module):
         self.commitment, self.null_action, self.dead_code_every = commitment, null_action, dead_code_every
         self.diversity, self.continuous_steps = diversity, continuous_steps
         # inverse: (B, 2C, h, w) -> two stride-2 convs -> mean and max pool -> (B, code_dim)
-        self.inv_in = nn.Conv2d(2 * C, W, 3, padding=1)
-        self.inv_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
-        self.inv_down = nn.Sequential(nn.SiLU(), nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
-                                      nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU())
-        self.inv_out = nn.Linear(2 * W, cfg.code_dim)
+        if "frames" in cfg.inverse:
+            self.inv_in = nn.Conv2d(2 * C, W, 3, padding=1)
+            self.inv_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
+            self.inv_down = nn.Sequential(nn.SiLU(), nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
+                                          nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU())
+            self.inv_out = nn.Linear(2 * W, cfg.code_dim)
+        if "motion" in cfg.inverse:  # the match of the whole view under each shift (2S + 1)^2 -> added to the encoder output
+            self.inv_motion = nn.Sequential(nn.Linear((2 * cfg.shift + 1) ** 2, 2 * W), nn.SiLU(), nn.Linear(2 * W, cfg.code_dim))
         self.codebook = nn.Parameter(F.normalize(torch.randn(K, cfg.code_dim), dim=1))  # (K, code_dim)
         self.null = nn.Parameter(torch.zeros(cfg.code_dim))  # the "no action" vector
         # forward: cells (B, context * C, h, w) + FiLM of the code vector in every block -> change of z_t
-        self.fwd_in = nn.Conv2d(cfg.context * C + cfg.code_dim, W, 3, padding=1)  # frames + the code on every cell
+        self.fwd_in = nn.Conv2d((cfg.context + bool(cfg.shift)) * C + cfg.code_dim, W, 3, padding=1)  # frames + the code on every cell
+        if cfg.shift:  # the code's weights over shifts -S..S of each axis, "no shift" favoured at the start
+            self.fwd_shift = nn.Linear(cfg.code_dim, 2 * (2 * cfg.shift + 1))
+            nn.init.zeros_(self.fwd_shift.weight)
+            with torch.no_grad():
+                self.fwd_shift.bias.zero_().view(2, -1)[:, cfg.shift] = 2.0
         self.fwd_film = nn.Linear(cfg.code_dim, 2 * W * cfg.depth)
         self.fwd_blocks = nn.ModuleList(Res(W) for _ in range(cfg.depth))
         self.fwd_out = nn.Conv2d(W, C, 3, padding=1)
@@ -94,11 +102,17 @@ class Lam(nn.Module):
 
     def embed(self, z_t, z_next):
         """(B, C, h, w) x 2 -> unit encoder outputs e (B, code_dim)."""
-        h = self.inv_in(torch.cat([z_t, z_next], 1))
-        for blk in self.inv_blocks:
-            h = blk(h)
-        h = self.inv_down(h)  # (B, W, h/4, w/4)
-        return F.normalize(self.inv_out(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)), dim=1)
+        e = 0
+        if "frames" in self.cfg.inverse:
+            h = self.inv_in(torch.cat([z_t, z_next], 1))
+            for blk in self.inv_blocks:
+                h = blk(h)
+            h = self.inv_down(h)  # (B, W, h/4, w/4)
+            e = self.inv_out(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        if "motion" in self.cfg.inverse:
+            cost = match(z_t, z_next, self.cfg.shift).flatten(1)  # (B, (2S + 1)^2)
+            e = e + self.inv_motion((cost - cost.mean(1, keepdim=True)) / cost.std(1, keepdim=True).clamp_min(1e-6))
+        return F.normalize(e, dim=1)
 
     def quantize(self, e):
         """e (B, code_dim) -> ids (B,), code vectors (B, code_dim) with the straight-through gradient."""
@@ -131,7 +145,11 @@ class Lam(nn.Module):
         # unit code vectors (components ~ 1/sqrt(code_dim)) scaled to the unit scale of the cells
         z_t = past[:, -1]
         grid = (code * code.shape[1] ** 0.5)[:, :, None, None].expand(-1, -1, *z_t.shape[2:])  # (B, code_dim, h, w)
-        h = self.fwd_in(torch.cat([past.flatten(1, 2), grid], 1))
+        seen = [past.flatten(1, 2), grid]
+        if self.cfg.shift:
+            z_t = shifted(z_t, self.fwd_shift(code).unflatten(1, (2, -1)).softmax(2), self.cfg.shift)
+            seen.insert(1, z_t)
+        h = self.fwd_in(torch.cat(seen, 1))
         films = self.fwd_film(code).chunk(len(self.fwd_blocks), 1)  # each (B, 2W)
         for blk, film in zip(self.fwd_blocks, films):
             h = blk(h, film)
@@ -204,6 +222,29 @@ def jitter(frames: torch.Tensor, p: float) -> torch.Tensor:
     x = frames.float() / 255
     x = x * torch.exp(u(1, r=p) + u(3, r=p / 3)) + u(1, r=p / 3)
     return (x.clamp(0, 1) * 255)
+
+
+def shifted(z: torch.Tensor, weights: torch.Tensor, S: int) -> torch.Tensor:
+    """z (B, C, h, w) moved by a mixture of whole-cell shifts: weights (B, 2, 2S + 1) over the shifts
+    -S..S along x (row 0; > 0 moves the content right) then y (row 1); the edges repeat."""
+    w = z.shape[-1]
+    x = F.pad(z, (S, S, S, S), mode="replicate")
+    x = sum(weights[:, 0, i, None, None, None] * x[..., S - s:S - s + w] for i, s in enumerate(range(-S, S + 1)))
+    h = z.shape[-2]
+    return sum(weights[:, 1, i, None, None, None] * x[..., S - s:S - s + h, :] for i, s in enumerate(range(-S, S + 1)))
+
+
+def match(z: torch.Tensor, target: torch.Tensor, S: int, still: float = 0.01) -> torch.Tensor:
+    """Mean squared difference (B, 2S + 1, 2S + 1) between target (B, C, h, w) and z moved by every
+    whole-cell shift (dy, dx) in -S..S (as `shifted`: > 0 moves the content down / right), over the
+    target's cells that changed (mean squared change above `still`): a still HUD or weapon, which
+    matches only unmoved, would pull every view's match to no shift."""
+    h, w = z.shape[-2:]
+    moved = (((target - z) ** 2).mean(1) > still).float()  # (B, h, w)
+    weight = moved / moved.sum((1, 2), keepdim=True).clamp_min(1)
+    x = F.pad(z, (S, S, S, S), mode="replicate")
+    return torch.stack([torch.stack([(((x[..., S - dy:S - dy + h, S - dx:S - dx + w] - target) ** 2).mean(1) * weight).sum((1, 2))
+                                     for dx in range(-S, S + 1)], 1) for dy in range(-S, S + 1)], 1)
 
 
 def perplexity(counts: torch.Tensor) -> torch.Tensor:
