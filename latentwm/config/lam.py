@@ -32,7 +32,6 @@ class LamConfig:
     patch: int = setting(4, "Pixels per side of a cell of the model's grid: frames are cut into patch x patch blocks "
                             "stacked on channels (3 patch^2 per cell); 4 gives 16x16 cells on 64x64 frames.", minimum=1)
 
-
     def __post_init__(self):
         if "motion" in self.inverse and not self.shift:
             raise PipelineError(f"lam.model.inverse {self.inverse} matches the views under shifts up to lam.model.shift, which "

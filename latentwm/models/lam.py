@@ -22,6 +22,13 @@ on the generator's clips the codes then match the true actions (NMI 0.76). With 
 motion (a camera pan, momentum, and also a player who holds a key) is predictable without the
 code, which is left with the rare changes: the codes matched nothing (NMI 0.01-0.02).
 
+Two options for footage whose camera moves (off by default): `shift` lets the forward model move
+the whole view by a mixture of whole-cell shifts the code picks, as a turn moves it further than its
+convs see; `inverse: motion` has the inverse model read only how well frame t matches frame t+1
+under each shift, over the cells that changed, so the code can say how the view moved and not how
+the light changed (on a panned texture under a flash it names the pan, NMI 0.64, where reading the
+frames names the flash; on the Doom clips neither moved the codes, docs/EXPERIMENTS.md).
+
 Codebook: cosine VQ with a straight-through gradient, codebook + commitment losses, and dead-code
 reset (a code that the recent batches hardly use is moved onto a random encoder output), the
 usual cure of the usual failure, a collapsed codebook. Logged: usage (fraction of codes used in
@@ -74,12 +81,14 @@ class Lam(nn.Module):
             self.inv_down = nn.Sequential(nn.SiLU(), nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU(),
                                           nn.Conv2d(W, W, 3, stride=2, padding=1), nn.SiLU())
             self.inv_out = nn.Linear(2 * W, cfg.code_dim)
-        if "motion" in cfg.inverse:  # the match of the whole view under each shift (2S + 1)^2 -> added to the encoder output
-            self.inv_motion = nn.Sequential(nn.Linear((2 * cfg.shift + 1) ** 2, 2 * W), nn.SiLU(), nn.Linear(2 * W, cfg.code_dim))
+        if "motion" in cfg.inverse:  # the view's match under each of the (2S + 1)^2 shifts -> added to the output
+            n = (2 * cfg.shift + 1) ** 2
+            self.inv_motion = nn.Sequential(nn.Linear(n, 2 * W), nn.SiLU(), nn.Linear(2 * W, cfg.code_dim))
         self.codebook = nn.Parameter(F.normalize(torch.randn(K, cfg.code_dim), dim=1))  # (K, code_dim)
         self.null = nn.Parameter(torch.zeros(cfg.code_dim))  # the "no action" vector
         # forward: cells (B, context * C, h, w) + FiLM of the code vector in every block -> change of z_t
-        self.fwd_in = nn.Conv2d((cfg.context + bool(cfg.shift)) * C + cfg.code_dim, W, 3, padding=1)  # frames + the code on every cell
+        # the past frames (and frame t shifted), and the code on every cell
+        self.fwd_in = nn.Conv2d((cfg.context + bool(cfg.shift)) * C + cfg.code_dim, W, 3, padding=1)
         if cfg.shift:  # the code's weights over shifts -S..S of each axis, "no shift" favoured at the start
             self.fwd_shift = nn.Linear(cfg.code_dim, 2 * (2 * cfg.shift + 1))
             nn.init.zeros_(self.fwd_shift.weight)
@@ -243,8 +252,11 @@ def match(z: torch.Tensor, target: torch.Tensor, S: int, still: float = 0.01) ->
     moved = (((target - z) ** 2).mean(1) > still).float()  # (B, h, w)
     weight = moved / moved.sum((1, 2), keepdim=True).clamp_min(1)
     x = F.pad(z, (S, S, S, S), mode="replicate")
-    return torch.stack([torch.stack([(((x[..., S - dy:S - dy + h, S - dx:S - dx + w] - target) ** 2).mean(1) * weight).sum((1, 2))
-                                     for dx in range(-S, S + 1)], 1) for dy in range(-S, S + 1)], 1)
+
+    def cost(dy: int, dx: int) -> torch.Tensor:  # (B,)
+        return (((x[..., S - dy:S - dy + h, S - dx:S - dx + w] - target) ** 2).mean(1) * weight).sum((1, 2))
+
+    return torch.stack([torch.stack([cost(dy, dx) for dx in range(-S, S + 1)], 1) for dy in range(-S, S + 1)], 1)
 
 
 def perplexity(counts: torch.Tensor) -> torch.Tensor:
