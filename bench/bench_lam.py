@@ -92,11 +92,7 @@ def calibrate(stage: LamStage, res: Path, splits: dict, oracle: bool) -> dict:
             if null is not None:
                 code = torch.where(null[:, None], model.null.expand(len(acts), -1), code)
             return ((model.predict(z[:, :1], code) - z[:, 1]) ** 2).mean((1, 2, 3))
-        h = model.inv_in(torch.cat([z[:, 0], z[:, 1]], 1))
-        for blk in model.inv_blocks:
-            h = blk(h)
-        h = model.inv_down(h)
-        return head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        return head(model.features(z[:, 0], z[:, 1]))
 
     opt = torch.optim.AdamW(params, lr=stage.train.lr)
     for step in range(stage.train.steps):

@@ -109,15 +109,19 @@ class Lam(nn.Module):
         """What the checkpoint holds (the loop's contract): the model itself."""
         return self
 
+    def features(self, z_t, z_next):
+        """(B, C, h, w) x 2 -> the frame-reading inverse network's pooled features (B, 2W)."""
+        h = self.inv_in(torch.cat([z_t, z_next], 1))
+        for blk in self.inv_blocks:
+            h = blk(h)
+        h = self.inv_down(h)  # (B, W, h/4, w/4)
+        return torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)
+
     def embed(self, z_t, z_next):
         """(B, C, h, w) x 2 -> unit encoder outputs e (B, code_dim)."""
         e = 0
         if "frames" in self.cfg.inverse:
-            h = self.inv_in(torch.cat([z_t, z_next], 1))
-            for blk in self.inv_blocks:
-                h = blk(h)
-            h = self.inv_down(h)  # (B, W, h/4, w/4)
-            e = self.inv_out(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+            e = self.inv_out(self.features(z_t, z_next))
         if "motion" in self.cfg.inverse:
             cost = match(z_t, z_next, self.cfg.shift).flatten(1)  # (B, (2S + 1)^2)
             e = e + self.inv_motion((cost - cost.mean(1, keepdim=True)) / cost.std(1, keepdim=True).clamp_min(1e-6))
