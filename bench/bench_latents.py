@@ -138,7 +138,7 @@ def main():
         from latentwm.models.dynamics.transformer import Dynamics
         from latentwm.models.flow import FlowObjective
 
-        cfg = DynamicsConfig(size="tiny", arch="transformer", patch=4).resolved([8, 16, 16], max_frames=T)
+        cfg = DynamicsConfig(size="tiny", arch="transformer", patch=4).resolve([8, 16, 16], max_frames=T)
         net = Dynamics(cfg)
         flow = FlowObjective(ObjectiveConfig(), cfg.k_max)
         objective, which = flow, f"latentwm.models.dynamics.transformer tiny (patch 4), {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M params"

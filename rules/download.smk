@@ -5,7 +5,7 @@
 
 checkpoint resolve_source:
     output:
-        "results/sources/{source}.json",
+        listing="results/sources/{source}.json",
     log:
         "logs/resolve_source/{source}.log",
     localrule: True

@@ -4,9 +4,9 @@
 
 rule extract_frames:
     input:
-        video_file("mp4"),
+        video=video_file("mp4"),
     output:
-        directory("results/frames/{video}.zarr"),
+        frames=directory("results/frames/{video}.zarr"),
     log:
         "logs/extract_frames/{video}.log",
     conda:
@@ -25,9 +25,9 @@ rule extract_frames:
 
 rule splits:
     input:
-        [f"results/sources/{sid}.json" for sid in URL_SOURCES],
+        resolved=[f"results/sources/{sid}.json" for sid in URL_SOURCES],
     output:
-        "results/splits.json",
+        splits="results/splits.json",
     log:
         "logs/splits.log",
     localrule: True
@@ -49,7 +49,7 @@ rule given_actions:
         record=video_file("actions.json"),
         frames="results/frames/{video}.zarr",
     output:
-        directory("results/actions/given/{video}.zarr"),
+        actions=directory("results/actions/given/{video}.zarr"),
     log:
         "logs/given_actions/{video}.log",
     localrule: True

@@ -32,7 +32,7 @@ rule encode_actions:
         lam="results/lam/lam.pt",
         frames=shard_frames,
     output:
-        directory("results/actions/latent/{shard}"),
+        actions=directory("results/actions/latent/{shard}"),
     log:
         "logs/encode_actions/{shard}.log",
     conda:

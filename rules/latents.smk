@@ -7,7 +7,7 @@ rule encode_latents:
         tokenizer="results/tokenizer/tokenizer.pt",
         frames=shard_frames,
     output:
-        directory("results/latents/{shard}"),
+        latents=directory("results/latents/{shard}"),
     log:
         "logs/encode_latents/{shard}.log",
     conda:
@@ -27,7 +27,7 @@ rule latent_stats:
         tokenizer="results/tokenizer/tokenizer.pt",
         latents=lambda w: encoded("latents", "train"),
     output:
-        "results/latents/stats.json",
+        stats="results/latents/stats.json",
     log:
         "logs/latent_stats.log",
     conda:

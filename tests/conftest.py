@@ -117,7 +117,7 @@ def conv_model(seed=0, K=2, **kw) -> torch.nn.Module:
     """A 2-block conv on 4x8x8 latents seeing K past frames; the zero-initialised output randomised."""
     torch.manual_seed(seed)
     cfg = DynamicsConfig(arch="conv", latent_channels=4, latent_hw=(8, 8), conv_width=16, conv_blocks=2, conv_frames=K, k_max=4, **kw)
-    m = network(cfg.resolved([4, 8, 8], 6))
+    m = network(cfg.resolve([4, 8, 8], 6))
     with torch.no_grad():
         m.out.weight.normal_(0, 0.1)
     return m.eval()

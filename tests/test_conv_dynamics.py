@@ -20,10 +20,10 @@ from latentwm.models.sampler import rollout
 
 
 def test_preset_network_and_window():
-    cfg = DynamicsConfig(arch="conv").resolved([8, 16, 16], 8)
+    cfg = DynamicsConfig(arch="conv").resolve([8, 16, 16], 8)
     assert cfg.arch == "conv" and cfg.max_frames == cfg.conv_frames + 1  # what a frame sees, itself included
     assert isinstance(network(cfg), ConvDynamics)
-    assert type(network(DynamicsConfig(arch="transformer").resolved([8, 16, 16], 8))).__name__ == "Dynamics"
+    assert type(network(DynamicsConfig(arch="transformer").resolve([8, 16, 16], 8))).__name__ == "Dynamics"
 
 
 def test_a_frame_sees_itself_and_its_k_past_frames_only():
@@ -64,7 +64,7 @@ def test_frame_cache_equals_full_forward(T):
 
 def test_untrained_residual_network_copies_the_previous_frame():
     torch.manual_seed(0)
-    m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1).resolved([4, 8, 8], 4))
+    m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1).resolve([4, 8, 8], 4))
     z = torch.randn(2, 3, 4, 8, 8)
     out = m(z, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
     torch.testing.assert_close(out[:, 1:], z[:, :-1])
@@ -104,7 +104,7 @@ def test_learns_a_motion_beyond_copying_the_last_frame():
         blob = torch.exp(-((yy - p[..., 0, None, None]) ** 2 + (xx - p[..., 1, None, None]) ** 2) / 2)
         return (blob[:, :, None].expand(n, T, 2, 8, 8) - 0.2) * 3  # (n, T, 2, 8, 8)
 
-    cfg = DynamicsConfig(arch="conv", conv_width=32, conv_blocks=2, conv_frames=2, k_max=4).resolved([2, 8, 8], 5)
+    cfg = DynamicsConfig(arch="conv", conv_width=32, conv_blocks=2, conv_frames=2, k_max=4).resolve([2, 8, 8], 5)
     m = network(cfg)
     obj, opt = FlowObjective(ObjectiveConfig(shortcut=False), 4), torch.optim.AdamW(m.parameters(), lr=3e-3)
     for _ in range(150):
@@ -122,7 +122,7 @@ def test_warp_moves_the_whole_previous_frame_by_its_mixture_of_shifts():
     """conv_warp: the previous frame as a mixture of its shifted copies; all weight on no shift copies it,
     all weight on two cells to the right moves it by two; untrained, most weight is on no shift."""
     torch.manual_seed(0)
-    m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1, conv_warp=True).resolved([4, 8, 8], 4))
+    m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1, conv_warp=True).resolve([4, 8, 8], 4))
     z = torch.randn(2, 3, 4, 8, 8)
     tau = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     rx, bias = m.warp.rx, m.warp.mlp[2].bias
@@ -163,7 +163,7 @@ def test_warp_learns_an_action_that_turns_the_view():
     def train(warp: bool = True):
         torch.manual_seed(0)
         cfg = DynamicsConfig(arch="conv", conv_width=32, conv_blocks=2, conv_frames=2, k_max=4, conv_warp=warp,
-                             actions=2).resolved([2, 16, 16], 4)
+                             actions=2).resolve([2, 16, 16], 4)
         m = network(cfg)
         obj, opt = FlowObjective(ObjectiveConfig(shortcut=False), 4), torch.optim.AdamW(m.parameters(), lr=3e-3)
         for _ in range(150):

@@ -86,8 +86,8 @@ def test_grad_checkpointing_same_gradients():
 
 def test_shape_mismatch_is_refused(tmp_path):
     with pytest.raises(PipelineError, match="latent_channels is 4 but the latents have 8"):
-        DynamicsConfig(latent_channels=4).resolved([8, 16, 16], max_frames=8)
-    cfg = DynamicsConfig(size="tiny").resolved([8, 16, 16], max_frames=8)
+        DynamicsConfig(latent_channels=4).resolve([8, 16, 16], max_frames=8)
+    cfg = DynamicsConfig(size="tiny").resolve([8, 16, 16], max_frames=8)
     assert cfg.latent_channels == 8 and cfg.latent_hw == (16, 16)
     with pytest.raises(PipelineError, match="expects latents of 4x8x8"):
         tiny_model()(torch.randn(1, 2, 8, 8, 8), torch.rand(1, 2))

@@ -127,3 +127,39 @@ def test_modules_and_functions_stay_short():
                 if n > MAX_FUNCTION:
                     long.append(f"{name}:{node.lineno} {node.name}: {n} lines")
     assert not long, long
+
+
+SCRIPTS = PACKAGE.parent / "workflow_scripts"
+
+
+def script_shape(path: Path) -> list[str]:
+    """What keeps a workflow script from the one shape (latentwm.pipeline.job): a `main(job)`, then
+    `Job.rule(snakemake, __file__).run(main)` for a rule and `Job.by_hand(...).run(main)` by hand,
+    nothing else at top level but imports, the docstring and main's helpers."""
+    tree = ast.parse(path.read_text())
+    wrong = []
+    mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+    if len(mains) != 1 or [a.arg for a in mains[0].args.args] != ["job"]:
+        wrong.append("no main(job)")
+    runs = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "run"]
+    if not any(r.startswith("Job.by_hand(") and r.endswith(".run(main)") for r in runs) and "Job.rule(snakemake, __file__).run(main)" not in runs:
+        wrong.append("main is not run in a Job")
+    for node in tree.body:
+        if isinstance(node, ast.If):
+            test = ast.unparse(node.test)
+            if test not in ("'snakemake' in globals()", "__name__ == '__main__'"):
+                wrong.append(f"top-level if {test}")
+        elif not isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef)) and not (
+                isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            wrong.append(f"top-level statement at line {node.lineno}")
+    return wrong
+
+
+def test_every_workflow_script_has_one_shape(tmp_path):
+    found = {p.name: script_shape(p) for p in sorted(SCRIPTS.glob("*.py"))}
+    assert len(found) >= 20 and not any(found.values()), {k: v for k, v in found.items() if v}
+    # and the check can fail: a script of the old shapes
+    old = tmp_path / "old.py"
+    old.write_text('import sys\n\ndef main(video, out):\n    pass\n\nif "snakemake" in globals():\n'
+                   '    main(snakemake.input[0], snakemake.output[0])\nprint(sys.argv)\n')
+    assert script_shape(old) == ["no main(job)", "main is not run in a Job", "top-level statement at line 8"]

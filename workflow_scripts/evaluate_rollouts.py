@@ -9,45 +9,35 @@ from pathlib import Path
 
 from latentwm.config.evaluation import EvalConfig
 from latentwm.config.fields import from_dict
-from latentwm.core.errors import one_line_errors
-from latentwm.core.logs import logger, set_threads
 from latentwm.data.store import stores_in
 from latentwm.evaluation.rollouts import run
 from latentwm.figures.samples import write_samples
+from latentwm.pipeline.job import Job, outputs_in, section
 
 
-def main(inp, out, cfg: dict, name: str, log_path=None, threads: int = 2) -> None:
-    log = logger(log_path)
-    with one_line_errors(log_path):
-        set_threads(threads)
-        ecfg = from_dict(EvalConfig, cfg, f"evaluations.{name}")
-        videos = [Path(f).stem for f in inp["frames"]]  # results/frames/{video}.zarr
-        # the other stores by video, each given as stores or shards (results/latents/test_000)
-        paired = {k: stores_in(inp[k], videos) if inp.get(k) else None for k in ("latents", "actions", "truth")}
-        summary, samples = run(
-            dynamics_path=inp["dynamics"], tokenizer_path=inp["tokenizer"], stats_path=inp["stats"],
-            videos=videos, frame_paths=inp["frames"], latent_paths=paired["latents"], cfg=ecfg,
-            metrics_csv=out["metrics"], summary_json=out["summary"], name=name, log=log,
-            action_paths=paired["actions"], truth_paths=paired["truth"],
-        )
-        listed = write_samples(samples, ecfg.context, Path(out["samples"]))
-        log(f"[evaluate] {name}: wrote {out['metrics']}, {out['summary']} and {len(listed)} samples")
+def main(job: Job) -> None:
+    inp, out, name = job.input, job.output, job.wildcards.evaluation
+    cfg = from_dict(EvalConfig, job.params.cfg, f"evaluations.{name}")
+    frame_paths = list(inp.frames)
+    videos = [Path(f).stem for f in frame_paths]  # results/frames/{video}.zarr
+    # the other stores by video, each given as stores or shards (results/latents/test_000); an action
+    # model's: the test videos' action stores (latent or given), and their true ones
+    paired = {k: stores_in(list(paths), videos) if paths else None
+              for k, paths in (("latents", inp.latents), ("actions", inp.get("test_actions")), ("truth", inp.get("truth")))}
+    summary, samples = run(
+        dynamics_path=inp.dynamics, tokenizer_path=inp.tokenizer, stats_path=inp.stats,
+        videos=videos, frame_paths=frame_paths, latent_paths=paired["latents"], cfg=cfg,
+        metrics_csv=out.metrics, summary_json=out.summary, name=name, log=job.log,
+        action_paths=paired["actions"], truth_paths=paired["truth"],
+    )
+    listed = write_samples(samples, cfg.context, Path(out.samples))
+    job.log(f"[evaluate] {name}: wrote {out.metrics}, {out.summary} and {len(listed)} samples")
 
 
 if "snakemake" in globals():
-    sm = snakemake  # noqa: F821
-    main(
-        {"dynamics": sm.input.dynamics, "tokenizer": sm.input.tokenizer, "stats": sm.input.stats,
-         "frames": list(sm.input.frames), "latents": list(sm.input.latents),
-         # an action model's: the test videos' action stores (latent or given), and their true ones
-         "actions": list(sm.input.get("test_actions", [])) or None, "truth": list(sm.input.get("truth", [])) or None},
-        {"metrics": sm.output.metrics, "summary": sm.output.summary, "samples": sm.output.samples},
-        sm.params.cfg, sm.wildcards.evaluation, sm.log[0], sm.threads,
-    )
-else:  # by hand: explicit paths, e.g. the rule's inputs; the evaluation's settings from a config file
+    Job.rule(snakemake, __file__).run(main)  # noqa: F821
+elif __name__ == "__main__":  # by hand: explicit paths, e.g. the rule's inputs; the evaluation's settings from a config file
     import argparse
-
-    import yaml
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--dynamics", required=True), p.add_argument("--tokenizer", required=True)
@@ -57,11 +47,6 @@ else:  # by hand: explicit paths, e.g. the rule's inputs; the evaluation's setti
     p.add_argument("--config", help="a config file whose evaluations.NAME is used (none: the defaults)")
     p.add_argument("--name", default="default"), p.add_argument("--out", required=True), p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    cfg = ((yaml.safe_load(Path(a.config).read_text()) or {}).get("evaluations") or {}).get(a.name, {}) if a.config else {}
-    d = Path(a.out)
-    d.mkdir(parents=True, exist_ok=True)
-    main(
-        {"dynamics": a.dynamics, "tokenizer": a.tokenizer, "stats": a.stats, "frames": a.frames, "latents": a.latents},
-        {"metrics": d / "metrics.csv", "summary": d / "summary.json", "samples": d / "samples"},
-        cfg, a.name, None, a.threads,
-    )
+    Job.by_hand(__file__, {"dynamics": a.dynamics, "tokenizer": a.tokenizer, "stats": a.stats, "frames": a.frames, "latents": a.latents},
+                outputs_in(a.out, {"metrics": "metrics.csv", "summary": "summary.json", "samples": "samples"}),
+                {"cfg": section(a.config, "evaluations", a.name)}, a.threads, evaluation=a.name).run(main)

@@ -3,26 +3,24 @@
 import json
 from pathlib import Path
 
-from latentwm.core.errors import one_line_errors
 from latentwm.figures.refiner import by_position, page
+from latentwm.pipeline.job import Job, outputs_in
 
 
-def main(summary_json, samples_dir, out: dict, log_path=None) -> None:
-    with one_line_errors(log_path):
-        summary = json.loads(Path(summary_json).read_text())
-        by_position(summary, out["figure"])
-        page(summary, out["figure"], sorted(Path(samples_dir).glob("*.png")), out["page"])
+def main(job: Job) -> None:
+    summary = json.loads(Path(job.input.summary).read_text())
+    by_position(summary, job.output.figure)
+    page(summary, job.output.figure, sorted(Path(job.input.samples).glob("*.png")), job.output.page)
 
 
 if "snakemake" in globals():
-    sm = snakemake  # noqa: F821
-    main(sm.input.summary, sm.input.samples, dict(sm.output), sm.log[0])
+    Job.rule(snakemake, __file__).run(main)  # noqa: F821
 elif __name__ == "__main__":  # by hand: python workflow_scripts/plot_refiner.py results/refiner/eval OUT_DIR
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("eval_dir"), p.add_argument("out")
     a = p.parse_args()
-    e, d = Path(a.eval_dir), Path(a.out)
-    d.mkdir(parents=True, exist_ok=True)
-    main(e / "summary.json", e / "samples", {"figure": d / "by_position.png", "page": d / "summary.html"})
+    e = Path(a.eval_dir)
+    Job.by_hand(__file__, {"summary": e / "summary.json", "samples": e / "samples"},
+                outputs_in(a.out, {"figure": "by_position.png", "page": "summary.html"})).run(main)

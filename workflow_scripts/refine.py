@@ -19,31 +19,28 @@ import json
 from pathlib import Path
 
 from latentwm.config.refiner import RefinerEval
-from latentwm.core.errors import PipelineError, one_line_errors
-from latentwm.core.logs import logger, set_threads
+from latentwm.core.errors import PipelineError
 from latentwm.data.store import open_store, stores_in
 from latentwm.evaluation.impute import fill_file, rollout_then_fill
+from latentwm.pipeline.job import Job
 
 
-def main(a: argparse.Namespace) -> None:
-    log, r = logger(None), Path(a.results)
-    with one_line_errors(None):
-        set_threads(a.threads)
-        refiner, tokenizer = a.refiner or r / "refiner/refiner.pt", a.tokenizer or r / "tokenizer/tokenizer.pt"
-        if not Path(refiner).is_file():
-            raise PipelineError(f"{refiner} does not exist; set refiner.enabled: true and run snakemake (or --refiner PATH)")
-        if a.rollout_every:
-            test = json.loads((r / "splits.json").read_text())["test"]
-            rollout_then_fill(a.dynamics or r / "dynamics/dynamics.pt", tokenizer, refiner,
-                              stores_in(sorted((r / "latents").glob("test_*")), test),
-                              [r / "frames" / f"{v}.zarr" for v in test], a.rollout_every, a.horizon, a.context,
-                              a.windows, not a.one_step, a.steps, a.out, log)
-            return
-        stores = sorted((r / "frames").glob("*.zarr"))
-        fps = a.fps or (open_store(stores[0], scan=False).attrs["fps"] if stores else 15.0)
-        fill_file(refiner, tokenizer, a.out, a.spacing, not a.one_step, a.steps, fps, a.video, a.images, a.start, a.keys,
-                  log)
-
+def main(job: Job) -> None:
+    a, r = job.params, Path(job.params.results)
+    refiner, tokenizer = a.refiner or r / "refiner/refiner.pt", a.tokenizer or r / "tokenizer/tokenizer.pt"
+    if not Path(refiner).is_file():
+        raise PipelineError(f"{refiner} does not exist; set refiner.enabled: true and run snakemake (or --refiner PATH)")
+    if a.rollout_every:
+        test = json.loads((r / "splits.json").read_text())["test"]
+        rollout_then_fill(a.dynamics or r / "dynamics/dynamics.pt", tokenizer, refiner,
+                          stores_in(sorted((r / "latents").glob("test_*")), test),
+                          [r / "frames" / f"{v}.zarr" for v in test], a.rollout_every, a.horizon, a.context,
+                          a.windows, not a.one_step, a.steps, a.out, job.log)
+        return
+    stores = sorted((r / "frames").glob("*.zarr"))
+    fps = a.fps or (open_store(stores[0], scan=False).attrs["fps"] if stores else 15.0)
+    fill_file(refiner, tokenizer, a.out, a.spacing, not a.one_step, a.steps, fps, a.video, a.images, a.start, a.keys,
+              job.log)
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,4 +61,5 @@ if __name__ == "__main__":
     p.add_argument("--steps", type=int, default=RefinerEval().steps, help="Euler steps of the flow per level")
     p.add_argument("--out", required=True, help="a .gif or .mp4 (--video, --images), a .json (--rollout-every)")
     p.add_argument("--threads", type=int, default=2)
-    main(p.parse_args())
+    a = p.parse_args()
+    Job.by_hand(__file__, {}, {}, vars(a), a.threads).run(main)

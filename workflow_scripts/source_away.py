@@ -6,16 +6,17 @@ The same for a path that is not a regular file (a FIFO, a device, a symlink loop
 in it: the line says which.
 """
 
-from latentwm.core.errors import PipelineError, one_line_errors
+from latentwm.core.errors import PipelineError
 from latentwm.data.download import local_file
+from latentwm.pipeline.job import Job
 
 
-def main(spec: dict, log: str | None) -> None:
-    with one_line_errors(log):
-        local_file(spec["path"], spec["source"])
-        # the file came back between planning and this job: download was planned without it
-        raise PipelineError(f"source {spec['source']}: file {spec['path']} is there again; rerun")
+def main(job: Job) -> None:
+    spec = job.params.spec
+    local_file(spec["path"], spec["source"])
+    # the file came back between planning and this job: download was planned without it
+    raise PipelineError(f"source {spec['source']}: file {spec['path']} is there again; rerun")
 
 
 if "snakemake" in globals():
-    main(snakemake.params.spec, snakemake.log[0])
+    Job.rule(snakemake, __file__).run(main)  # noqa: F821

@@ -5,31 +5,26 @@ The video list is built by the same function as rules/common.smk's, so the DAG a
 
 import json
 
-from latentwm.core.errors import one_line_errors
 from latentwm.data.sources import all_video_specs, resolved_lists
 from latentwm.data.splits import assign_splits
+from latentwm.pipeline.job import Job, section
 
 
-def main(resolved: list[str], sources: list[dict], cfg: dict, out: str, log: str | None) -> None:
-    with one_line_errors(log):
-        videos = sorted(all_video_specs(sources, resolved_lists(resolved)))
-        split = assign_splits(videos, cfg["val"], cfg["test"], cfg["seed"])
-        with open(out, "w") as f:
-            json.dump(
-                {**split, "seed": cfg["seed"], "val_fraction": cfg["val"], "test_fraction": cfg["test"]}, f, indent=1
-            )
+def main(job: Job) -> None:
+    cfg = job.params.cfg
+    videos = sorted(all_video_specs(job.params.sources, resolved_lists(list(job.input.resolved))))
+    split = assign_splits(videos, cfg["val"], cfg["test"], cfg["seed"])
+    with open(job.output.splits, "w") as f:
+        json.dump({**split, "seed": cfg["seed"], "val_fraction": cfg["val"], "test_fraction": cfg["test"]}, f, indent=1)
 
 
 if "snakemake" in globals():
-    main(list(snakemake.input), snakemake.params.sources, snakemake.params.cfg, snakemake.output[0], snakemake.log[0])
-else:  # by hand: python workflow_scripts/splits.py CONFIG.yaml OUT.json [RESOLVED.json ...]
+    Job.rule(snakemake, __file__).run(main)  # noqa: F821
+elif __name__ == "__main__":  # by hand: python workflow_scripts/splits.py CONFIG.yaml OUT.json [RESOLVED.json ...]
     import argparse
-
-    import yaml
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("config"), p.add_argument("out"), p.add_argument("resolved", nargs="*")
     a = p.parse_args()
-    with open(a.config) as f:
-        c = yaml.safe_load(f)
-    main(a.resolved, c["sources"], c["splits"], a.out, None)
+    Job.by_hand(__file__, {"resolved": a.resolved}, {"splits": a.out},
+                {"sources": section(a.config, "sources"), "cfg": section(a.config, "splits")}).run(main)

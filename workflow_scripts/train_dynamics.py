@@ -3,14 +3,18 @@
 Thin: the stage is latentwm.training.fit_dynamics.fit, built from the `dynamics` section.
 """
 
-from types import SimpleNamespace
-
 from latentwm.config.dynamics import DynamicsStage
-from latentwm.pipeline.job import run_by_hand, run_rule
+from latentwm.config.fields import from_dict
+from latentwm.pipeline.job import Job, outputs_in, section
 from latentwm.training.fit_dynamics import fit
 
+
+def main(job: Job) -> None:
+    fit(from_dict(DynamicsStage, job.params.cfg, "dynamics"), job.input, job.output, job.params.resume, job.log)
+
+
 if "snakemake" in globals():
-    run_rule(__file__, fit, DynamicsStage, "dynamics", snakemake)  # noqa: F821
+    Job.rule(snakemake, __file__).run(main)  # noqa: F821
 elif __name__ == "__main__":
     # by hand: python workflow_scripts/train_dynamics.py CONFIG STATS.json LATENTS.zarr... [--val VAL.zarr...]
     #          [--tokenizer TOKENIZER.pt] --out DIR
@@ -25,5 +29,7 @@ elif __name__ == "__main__":
     p.add_argument("--tokenizer", help="the tokenizer that made the latents (needed by dynamics.objective.pixel_weight > 0)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    run_by_hand(__file__, fit, DynamicsStage, "dynamics", a.config, SimpleNamespace(latents=a.latents, stats=a.stats, val=a.val, tokenizer=a.tokenizer), a.out,
-                {"checkpoint": "dynamics.pt", "curve": "train_curve.csv", "health": "health.json"}, a.threads)
+    out = outputs_in(a.out, {"checkpoint": "dynamics.pt", "curve": "train_curve.csv", "health": "health.json",
+                             "resume": "resume.pt"})
+    Job.by_hand(__file__, {"latents": a.latents, "stats": a.stats, "val": a.val, "tokenizer": a.tokenizer}, out,
+                {"cfg": section(a.config, "dynamics"), "resume": out.pop("resume")}, a.threads).run(main)

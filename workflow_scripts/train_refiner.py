@@ -3,14 +3,18 @@
 Thin: the stage is latentwm.training.fit_refiner.fit, built from the `refiner` section.
 """
 
-from types import SimpleNamespace
-
+from latentwm.config.fields import from_dict
 from latentwm.config.refiner import RefinerStage
-from latentwm.pipeline.job import run_by_hand, run_rule
+from latentwm.pipeline.job import Job, outputs_in, section
 from latentwm.training.fit_refiner import fit
 
+
+def main(job: Job) -> None:
+    fit(from_dict(RefinerStage, job.params.cfg, "refiner"), job.input, job.output, job.params.resume, job.log)
+
+
 if "snakemake" in globals():
-    run_rule(__file__, fit, RefinerStage, "refiner", snakemake)  # noqa: F821
+    Job.rule(snakemake, __file__).run(main)  # noqa: F821
 elif __name__ == "__main__":
     # by hand: python workflow_scripts/train_refiner.py CONFIG LATENTS... --val LATENTS... --stats STATS.json --out DIR
     import argparse
@@ -23,5 +27,7 @@ elif __name__ == "__main__":
     p.add_argument("--out", required=True, help="folder for refiner.pt, train_curve.csv, metrics.json, resume.pt")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    run_by_hand(__file__, fit, RefinerStage, "refiner", a.config, SimpleNamespace(latents=a.latents, val=a.val, stats=a.stats),
-                a.out, {"checkpoint": "refiner.pt", "curve": "train_curve.csv", "metrics": "metrics.json"}, a.threads)
+    out = outputs_in(a.out, {"checkpoint": "refiner.pt", "curve": "train_curve.csv", "metrics": "metrics.json",
+                             "resume": "resume.pt"})
+    Job.by_hand(__file__, {"latents": a.latents, "val": a.val, "stats": a.stats}, out,
+                {"cfg": section(a.config, "refiner"), "resume": out.pop("resume")}, a.threads).run(main)

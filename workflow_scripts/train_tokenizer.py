@@ -6,14 +6,18 @@ the resume file after a kill (same config and inputs only) and fails with one li
 output, when the tokenizer collapsed on the val frames.
 """
 
-from types import SimpleNamespace
-
+from latentwm.config.fields import from_dict
 from latentwm.config.tokenizer import TokenizerStage
-from latentwm.pipeline.job import run_by_hand, run_rule
+from latentwm.pipeline.job import Job, outputs_in, section
 from latentwm.training.fit_tokenizer import fit
 
+
+def main(job: Job) -> None:
+    fit(from_dict(TokenizerStage, job.params.cfg, "tokenizer"), job.input, job.output, job.params.resume, job.log)
+
+
 if "snakemake" in globals():
-    run_rule(__file__, fit, TokenizerStage, "tokenizer", snakemake)  # noqa: F821
+    Job.rule(snakemake, __file__).run(main)  # noqa: F821
 elif __name__ == "__main__":
     # by hand: python workflow_scripts/train_tokenizer.py CONFIG --train FRAMES.zarr... --val FRAMES.zarr... --out DIR
     import argparse
@@ -24,6 +28,7 @@ elif __name__ == "__main__":
     p.add_argument("--out", required=True, help="folder for tokenizer.pt, metrics.json, train_curve.csv, reconstructions.png")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
-    run_by_hand(__file__, fit, TokenizerStage, "tokenizer", a.config, SimpleNamespace(train=a.train, val=a.val), a.out,
-                {"checkpoint": "tokenizer.pt", "metrics": "metrics.json", "curve": "train_curve.csv",
-                 "recon": "reconstructions.png"}, a.threads)
+    out = outputs_in(a.out, {"checkpoint": "tokenizer.pt", "metrics": "metrics.json", "curve": "train_curve.csv",
+                             "recon": "reconstructions.png", "resume": "resume.pt"})
+    Job.by_hand(__file__, {"train": a.train, "val": a.val}, out,
+                {"cfg": section(a.config, "tokenizer"), "resume": out.pop("resume")}, a.threads).run(main)

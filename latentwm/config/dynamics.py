@@ -109,34 +109,34 @@ class DynamicsConfig:
         if self.k_max < 1 or self.k_max & (self.k_max - 1):
             raise PipelineError(f"dynamics.model.k_max {self.k_max} must be a power of two")
 
-    def resolved(self, latent_shape, max_frames: int, actions: int | None = None) -> DynamicsConfig:
-        """This config for latents of `latent_shape` [C, h, w], the window unset filled in, and the
-        number of action ids when given: what the network is built from and the checkpoint stores.
-        Set latent keys must agree."""
+    def resolve(self, latent_shape, max_frames: int, actions: int | None = None) -> DynamicsConfig:
+        """Fill in, in place, what the latents of `latent_shape` [C, h, w], the longest training window
+        and the number of action ids (when given) decide, checked again; self. This is what the network
+        is built from and the checkpoint stores. Set latent keys must agree."""
         C, h, w = (int(x) for x in latent_shape)
-        out = dict(vars(self))
         if actions is not None:
-            out["actions"] = actions
+            self.actions = actions
         for key, want in (("latent_channels", C), ("latent_hw", (h, w))):
-            got = out[key]
+            got = getattr(self, key)
             if got is None:
-                out[key] = want
+                setattr(self, key, want)
             elif got != want:
                 raise PipelineError(
                     f"dynamics.model.{key} is {list(got) if isinstance(got, tuple) else got} but the latents have "
                     f"{list(want) if isinstance(want, tuple) else want} (latent_shape {[C, h, w]}); set dynamics.model.{key} "
                     "to that or null (null: taken from the latents)"
                 )
-        if out["arch"] == "conv":  # what a frame sees; training windows may be longer
-            out["max_frames"] = out["conv_frames"] + 1
-        elif out["max_frames"] is None:
-            out["max_frames"] = max_frames
-        if out["arch"] == "transformer" and max_frames > out["max_frames"]:
+        if self.arch == "conv":  # what a frame sees; training windows may be longer
+            self.max_frames = self.conv_frames + 1
+        elif self.max_frames is None:
+            self.max_frames = max_frames
+        if self.arch == "transformer" and max_frames > self.max_frames:
             raise PipelineError(
-                f"dynamics.data window {max_frames} exceeds dynamics.model.max_frames {out['max_frames']}; "
+                f"dynamics.data window {max_frames} exceeds dynamics.model.max_frames {self.max_frames}; "
                 "raise max_frames or shorten the window"
             )
-        return DynamicsConfig(**out)
+        self.__post_init__()  # the checks that need the latent grid
+        return self
 
 
 @dataclass
@@ -236,4 +236,5 @@ class DynamicsStage:
         self.train.batch_size = self.data.batch_size  # one batch size: the loader's
 
     def model_config(self, latent_shape, actions: int | None = None) -> DynamicsConfig:
-        return self.model.resolved(latent_shape, self.data.longest(), actions)
+        """`model`, resolved in place for these latents and actions (DynamicsConfig.resolve)."""
+        return self.model.resolve(latent_shape, self.data.longest(), actions)

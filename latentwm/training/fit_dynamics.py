@@ -128,6 +128,7 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
     """Train on the latent stores `inputs.latents` (normalised by `inputs.stats`; `inputs.tokenizer`
     made them, the pixel loss decodes with it), score the val stores `inputs.val` at every log step; write `out.checkpoint`, `out.curve` and `out.health`.
     Resumes from `resume` and deletes it when done."""
+    given = to_dict(stage)  # as configured: build() resolves stage.model for the latents in place
     stats_text = Path(inputs.stats).read_text()
     stats = json.loads(stats_text)
     # stores or their encode jobs' shards (results/latents/train_000); the actions paired by video
@@ -152,7 +153,7 @@ def fit(stage: DynamicsStage, inputs, out, resume, log=print) -> None:
         resume_path=resume,
         curve_path=out.curve,
         # the resolved model config joins in: a preset changed in the code since starts fresh
-        fingerprint=fingerprint(to_dict(stage), to_dict(net.cfg), stats_text, *([actions["lam_hash"]] if actions else [])),
+        fingerprint=fingerprint(given, to_dict(net.cfg), stats_text, *([actions["lam_hash"]] if actions else [])),
         log=log,
         probe=probes(collapse_probe(net.cfg, seed=stage.train.seed),
                      val_probe(stage, net.cfg, lat["val"], stats, log, actions, acts.get("val"))),
