@@ -4,8 +4,6 @@ import os
 from latentwm.core.files import unwritable
 from latentwm.data.sources import (
     all_video_specs,
-    extract_source,
-    file_id,
     resolved_lists,
     sidecar_path,
     source_kind,
@@ -92,15 +90,15 @@ def video_source_files(wildcards):
     spec = static_file(wildcards.video)
     if spec is None:
         return {"resolved": resolved_file(wildcards.video)}
-    if spec["kind"] != "path":
+    if spec.kind != "path":
         return {}
-    if not os.path.isfile(spec["path"]) or not usable_name(spec["path"]):
+    if not os.path.isfile(spec.path) or not usable_name(spec.path):
         # as an input, a missing file (or a brace, read as a wildcard) would stop the whole DAG;
         # source_away fails alone instead, naming what is wrong
         return {"away": f"results/videos/{wildcards.video}.away"}
-    sidecar = sidecar_path(spec["path"])
+    sidecar = sidecar_path(spec.path)
     return {
-        "local": spec["path"],
+        "local": spec.path,
         **({"sidecar": str(sidecar)} if sidecar.exists() else {}),
     }
 
@@ -112,9 +110,9 @@ STATIC_SPECS, STATIC_FILES = {}, {}
 for entry in SOURCES.values():
     if source_kind(entry) != "url":
         for spec in static_videos(entry):
-            STATIC_SPECS.setdefault(spec["video"], spec)
+            STATIC_SPECS.setdefault(spec.video, spec)
         for spec in static_files(entry):
-            STATIC_FILES.setdefault(spec["video"], spec)
+            STATIC_FILES.setdefault(spec.video, spec)
 
 
 def static_spec(video):
@@ -125,6 +123,12 @@ def static_spec(video):
 def static_file(file):
     """Spec of a generator or path file (what download makes); None for URL files."""
     return STATIC_FILES.get(file)
+
+
+def file_params(file):
+    """The download params of a file: its spec's, or for a URL file its id (its URL is in its source's list)."""
+    spec = static_file(file)
+    return spec.params() if spec else {"video": file, "kind": "url"}
 
 
 def video_spec(video):
@@ -140,7 +144,7 @@ def video_spec(video):
 def video_file(kind):
     """Input function: results/videos/{file}.{kind} of the video's file (its own, or for a part
     the whole file's, downloaded once)."""
-    return lambda w: f"results/videos/{file_id(video_spec(w.video))}.{kind}"
+    return lambda w: f"results/videos/{video_spec(w.video).file_id}.{kind}"
 
 
 def url_source(video):
@@ -158,7 +162,7 @@ def resolved_file(video):
 
 def video_source(video):
     """The source id of `video` (recorded in its frame store), with its part of a cut file."""
-    return extract_source(video_spec(video))
+    return video_spec(video).extract_source
 
 
 def frames(videos):
@@ -177,8 +181,8 @@ def source_specs(sid):
     video_specs() (a video an earlier source lists dropped, parts cut)."""
     own = checkpoints.resolve_source.get(source=sid).output[0]
     if all(os.path.exists(f"results/sources/{s}.json") for s in URL_SOURCES):
-        return {v: spec for v, spec in video_specs().items() if spec["source"] == sid}
-    return {spec["video"]: spec for spec in resolved_lists([own])[sid]}
+        return {v: spec for v, spec in video_specs().items() if spec.source == sid}
+    return {spec.video: spec for spec in resolved_lists([own])[sid]}
 
 
 def source_frames(sid):

@@ -38,7 +38,7 @@ rule download:
         runtime=60,
         mem_mb=2000,
     params:
-        spec=lambda w: static_file(w.video) or {"video": w.video, "kind": "url"},
+        spec=lambda w: file_params(w.video),
         cfg=config["download"],
     script:
         "../workflow_scripts/download.py"
@@ -60,6 +60,6 @@ rule source_away:
         runtime=5,
         mem_mb=1000,
     params:
-        spec=lambda w: static_file(w.video),
+        spec=lambda w: file_params(w.video),
     script:
         "../workflow_scripts/source_away.py"

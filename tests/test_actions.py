@@ -11,7 +11,7 @@ import pytest
 from latentwm.core.errors import PipelineError
 from latentwm.data.actions import NO_ACTION, nmi, read_sidecar, read_store, source_index, write_given
 from latentwm.data.download import fetch
-from latentwm.data.sources import sidecar_path
+from latentwm.data.sources import VideoSpec, sidecar_path
 from latentwm.data.synthetic import ACTIONS, MOVES, Clip, clip_actions, render_clip, write_clip
 from latentwm.data.video import extract
 
@@ -43,12 +43,12 @@ def test_sidecar_format_and_its_one_line_errors(tmp_path):
     side.write_text("# frame 0 has no action\n-1\n" + "\n".join(["1", "2"] * 4) + "\n\n3\n")
     assert read_sidecar(side)[0].tolist() == [-1, 1, 2, 1, 2, 1, 2, 1, 2, 3]
     record = tmp_path / "match.actions.json"
-    fetch({"video": "m", "source": "m", "kind": "path", "path": str(video)}, tmp_path / "out.mp4", {}, lambda m: None, record)
+    fetch(VideoSpec("m", "m", "path", path=str(video)), tmp_path / "out.mp4", {}, lambda m: None, record)
     assert json.loads(record.read_text())["actions"] == [-1, 1, 2, 1, 2, 1, 2, 1, 2, 3]
     side.write_text("-1\n1\n2\n")
     with pytest.raises(PipelineError, match=r"^actions file .*match.actions.txt has 3 actions but video .* has 10 frames; "
                                             r"give exactly one action per frame"):
-        fetch({"video": "m", "source": "m", "kind": "path", "path": str(video)}, tmp_path / "o2.mp4", {}, lambda m: None,
+        fetch(VideoSpec("m", "m", "path", path=str(video)), tmp_path / "o2.mp4", {}, lambda m: None,
               tmp_path / "r2.json")
     assert not (tmp_path / "o2.mp4").exists(), "a bad actions file makes no video"
     side.write_text("-1\nleft\n")
@@ -65,8 +65,7 @@ def test_actions_follow_their_frames_through_fps_resampling(tmp_path, fps_in):
     must be that frame's (a dropped frame takes its action along)."""
     n = 40
     video, record = tmp_path / "v.mp4", tmp_path / "v.actions.json"
-    fetch({"video": "v", "source": "s", "kind": "generator", "index": 1,
-           "generator": {"frames": n, "fps": fps_in, "size": 32, "seed": 0}}, video, {}, lambda m: None, record)
+    fetch(VideoSpec("v", "s", "generator", index=1, generator={"frames": n, "fps": fps_in, "size": 32, "seed": 0}), video, {}, lambda m: None, record)
     extract(video, tmp_path / "f.zarr", FRAMES, "s", lambda m: None)
     write_given(record, tmp_path / "f.zarr", tmp_path / "a.zarr", lambda m: None)
     from latentwm.data.store import open_store
@@ -134,8 +133,7 @@ def test_stored_actions_are_the_moves_seen_in_the_extracted_frames(tmp_path):
     """End to end (render, encode, extract, store): the action stored at frame t is the move seen
     between frames t-1 and t; the same actions shifted by one frame agree clearly less."""
     video, record = tmp_path / "v.mp4", tmp_path / "v.actions.json"
-    fetch({"video": "v", "source": "s", "kind": "generator", "index": 4,
-           "generator": {"frames": 80, "fps": 15, "size": 64, "seed": 0}}, video, {}, lambda m: None, record)
+    fetch(VideoSpec("v", "s", "generator", index=4, generator={"frames": 80, "fps": 15, "size": 64, "seed": 0}), video, {}, lambda m: None, record)
     extract(video, tmp_path / "f.zarr", {**FRAMES, "height": 64, "width": 64}, "s", lambda m: None)
     write_given(record, tmp_path / "f.zarr", tmp_path / "a.zarr", lambda m: None)
     from latentwm.data.store import open_store

@@ -11,7 +11,7 @@ import pytest
 
 from latentwm.core.errors import PipelineError
 from latentwm.data.download import fetch, resolve_url, spec_from_resolved
-from latentwm.data.sources import all_video_specs, static_videos
+from latentwm.data.sources import VideoSpec, all_video_specs, static_videos
 from latentwm.data.synthetic import write_clip
 from latentwm.data.video import probe
 
@@ -55,9 +55,7 @@ def site(tmp_path_factory):
 def test_url_is_resolved_and_downloaded(site, tmp_path):
     d, base = site
     specs = resolve_url({"id": "web", "url": f"{base}/clip.mp4"}, CFG)
-    assert specs == [
-        {"video": "web_clip", "source": "web", "kind": "url", "url": f"{base}/clip.mp4", "key": "generic:clip"}
-    ]
+    assert specs == [VideoSpec("web_clip", "web", "url", url=f"{base}/clip.mp4", key="generic:clip")]
     out = tmp_path / "videos" / "web_clip.mp4"
     fetch(specs[0], out, CFG, log=lambda m: None)
     assert out.read_bytes() == (d / "clip.mp4").read_bytes()
@@ -70,8 +68,8 @@ def test_playlist_page_is_expanded_and_limited(site):
     tags = "".join(f'<video><source src="clip.mp4?{i}" type="video/mp4"></video>' for i in range(3))
     (d / "list.html").write_text(f"<html><head><title>list</title></head><body>{tags}</body></html>")
     specs = resolve_url({"id": "pl", "url": f"{base}/list.html"}, CFG)
-    assert [s["video"] for s in specs] == ["pl_list_1", "pl_list_2", "pl_list_3"]
-    assert len({s["key"] for s in specs}) == 3 and specs[1]["url"] == f"{base}/clip.mp4?1"
+    assert [s.video for s in specs] == ["pl_list_1", "pl_list_2", "pl_list_3"]
+    assert len({s.key for s in specs}) == 3 and specs[1].url == f"{base}/clip.mp4?1"
     limited = resolve_url({"id": "pl", "url": f"{base}/list.html"}, {**CFG, "playlist_limit": 2})
     assert limited == specs[:2]
 
@@ -81,7 +79,7 @@ def test_unreachable_url_is_one_line(tmp_path):
     with pytest.raises(PipelineError) as e:
         resolve_url({"id": "gone", "url": url}, CFG)
     assert "source gone" in str(e.value) and url in str(e.value) and "\n" not in str(e.value)
-    spec = {"video": "gone_clip", "source": "gone", "kind": "url", "url": url}
+    spec = VideoSpec("gone_clip", "gone", "url", url=url)
     with pytest.raises(PipelineError) as e:
         fetch(spec, tmp_path / "gone_clip.mp4", CFG, log=lambda m: None)
     assert "video gone_clip" in str(e.value) and url in str(e.value) and "\n" not in str(e.value)
@@ -89,7 +87,7 @@ def test_unreachable_url_is_one_line(tmp_path):
 
 
 def test_missing_page_is_one_line(site, tmp_path):
-    spec = {"video": "web_nope", "source": "web", "kind": "url", "url": f"{site[1]}/nope.mp4"}
+    spec = VideoSpec("web_nope", "web", "url", url=f"{site[1]}/nope.mp4")
     with pytest.raises(PipelineError, match="404"):
         fetch(spec, tmp_path / "web_nope.mp4", CFG, log=lambda m: None)
 
@@ -130,21 +128,15 @@ def test_all_video_specs_drops_a_video_listed_twice(tmp_path):
         {"id": "f1", "path": str(tmp_path / "x.mp4")},
         {"id": "f2", "path": str(tmp_path / "x.mp4")},
     ]
-    entry = lambda sid, yt: {
-        "video": f"{sid}_{yt}",
-        "source": sid,
-        "kind": "url",
-        "url": "u",
-        "key": f"youtube:{yt}",
-    }  # noqa: E731
+    entry = lambda sid, yt: VideoSpec(f"{sid}_{yt}", sid, "url", url="u", key=f"youtube:{yt}")  # noqa: E731
     resolved = {"a": [entry("a", "v1"), entry("a", "v2")], "b": [entry("b", "v2"), entry("b", "v3")]}
     assert sorted(all_video_specs(sources, resolved)) == ["a_v1", "a_v2", "b_v3", "f1", "gen_000", "gen_001"]
 
 
 def test_spec_from_resolved(tmp_path):
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"source": "s", "url": "u", "videos": [{"video": "s_a", "kind": "url", "url": "ua"}]}))
-    assert spec_from_resolved(path, "s_a")["url"] == "ua"
+    path.write_text(json.dumps({"source": "s", "url": "u", "videos": [{"video": "s_a", "source": "s", "kind": "url", "url": "ua"}]}))
+    assert spec_from_resolved(path, "s_a") == VideoSpec("s_a", "s", "url", url="ua")
     with pytest.raises(PipelineError, match="s_b is not listed"):
         spec_from_resolved(path, "s_b")
 
@@ -154,7 +146,7 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     time into AUTO_PARTS videos, unless its source sets parts or it brings an actions sidecar;
     enough videos leave the list as it is; with a URL source (its count known once resolved) the
     URL videos are cut instead (test_one_url_video_is_cut_into_parts)."""
-    from latentwm.data.sources import AUTO_PARTS, extract_source, sources_problems, with_parts
+    from latentwm.data.sources import AUTO_PARTS, sources_problems, with_parts
     from latentwm.data.splits import assign_splits
 
     one = [{"id": "rec", "path": str(tmp_path / "rec.mp4")}]
@@ -162,8 +154,8 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
     assert cut == [{**one[0], "parts": AUTO_PARTS}] and with_parts(cut) == cut  # idempotent
     specs = all_video_specs(one, {})
     assert list(specs) == [f"rec_part{k:02d}" for k in range(AUTO_PARTS)]
-    assert [s["part"] for s in specs.values()] == [[k, AUTO_PARTS] for k in range(AUTO_PARTS)]
-    assert len({s["key"] for s in specs.values()}) == AUTO_PARTS  # distinct videos, one file
+    assert [s.part for s in specs.values()] == [[k, AUTO_PARTS] for k in range(AUTO_PARTS)]
+    assert len({s.key for s in specs.values()}) == AUTO_PARTS  # distinct videos, one file
     split = assign_splits(list(specs), 0.125, 0.25)
     assert (len(split["train"]), len(split["val"]), len(split["test"])) == (5, 1, 2)
     assert with_parts([{**one[0], "parts": 2}]) == [{**one[0], "parts": 2}]  # the user's choice stands
@@ -180,28 +172,28 @@ def test_too_few_local_videos_are_cut_into_parts(tmp_path):
         "remove parts (or the sidecar)"]
     assert "parts cuts a file (path or url) only" in sources_problems([{"id": "g", "generator": {}, "parts": 2}])[0]
     # extract_frames' source param: a whole video keeps the plain id it had before parts (no rerun)
-    assert extract_source(static_videos(one[0])[0]) == "rec"
-    assert extract_source(static_videos({"id": "g", "generator": {"clips": 1}})[0]) == "g"
-    assert extract_source(specs["rec_part03"]) == {"source": "rec", "part": [3, AUTO_PARTS]}
+    assert static_videos(one[0])[0].extract_source == "rec"
+    assert static_videos({"id": "g", "generator": {"clips": 1}})[0].extract_source == "g"
+    assert specs["rec_part03"].extract_source == {"source": "rec", "part": [3, AUTO_PARTS]}
 
 
 def test_one_url_video_is_cut_into_parts(tmp_path):
     """A URL source that resolves to too few videos (one YouTube video) is cut in time into
     AUTO_PARTS videos that all read the one downloaded file; its own `parts` stands; local files
     beside it are not cut, and enough videos leave everything whole."""
-    from latentwm.data.sources import AUTO_PARTS, extract_source, file_id
+    from latentwm.data.sources import AUTO_PARTS
 
     web = [{"id": "web", "url": "http://example.invalid/watch?v=abc"}]
-    entry = [{"video": "web_abc", "source": "web", "kind": "url", "url": "http://example.invalid/abc", "key": "x:abc"}]
+    entry = [VideoSpec("web_abc", "web", "url", url="http://example.invalid/abc", key="x:abc")]
     specs = all_video_specs(web, {"web": entry})
     assert list(specs) == [f"web_abc_part{k:02d}" for k in range(AUTO_PARTS)]
-    assert {file_id(s) for s in specs.values()} == {"web_abc"}  # one download for all parts
-    assert extract_source(specs["web_abc_part05"]) == {"source": "web", "part": [5, AUTO_PARTS]}
-    assert len({s["key"] for s in specs.values()}) == AUTO_PARTS
+    assert {s.file_id for s in specs.values()} == {"web_abc"}  # one download for all parts
+    assert specs["web_abc_part05"].extract_source == {"source": "web", "part": [5, AUTO_PARTS]}
+    assert len({s.key for s in specs.values()}) == AUTO_PARTS
     assert list(all_video_specs([{**web[0], "parts": 4}], {"web": entry})) == [f"web_abc_part{k:02d}" for k in range(4)]
     rec = {"id": "rec", "path": str(tmp_path / "rec.mp4")}
     mixed = all_video_specs([rec, *web], {"web": entry})  # 2 videos: the URL one is cut, the file is not
-    assert list(mixed) == ["rec", *(f"web_abc_part{k:02d}" for k in range(AUTO_PARTS))] and file_id(mixed["rec"]) == "rec"
-    three = [{"video": f"web_{i}", "source": "web", "kind": "url", "url": f"http://x/{i}", "key": f"x:{i}"} for i in range(3)]
+    assert list(mixed) == ["rec", *(f"web_abc_part{k:02d}" for k in range(AUTO_PARTS))] and mixed["rec"].file_id == "rec"
+    three = [VideoSpec(f"web_{i}", "web", "url", url=f"http://x/{i}", key=f"x:{i}") for i in range(3)]
     assert list(all_video_specs(web, {"web": three})) == ["web_0", "web_1", "web_2"]  # enough: whole
-    assert extract_source(three[0]) == "web"  # a whole URL video's params are the plain id, as before parts
+    assert three[0].extract_source == "web"  # a whole URL video's params are the plain id, as before parts

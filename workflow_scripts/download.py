@@ -2,15 +2,15 @@
 results/videos/{video}.actions.json (its own per-frame actions, or null)."""
 
 from latentwm.data.download import fetch, spec_from_resolved
+from latentwm.data.sources import VideoSpec
 from latentwm.pipeline.job import Job
 
 
 def main(job: Job) -> None:
-    spec = job.params.spec
-    if spec["kind"] == "url":  # the URL of this entry comes from its source's resolved list
-        spec = spec_from_resolved(job.input.get("resolved"), spec["video"])
-    fetch(spec, job.output.video, job.params.cfg, job.log, job.output.get("actions"))
-
+    spec = job.params.spec  # a VideoSpec's params
+    if spec["kind"] == "url" and "url" not in spec:  # a listed URL video: its URL is in its source's list
+        spec = spec_from_resolved(job.input.resolved, spec["video"]).params()
+    fetch(VideoSpec(**spec), job.output.video, job.params.cfg, job.log, job.output.get("actions"))
 
 if "snakemake" in globals():
     Job.rule(snakemake, __file__).run(main)  # noqa: F821

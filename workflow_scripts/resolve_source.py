@@ -10,7 +10,7 @@ def main(job: Job) -> None:
     entry = job.params.source
     videos = resolve_url(entry, job.params.cfg, job.log)
     with open(job.output.listing, "w") as f:
-        json.dump({"source": entry["id"], "url": entry["url"], "videos": videos}, f, indent=1)
+        json.dump({"source": entry["id"], "url": entry["url"], "videos": [v.params() for v in videos]}, f, indent=1)
 
 
 if "snakemake" in globals():

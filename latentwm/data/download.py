@@ -24,7 +24,7 @@ from latentwm.config.fields import from_dict
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
 from latentwm.data.actions import given_for_file, write_record
-from latentwm.data.sources import safe_name, sidecar_path, usable_name
+from latentwm.data.sources import VideoSpec, safe_name, sidecar_path, usable_name
 from latentwm.data.synthetic import ACTIONS, clip_actions, write_clip
 from latentwm.data.video import ffmpeg_exe
 
@@ -88,41 +88,41 @@ def list_entries(
             yield e.get("ie_key") or info.get("extractor_key") or "generic", str(e["id"]), e.get("url") or url
 
 
-def spec_from_resolved(resolved_json, video: str) -> dict:
+def spec_from_resolved(resolved_json, video: str) -> VideoSpec:
     """The spec of `video` in a resolve_source output (results/sources/{source}.json)."""
     with open(resolved_json) as f:
         for spec in json.load(f)["videos"]:
             if spec["video"] == video:
-                return spec
+                return VideoSpec(**spec)
     raise PipelineError(f"video {video} is not listed in {resolved_json}; rerun resolve_source (delete that file)")
 
 
-def fetch(spec: dict, out_path, cfg: dict, log: Callable[[str], None] = print, actions_path=None) -> None:
+def fetch(spec: VideoSpec, out_path, cfg: dict, log: Callable[[str], None] = print, actions_path=None) -> None:
     """Produce `out_path` (an mp4) for one video spec, atomically; and `actions_path`, the video's
     own per-frame actions record (latentwm.data.actions): the generator's player, a local file's sidecar,
     none for a URL."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    kind = spec["kind"]
+    kind = spec.kind
     record = {"actions": None, "fps": None, "names": None}
     if kind == "generator":
-        g = from_dict(GeneratorConfig, spec["generator"], f"sources.{spec['source']}.generator")
-        log(f"rendering clip {spec['index']} of source {spec['source']}: {g.frames} frames, {g.size}px, seed {g.seed}")
-        write_clip(out_path, spec["index"], g.frames, g.fps, g.size, g.seed, g.player)
+        g = from_dict(GeneratorConfig, spec.generator, f"sources.{spec.source}.generator")
+        log(f"rendering clip {spec.index} of source {spec.source}: {g.frames} frames, {g.size}px, seed {g.seed}")
+        write_clip(out_path, spec.index, g.frames, g.fps, g.size, g.seed, g.player)
         log(f"wrote {out_path} ({out_path.stat().st_size} bytes)")
         if g.player:
-            record = {"actions": clip_actions(spec["index"], g.frames, g.size, g.seed).tolist(), "fps": g.fps,
+            record = {"actions": clip_actions(spec.index, g.frames, g.size, g.seed).tolist(), "fps": g.fps,
                       "names": list(ACTIONS)}
     elif kind == "path":
-        sidecar = sidecar_path(spec["path"])
+        sidecar = sidecar_path(spec.path)
         if actions_path is not None and sidecar.exists():  # checked before linking: a bad file makes no video
-            record = given_for_file(spec["path"], sidecar)
+            record = given_for_file(spec.path, sidecar)
             log(f"{sidecar}: {len(record['actions'])} actions, one per frame")
-        link_local(spec["path"], out_path, spec["source"], log)
+        link_local(spec.path, out_path, spec.source, log)
     elif kind == "url":
-        download_url(spec["url"], out_path, from_dict(DownloadConfig, cfg, "download"), spec["video"], log)
+        download_url(spec.url, out_path, from_dict(DownloadConfig, cfg, "download"), spec.video, log)
     else:
-        raise PipelineError(f"video {spec['video']}: unknown source kind {kind!r}; use generator, path or url")
+        raise PipelineError(f"video {spec.video}: unknown source kind {kind!r}; use generator, path or url")
     if actions_path is not None:
         write_record(actions_path, record)
 
@@ -224,10 +224,10 @@ def download_url(url: str, out_path: Path, c: DownloadConfig, video: str, log: C
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def resolve_url(entry: dict, cfg: dict, log=lambda msg: None) -> list[dict]:
+def resolve_url(entry: dict, cfg: dict, log=lambda msg: None) -> list[VideoSpec]:
     """The videos of a URL source: yt-dlp lists a playlist or channel flat (no download).
 
-    One spec per entry: {"video", "source", "kind": "url", "url", "key"}; `key` is
+    One spec per entry (kind url, with its url and key); `key` is
     "{extractor}:{yt-dlp id}", so that rules/common.smk can drop a video two sources list.
     """
     sid, url = entry["id"], entry["url"]
@@ -238,9 +238,9 @@ def resolve_url(entry: dict, cfg: dict, log=lambda msg: None) -> list[dict]:
             continue
         keys.add(key)
         video, n = f"{sid}_{safe_name(ytid)}", 2
-        while any(s["video"] == video for s in specs):  # two ids that differ only in unsafe characters
+        while any(s.video == video for s in specs):  # two ids that differ only in unsafe characters
             video, n = f"{sid}_{safe_name(ytid)}_{n}", n + 1
-        specs.append({"video": video, "source": sid, "kind": "url", "url": entry_url, "key": key})
+        specs.append(VideoSpec(video, sid, "url", url=entry_url, key=key))
     if not specs:
         raise PipelineError(f"source {sid}: {url} lists no videos; check the URL (a channel's /videos page?)")
     return specs

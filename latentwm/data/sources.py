@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from latentwm.config.data import KINDS, GeneratorConfig
@@ -27,6 +28,40 @@ SIDECAR_SUFFIX = ".actions.txt"  # a local video's own actions (format: latentwm
 SAFE_ID = re.compile(SAFE_NAME)
 SPLITS_NEED = 3  # videos: one each for train, val and test
 AUTO_PARTS = 8  # parts per local file when the sources give fewer: val 1, test 2, train 5 (splits defaults)
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """One video of the sources (one frame store): where its file comes from and, for a part of a
+    cut file, which part. Two specs with one `key` are one video (the first source keeps it)."""
+
+    video: str  # its id: results/frames/{video}.zarr
+    source: str
+    kind: str  # generator | path | url
+    index: int | None = None  # generator: the clip
+    generator: dict | None = None  # generator: its settings but the clip count
+    path: str | None = None
+    url: str | None = None
+    key: str | None = None
+    file: str | None = None  # a part: the id of the whole file (results/videos/{file}.mp4)
+    part: list[int] | None = None  # a part: [k, parts]
+
+    @property
+    def file_id(self) -> str:
+        """The id of the file it is extracted from: its own, or its file's for a part."""
+        return self.file or self.video
+
+    @property
+    def extract_source(self):
+        """The extract_frames `source` param: the source id, or {"source": id, "part": [k, parts]} for a
+        part. A whole video keeps the plain id, so its params, and so its extraction, stay what they
+        were before parts existed (Snakemake reruns on a changed param)."""
+        return {"source": self.source, "part": self.part} if self.part else self.source
+
+    def params(self) -> dict:
+        """Its plain dict (the keys it has): a rule's params, which Snakemake compares to rerun, and an
+        entry of a URL source's list in results/sources/."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def safe_name(text: str) -> str:
@@ -48,14 +83,14 @@ def source_kind(entry: dict) -> str:
     return kinds[0]
 
 
-def static_videos(entry: dict) -> list[dict] | None:
+def static_videos(entry: dict) -> list[VideoSpec] | None:
     """The videos of a generator or path source (a file with `parts`: its parts); None for a URL
     source (it needs resolving)."""
     files = static_files(entry)
     return None if files is None else [v for f in files for v in cut(f, entry.get("parts", 1))]
 
 
-def static_files(entry: dict) -> list[dict] | None:
+def static_files(entry: dict) -> list[VideoSpec] | None:
     """The files a generator or path source makes (one download job each), uncut; None for a URL source."""
     kind, sid = source_kind(entry), entry["id"]
     if kind == "generator":
@@ -63,46 +98,23 @@ def static_files(entry: dict) -> list[dict] | None:
         gen = to_dict(from_dict(GeneratorConfig, entry["generator"], f"sources.{sid}.generator"))
         clips = gen.pop("clips")
         key = f"generator:{json.dumps(gen, sort_keys=True)}"
-        return [
-            {
-                "video": f"{sid}_{i:03d}",
-                "source": sid,
-                "kind": "generator",
-                "index": i,
-                "generator": gen,
-                "key": f"{key}:{i}",
-            }
-            for i in range(clips)
-        ]
+        return [VideoSpec(f"{sid}_{i:03d}", sid, "generator", index=i, generator=gen, key=f"{key}:{i}") for i in range(clips)]
     if kind == "path":
         # the key is the real path, so one file listed by two sources is one video
-        key = f"file:{os.path.realpath(entry['path'])}"
-        return [{"video": sid, "source": sid, "kind": "path", "path": str(entry["path"]), "key": key}]
+        return [VideoSpec(sid, sid, "path", path=str(entry["path"]), key=f"file:{os.path.realpath(entry['path'])}")]
     return None
 
 
-def cut(spec: dict, parts: int) -> list[dict]:
+def cut(spec: VideoSpec, parts: int) -> list[VideoSpec]:
     """A file's spec -> the specs of its `parts` equal stretches in time (itself when parts is 1):
     videos "{file}_part{k:02d}", each with the file it is read from (`file`) and its part [k, parts]."""
     if parts == 1:
         return [spec]
-    return [{**spec, "video": f"{spec['video']}_part{k:02d}", "file": spec["video"], "part": [k, parts],
-             "key": f"{spec['key']}#part{k}/{parts}"} for k in range(parts)]
+    return [replace(spec, video=f"{spec.video}_part{k:02d}", file=spec.video, part=[k, parts],
+                    key=f"{spec.key}#part{k}/{parts}") for k in range(parts)]
 
 
-def file_id(spec: dict) -> str:
-    """The id of the file a video is extracted from (results/videos/{file}.mp4): its own, or its file's for a part."""
-    return spec.get("file", spec["video"])
-
-
-def extract_source(spec: dict):
-    """The extract_frames `source` param of a video: its source id, or {"source": id, "part": [k,
-    parts]} for a part of a cut file. A whole video keeps the plain id, so its params, and so its
-    extraction, stay what they were before parts existed (Snakemake reruns on a changed param)."""
-    return {"source": spec["source"], "part": spec["part"]} if "part" in spec else spec["source"]
-
-
-def with_parts(sources: list[dict], resolved: dict[str, list[dict]] | None = None) -> list[dict]:
+def with_parts(sources: list[dict], resolved: dict[str, list[VideoSpec]] | None = None) -> list[dict]:
     """The source list as the pipeline uses it: when the sources give fewer videos than the splits
     need, the ones to cut get `parts: AUTO_PARTS`, so one long recording (or one YouTube video) can be
     trained and tested. With every source local, each path source that sets no `parts` and has no
@@ -170,7 +182,7 @@ def sources_problems(sources: list[dict]) -> list[str]:
                 continue
             first_file[real] = (i, sid)
         for spec in static_videos(entry) or []:
-            video = spec["video"]
+            video = spec.video
             if video in first_video:
                 problems.append(
                     f"config key sources[{i}].id: {sid!r} gives video id {video!r}, which sources[{first_video[video]}] "
@@ -183,25 +195,25 @@ def sources_problems(sources: list[dict]) -> list[str]:
 
 
 
-def resolved_lists(paths) -> dict[str, list[dict]]:
+def resolved_lists(paths) -> dict[str, list[VideoSpec]]:
     """URL source id -> its videos, from the lists the resolve_source rule writes
     (results/sources/{source}.json); the one reader behind rules/common.smk and the splits rule."""
     lists = {}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
-        lists[data["source"]] = data["videos"]
+        lists[data["source"]] = [VideoSpec(**v) for v in data["videos"]]
     return lists
 
 
-def all_video_specs(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, dict]:
+def all_video_specs(sources: list[dict], resolved: dict[str, list[VideoSpec]]) -> dict[str, VideoSpec]:
     """video id -> spec over all sources in config order, cut in parts where with_parts says;
     `resolved` maps URL source id -> its specs. The one implementation behind rules/common.smk and
     the splits rule."""
     return _listed(with_parts(sources, resolved), resolved)
 
 
-def _listed(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, dict]:
+def _listed(sources: list[dict], resolved: dict[str, list[VideoSpec]]) -> dict[str, VideoSpec]:
     """video id -> spec of the sources as given (their `parts` only). A video an earlier source
     already lists (same key) is dropped, so no video can land in two splits."""
     specs, seen = {}, set()
@@ -210,10 +222,10 @@ def _listed(sources: list[dict], resolved: dict[str, list[dict]]) -> dict[str, d
         if listed is None:
             listed = [v for f in resolved[entry["id"]] for v in cut(f, entry.get("parts", 1))]
         for spec in listed:
-            key = spec.get("key", spec["video"])
-            if key not in seen and spec["video"] not in specs:
+            key = spec.key or spec.video
+            if key not in seen and spec.video not in specs:
                 seen.add(key)
-                specs[spec["video"]] = spec
+                specs[spec.video] = spec
     return specs
 
 
