@@ -139,6 +139,9 @@ def test_spec_from_resolved(tmp_path):
     assert spec_from_resolved(path, "s_a") == VideoSpec("s_a", "s", "url", url="ua")
     with pytest.raises(PipelineError, match="s_b is not listed"):
         spec_from_resolved(path, "s_b")
+    path.write_text(json.dumps({"source": "s", "url": "u", "videos": [{"video": "s_a", "link": "ua"}]}))  # edited by hand
+    with pytest.raises(PipelineError, match=r"s.json is not a video list that resolve_source wrote; delete it and rerun$"):
+        spec_from_resolved(path, "s_a")
 
 
 def test_too_few_local_videos_are_cut_into_parts(tmp_path):

@@ -10,7 +10,6 @@ from the internet ever becomes a path; the finished file is renamed into place.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import stat
@@ -24,7 +23,7 @@ from latentwm.config.fields import from_dict
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
 from latentwm.data.actions import given_for_file, write_record
-from latentwm.data.sources import VideoSpec, safe_name, sidecar_path, usable_name
+from latentwm.data.sources import VideoSpec, resolved_lists, safe_name, sidecar_path, usable_name
 from latentwm.data.synthetic import ACTIONS, clip_actions, write_clip
 from latentwm.data.video import ffmpeg_exe
 
@@ -90,10 +89,9 @@ def list_entries(
 
 def spec_from_resolved(resolved_json, video: str) -> VideoSpec:
     """The spec of `video` in a resolve_source output (results/sources/{source}.json)."""
-    with open(resolved_json) as f:
-        for spec in json.load(f)["videos"]:
-            if spec["video"] == video:
-                return VideoSpec(**spec)
+    for spec in next(iter(resolved_lists([resolved_json]).values())):
+        if spec.video == video:
+            return spec
     raise PipelineError(f"video {video} is not listed in {resolved_json}; rerun resolve_source (delete that file)")
 
 

@@ -202,7 +202,10 @@ def resolved_lists(paths) -> dict[str, list[VideoSpec]]:
     for path in paths:
         with open(path) as f:
             data = json.load(f)
-        lists[data["source"]] = [VideoSpec(**v) for v in data["videos"]]
+        try:
+            lists[data["source"]] = [VideoSpec(**v) for v in data["videos"]]
+        except (TypeError, KeyError):  # edited by hand, or written by another program
+            raise PipelineError(f"{path} is not a video list that resolve_source wrote; delete it and rerun") from None
     return lists
 
 
