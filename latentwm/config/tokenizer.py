@@ -29,7 +29,9 @@ class TokenizerConfig:
                                 "and a step on a quarter of the pixels (0.5) costs about a quarter of the time.",
                           exclusiveMinimum=0, maximum=1)
     augment: bool = setting(True, "Training only: random flips and RGB channel order per frame: more palettes and "
-                                  "layouts than a few videos hold, a better val PSNR (docs/EXPERIMENTS.md).")
+                                  "layouts than a few videos hold, so a test video's new colours decode as they are; "
+                                  "false: better where the train frames' palette covers every test frame (one game's "
+                                  "levels), worse with visibly wrong colours where it does not (docs/EXPERIMENTS.md).")
 
     def __post_init__(self):
         for w in self.widths():
