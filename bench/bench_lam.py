@@ -44,19 +44,20 @@ from latentwm.data.store import open_store
 from latentwm.evaluation.metrics import global_flow
 from latentwm.models import checkpoint
 from latentwm.models.lam import build
+from latentwm.pipeline.job import section
 from latentwm.training import encode, fit_lam
 
 
 def stage_of(config: str, sets: list[str]) -> LamStage:
-    section = (yaml.safe_load(Path(config).read_text()) or {}).get("lam") or {}
+    cfg = section(config, "lam")
     for s in sets:
         key, _, value = s.partition("=")
         *path, last = key.split(".")
-        d = section
+        d = cfg
         for k in path:
             d = d.setdefault(k, {})
         d[last] = yaml.safe_load(value)
-    return from_dict(LamStage, section, "lam")
+    return from_dict(LamStage, cfg, "lam")
 
 
 def transitions(res: Path, videos: list[str]):

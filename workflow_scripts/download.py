@@ -7,10 +7,10 @@ from latentwm.pipeline.job import Job
 
 
 def main(job: Job) -> None:
-    spec = job.params.spec  # a VideoSpec's params
-    if spec["kind"] == "url" and "url" not in spec:  # a listed URL video: its URL is in its source's list
-        spec = spec_from_resolved(job.input.resolved, spec["video"]).params()
-    fetch(VideoSpec(**spec), job.output.video, job.params.cfg, job.log, job.output.get("actions"))
+    spec = job.params.spec  # a VideoSpec's params; a listed URL video's only its id: its URL is in its source's list
+    listed = spec["kind"] == "url" and "url" not in spec
+    fetch(spec_from_resolved(job.input.resolved, spec["video"]) if listed else VideoSpec(**spec), job.output.video,
+          job.params.cfg, job.log, job.output.get("actions"))
 
 if "snakemake" in globals():
     Job.rule(snakemake, __file__).run(main)  # noqa: F821
