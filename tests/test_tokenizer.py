@@ -71,6 +71,19 @@ def test_augmentation_flips_and_permutes_channels_in_training_only():
     assert torch.equal(m(frames)[0], m(frames)[0])
 
 
+def test_augmentation_keeps_upright_and_colours_where_told():
+    cfg = dict(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, augment=True, vertical_flip=False)
+    torch.manual_seed(0)
+    x = torch.rand(256, 3, 8, 8)
+    y = Tokenizer(TokenizerConfig(**cfg, recolour=0.0)).augment(x)
+    mirrored = (y == x.flip(3)).flatten(1).all(1)
+    assert torch.all(mirrored | (y == x).flatten(1).all(1))  # upright, own colours: at most mirrored
+    assert 0.3 < mirrored.float().mean() < 0.7
+    y = Tokenizer(TokenizerConfig(**cfg, recolour=0.5)).augment(x)
+    own = ((y == x) | (y == x.flip(3))).flatten(1).all(1).float().mean()
+    assert 0.45 < own < 0.72  # half kept, plus the permutations that happen to be the identity (1/6)
+
+
 def test_training_crops_are_windows_of_each_frame():
     m = Tokenizer(TokenizerConfig(base_channels=4, max_mult=2, downsample=2, latent_channels=2, groups=2, crop=0.5, augment=False))
     x = torch.rand(6, 3, 10, 12)

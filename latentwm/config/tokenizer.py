@@ -32,6 +32,9 @@ class TokenizerConfig:
                                   "layouts than a few videos hold, so a test video's new colours decode as they are; "
                                   "false: better where the train frames' palette covers every test frame (one game's "
                                   "levels), worse with visibly wrong colours where it does not (docs/EXPERIMENTS.md).")
+    vertical_flip: bool = setting(True, "With augment: frames also flipped upside down half the time.")
+    recolour: float = setting(1.0, "With augment: the share of training frames whose RGB channels are put in a random "
+                                   "order (the rest keep their colours).", minimum=0, maximum=1)
 
     def __post_init__(self):
         for w in self.widths():

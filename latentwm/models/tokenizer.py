@@ -114,14 +114,18 @@ class Tokenizer(nn.Module):
         return torch.stack([x[k, :, t : t + ch, s : s + cw] for k, (t, s) in enumerate(zip(top, left))])
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-frame random horizontal/vertical flips and RGB order: more palettes and layouts
-        than a few training videos hold, so unseen videos' colours reconstruct as well."""
+        """Per-frame random flips and, for a `recolour` share of frames, a random RGB order: more
+        palettes and layouts than a few training videos hold, so unseen videos' colours reconstruct as well."""
         b = x.shape[0]
         flip_w = torch.rand(b, device=x.device) < 0.5
-        flip_h = torch.rand(b, device=x.device) < 0.5
         x = torch.where(flip_w[:, None, None, None], x.flip(3), x)
-        x = torch.where(flip_h[:, None, None, None], x.flip(2), x)
+        if self.cfg.vertical_flip:
+            flip_h = torch.rand(b, device=x.device) < 0.5
+            x = torch.where(flip_h[:, None, None, None], x.flip(2), x)
         order = torch.rand(b, 3, device=x.device).argsort(1)  # (B, 3) a permutation per frame
+        if self.cfg.recolour < 1:
+            keep = torch.rand(b, device=x.device) >= self.cfg.recolour
+            order = torch.where(keep[:, None], torch.arange(3, device=x.device), order)
         return x.gather(1, order[:, :, None, None].expand_as(x))
 
     def forward(self, frames: torch.Tensor):
