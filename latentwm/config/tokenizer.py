@@ -28,13 +28,14 @@ class TokenizerConfig:
                                 "(1: whole frames). The network is convolutional, so it learns from windows as from frames, "
                                 "and a step on a quarter of the pixels (0.5) costs about a quarter of the time.",
                           exclusiveMinimum=0, maximum=1)
-    augment: bool = setting(True, "Training only: random flips and RGB channel order per frame: more palettes and "
-                                  "layouts than a few videos hold, so a test video's new colours decode as they are; "
-                                  "false: better where the train frames' palette covers every test frame (one game's "
-                                  "levels), worse with visibly wrong colours where it does not (docs/EXPERIMENTS.md).")
-    vertical_flip: bool = setting(True, "With augment: frames also flipped upside down half the time.")
-    recolour: float = setting(1.0, "With augment: the share of training frames whose RGB channels are put in a random "
-                                   "order (the rest keep their colours).", minimum=0, maximum=1)
+    augment: bool = setting(True, "Training only: random horizontal flips and, for a `recolour` share of the frames, "
+                                  "a random RGB channel order: more palettes and layouts than a few videos hold, so a "
+                                  "test video's new colours decode as they are; false: neither (docs/EXPERIMENTS.md).")
+    vertical_flip: bool = setting(False, "With augment: frames also flipped upside down half the time. Off: games are "
+                                         "upright, and the flips cost reconstruction on upright test frames.")
+    recolour: float = setting(0.5, "With augment: the share of training frames whose RGB channels are put in a random "
+                                   "order, the rest keeping their own colours: 1 spends the most capacity on palettes "
+                                   "the footage may never show, 0 keeps none for new ones.", minimum=0, maximum=1)
 
     def __post_init__(self):
         for w in self.widths():
