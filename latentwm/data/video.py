@@ -269,18 +269,17 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
         log(f"WARNING: video {video_path} states no frame rate or duration (a raw stream?), so its timing is ffmpeg's guess "
             "and its speed (motion per frame) may be off; remux it with its true rate "
             "(ffmpeg -r RATE -i IN -c copy OUT.mp4)")
-    if src and c.fps > src * 1.01:  # 1%: 29.97 fps sources at frames.fps 30 are fine
-        # An error, not a warning: the repeated frames make copy-last score near the ceiling and
-        # teach the model to copy, so every later number would be meaningless.
-        raise PipelineError(
-            f"video {video_path} has {src:g} fps but frames.fps is {c.fps:g}: {1 - src / c.fps:.0%} of the frames "
-            f"would be duplicates; set frames.fps to at most {src:g}"
-        )
+    fps = c.fps
+    if src and c.fps > src * 1.01:  # 1%: 29.97 fps sources at frames.fps 30 resample to 30
+        # Its own rate, not frames.fps: resampling up repeats frames, which makes copy-last score
+        # near the ceiling and teaches the model to copy.
+        fps = src
+        log(f"{Path(video_path).stem}: {src:g} fps, under frames.fps {c.fps:g}: kept at its own rate (no frame repeated)")
     attrs = {
         "source": source,
         "video": Path(video_path).stem,
         "video_path": str(video_path),
-        "fps": c.fps,
+        "fps": fps,
         "height": c.height,
         "width": c.width,
         "resize": c.resize,
@@ -294,7 +293,7 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
     block = c.chunk_frames * max(1, BLOCK_BYTES // (3 * c.height * c.width * c.chunk_frames))
     t0, n, next_log, report = time.time(), 0, 4096, {}
     with StoreWriter(out_store, (3, c.height, c.width), "uint8", c.chunk_frames, attrs, compress=False) as w:
-        for frames in iter_frames(video_path, c.fps, c.height, c.width, c.resize, block=block, span=span, report=report):
+        for frames in iter_frames(video_path, fps, c.height, c.width, c.resize, block=block, span=span, report=report):
             w.append(frames)
             n += len(frames)
             if n >= next_log:
@@ -304,7 +303,7 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
             what, fix = (f"video {video_path}", "use a longer video") if part is None else (
                 f"part {part[0]} of {part[1]} of {os.path.realpath(video_path)}",
                 f"set its source's parts to at most {max(1, int(n * part[1] / c.min_frames))}")
-            raise PipelineError(f"{what} has {n} frames at {c.fps:g} fps, fewer than frames.min_frames={c.min_frames}; "
+            raise PipelineError(f"{what} has {n} frames at {fps:g} fps, fewer than frames.min_frames={c.min_frames}; "
                                 f"{fix} or lower frames.min_frames")
         damaged_data(video_path, report, n, c.max_decode_errors, log)
         w.commit(**report)
