@@ -1,6 +1,6 @@
 """extract_frames: results/videos/{video}.mp4 -> results/frames/{video}.zarr, uint8 (T, 3, H, W)."""
 
-from latentwm.config.data import RESIZE
+from latentwm.config.data import RESIZE, FramesConfig
 from latentwm.data.video import extract
 from latentwm.pipeline.job import Job
 
@@ -13,13 +13,14 @@ def main(job: Job) -> None:
 
 if "snakemake" in globals():
     Job.rule(snakemake, __file__).run(main)  # noqa: F821
-elif __name__ == "__main__":  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps 15 --size 64
+elif __name__ == "__main__":  # by hand: python workflow_scripts/extract_frames.py VIDEO OUT.zarr --fps 30 --size 64
     import argparse
 
+    d = FramesConfig()  # the config's defaults
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("video"), p.add_argument("out")
-    p.add_argument("--fps", type=float, default=15), p.add_argument("--size", type=int, default=64)
-    p.add_argument("--resize", default="crop", choices=RESIZE)
+    p.add_argument("--fps", type=float, default=d.fps), p.add_argument("--size", type=int, default=d.height)
+    p.add_argument("--resize", default=d.resize, choices=RESIZE)
     p.add_argument("--min-frames", type=int, default=1)
     p.add_argument("--part", type=int, nargs=2, metavar=("K", "PARTS"), help="only part K (from 0) of PARTS equal parts in time")
     a = p.parse_args()

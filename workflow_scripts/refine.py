@@ -18,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+from latentwm.config.data import FramesConfig
 from latentwm.config.refiner import RefinerEval
 from latentwm.core.errors import PipelineError
 from latentwm.data.store import open_store, stores_in
@@ -38,7 +39,7 @@ def main(job: Job) -> None:
                           a.windows, not a.one_step, a.steps, a.out, job.log)
         return
     stores = sorted((r / "frames").glob("*.zarr"))
-    fps = a.fps or (open_store(stores[0], scan=False).attrs["fps"] if stores else 15.0)
+    fps = a.fps or (open_store(stores[0], scan=False).attrs["fps"] if stores else FramesConfig().fps)
     fill_file(refiner, tokenizer, a.out, a.spacing, not a.one_step, a.steps, fps, a.video, a.images, a.start, a.keys,
               job.log)
 

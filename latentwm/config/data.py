@@ -42,8 +42,10 @@ class DownloadConfig:
 class FramesConfig:
     """Frame extraction (extract_frames rule): every video resampled and resized alike."""
 
-    fps: float = setting(15, "Frames are resampled to this rate, at most 240; a video slower than it keeps its own "
-                                 "rate (resampling up would repeat frames, which teaches the model to copy).",
+    fps: float = setting(30, "Frames are resampled to this rate, at most 240; a video slower than it keeps its own "
+                                 "rate (resampling up would repeat frames, which teaches the model to copy). 30, not "
+                                 "15: a turn moves the view half as far a frame, which the dynamics follow more "
+                                 "sharply and steer more by (docs/EXPERIMENTS.md).",
                          exclusiveMinimum=0, maximum=240)
     height: int = setting(64, "Frame height in pixels, at most 4096 (memory and compute grow with its square).",
                           minimum=8, maximum=4096)

@@ -33,7 +33,7 @@ from latentwm.evaluation.steer import action_store, context_of, frames_sha, load
 from latentwm.figures.samples import frames_gif
 from latentwm.models.sampler import Rollout, own_sampler, trained_tau_ctx
 
-RECORD_FRAMES = 1800  # a recording stops itself here (2 minutes at 15 fps): bounded memory
+RECORD_FRAMES = 1800  # a recording stops itself here (1-2 minutes at 30-15 fps): bounded memory
 THUMBS = 12  # start frames offered per video
 SWEEP_STEPS = 4  # a latent code's picture: the frame after holding it this many steps
 
