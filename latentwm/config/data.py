@@ -40,7 +40,7 @@ class DownloadConfig:
 
 @dataclass
 class FramesConfig:
-    """Frame extraction (extract_frames rule): every video resampled and resized alike."""
+    """Frame extraction (extract_frames rule): every video resampled (to fps, or its own lower rate) and resized alike."""
 
     fps: float = setting(30, "Frames are resampled to this rate, at most 240; a video slower than it keeps its own "
                                  "rate (resampling up would repeat frames, which teaches the model to copy). 30, not "
