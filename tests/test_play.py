@@ -139,10 +139,13 @@ def player_x(frame: np.ndarray) -> float | None:
 
 def test_bad_requests_get_one_line_4xx_and_the_server_stays_up(none_server):
     s = none_server
-    video = s.get("/api/info")["videos"][0]["id"]
+    info = s.get("/api/info")
+    video = info["videos"][0]["id"]
     status, data, _ = s.request("POST", "/api/sessions", {"video": video, "start": 8})
     assert status == 200, data
     sid = json.loads(data)["id"]
+    # no --fps: each session plays at its video's own rate (a store's rate, frames.fps or slower)
+    assert info["fps"] is None and json.loads(data)["fps"] == info["videos"][0]["fps"] > 0
     cases = [
         ("GET", "/api/videos/nope/starts", None, 404, "unknown video 'nope'"),
         ("GET", "/api/videos/..%2F..%2Fsplits.json/starts", None, 404, "unknown video"),

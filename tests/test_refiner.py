@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from conftest import ROOT, planned_jobs, snakemake, tiny_config
@@ -18,7 +19,7 @@ from PIL import Image
 from latentwm.config.fields import from_dict
 from latentwm.config.refiner import RefinerStage
 from latentwm.core.errors import PipelineError
-from latentwm.data.video import probe
+from latentwm.data.video import encode_mp4, probe
 from latentwm.evaluation.impute import fill_file
 from latentwm.evaluation.refiner import CONDITIONS, REFINERS
 from latentwm.figures.samples import gif_frames
@@ -155,3 +156,11 @@ def test_fill_a_video_and_images_by_hand(refined, tmp_path):
     with pytest.raises(PipelineError, match="--spacing 3: the refiner is trained on spacings \\[2, 4\\]"):
         fill_file(*paths, tmp_path / "g.mp4", 3, True, 2, 15.0, images=folder)
     assert not (tmp_path / "g.mp4").exists()
+    # a video slower than the asked rate keeps its own, as in extraction: 13 distinct frames at 5 fps read at
+    # a ceiling of 30 are 13 frames (4 keyframes every 4), not 78 with each repeated
+    slow = tmp_path / "slow.mp4"
+    ramp = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(13)]
+    encode_mp4(slow, ramp, 5, 48, 64, "a test clip")
+    fill_file(*paths, tmp_path / "s.mp4", 4, True, 2, 30.0, video=slow)
+    out = probe(tmp_path / "s.mp4", count_frames=True)
+    assert out["frames"] == 13 and abs(out["fps"] - 5) < 0.01

@@ -4,13 +4,14 @@
     python workflow_scripts/refine.py --images storyboard/ --spacing 8 --out filled.mp4
     python workflow_scripts/refine.py --rollout-every 4 --horizon 8 --out rollout_fill.json
 
---video: its frames at the pipeline's frame rate (--fps, default the frame stores'), resized like
-the pipeline's frames; every --spacing-th frame from --start is a keyframe (--keys of them, default
-as many as fit); the filled frames are written, and scored against the video's own (beside linear
-interpolation of the latents). --images: each image (name order) is a keyframe, --spacing frames
-apart. --rollout-every K: the dynamics model's rollout from real contexts of the test videos, kept
-at every K-th frame and filled between by the refiner, scored against the plain rollout per step
-(a JSON at --out). --one-level fills at the keyframes' level only; by default down the levels,
+--video: its frames at the pipeline's frame rate (--fps, default the run's frames.fps: a ceiling, as
+in extraction, so a slower video keeps its own rate), resized like the pipeline's frames; every
+--spacing-th frame from --start is a keyframe (--keys of them, default as many as fit); the filled
+frames are written, and scored against the video's own (beside linear interpolation of the
+latents). --images: each image (name order) is a keyframe, --spacing frames apart. --rollout-every
+K: the dynamics model's rollout from real contexts of the test videos, kept at every K-th frame and
+filled between by the refiner, scored against the plain rollout per step (a JSON at --out).
+--one-level fills at the keyframes' level only; by default down the levels,
 --steps flow steps each (default: the evaluation's).
 """
 
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 
 from latentwm.config.data import FramesConfig
+from latentwm.config.fields import to_dict
 from latentwm.config.refiner import RefinerEval
 from latentwm.core.errors import PipelineError
 from latentwm.data.store import open_store, stores_in
@@ -31,6 +33,8 @@ def main(job: Job) -> None:
     refiner, tokenizer = a.refiner or r / "refiner/refiner.pt", a.tokenizer or r / "tokenizer/tokenizer.pt"
     if not Path(refiner).is_file():
         raise PipelineError(f"{refiner} does not exist; set refiner.enabled: true and run snakemake (or --refiner PATH)")
+    if a.fps is not None and not 0 < a.fps <= 240:
+        raise PipelineError(f"--fps {a.fps}: give a rate above 0 and at most 240")
     if a.rollout_every:
         test = json.loads((r / "splits.json").read_text())["test"]
         rollout_then_fill(a.dynamics or r / "dynamics/dynamics.pt", tokenizer, refiner,
@@ -39,9 +43,10 @@ def main(job: Job) -> None:
                           a.windows, not a.one_step, a.steps, a.out, job.log)
         return
     stores = sorted((r / "frames").glob("*.zarr"))
-    fps = a.fps or (open_store(stores[0], scan=False).attrs["fps"] if stores else FramesConfig().fps)
-    fill_file(refiner, tokenizer, a.out, a.spacing, not a.one_step, a.steps, fps, a.video, a.images, a.start, a.keys,
-              job.log)
+    # the run's frames settings (frames.fps is a ceiling: the rate a video is read at follows it as in extraction)
+    frames = open_store(stores[0], scan=False).attrs["settings"] if stores else to_dict(FramesConfig())
+    fill_file(refiner, tokenizer, a.out, a.spacing, not a.one_step, a.steps, a.fps or frames["fps"], a.video, a.images,
+              a.start, a.keys, job.log, frames["resize"])
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +59,8 @@ if __name__ == "__main__":
     p.add_argument("--spacing", type=int, default=8, help="frames from one keyframe to the next (a spacing of the refiner's)")
     p.add_argument("--start", type=int, default=0, help="--video: the first keyframe's frame")
     p.add_argument("--keys", type=int, help="--video: how many keyframes (default: as many as fit)")
-    p.add_argument("--fps", type=float, help="--video: the rate to read it at, and the output's (default: the pipeline's)")
+    p.add_argument("--fps", type=float, help="--video: the highest rate to read it at (a slower video keeps its own), and the "
+                   "output's (default: the run's frames.fps)")
     p.add_argument("--horizon", type=int, default=8), p.add_argument("--context", type=int, default=8)
     p.add_argument("--windows", type=int, default=16, help="--rollout-every: at most this many windows per test video")
     p.add_argument("--one-level", dest="one_step", action="store_true",

@@ -258,6 +258,14 @@ def damaged_data(video_path, report: dict, n: int, limit: float, log: Callable[[
     log(f"WARNING: {what}; under frames.max_decode_errors={limit:g} per frame, kept (the count is in the store's attrs)")
 
 
+def frame_rate(source_fps: float | None, ceiling: float) -> float:
+    """The rate a video of `source_fps` (None: unknown) is read at under the `ceiling` (frames.fps): the
+    ceiling, or the video's own rate when it is slower. Resampling up would repeat frames, which makes
+    copy-last score near the ceiling and teaches the model to copy. 1% of slack: a 29.97 fps source at a
+    ceiling of 30 is read at 30."""
+    return source_fps if source_fps and ceiling > source_fps * 1.01 else ceiling
+
+
 def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[[str], None], part=None) -> int:
     info = probe(video_path)
     log(f"{video_path}: {info['width']}x{info['height']} at {info['fps']} fps, {info['duration']} s")
@@ -269,11 +277,8 @@ def _extract(video_path, out_store, c: FramesConfig, source: str, log: Callable[
         log(f"WARNING: video {video_path} states no frame rate or duration (a raw stream?), so its timing is ffmpeg's guess "
             "and its speed (motion per frame) may be off; remux it with its true rate "
             "(ffmpeg -r RATE -i IN -c copy OUT.mp4)")
-    fps = c.fps
-    if src and c.fps > src * 1.01:  # 1%: 29.97 fps sources at frames.fps 30 resample to 30
-        # Its own rate, not frames.fps: resampling up repeats frames, which makes copy-last score
-        # near the ceiling and teaches the model to copy.
-        fps = src
+    fps = frame_rate(src, c.fps)
+    if fps != c.fps:
         log(f"{Path(video_path).stem}: {src:g} fps, under frames.fps {c.fps:g}: kept at its own rate (no frame repeated)")
     attrs = {
         "source": source,

@@ -23,7 +23,7 @@ from latentwm.core.errors import PipelineError
 from latentwm.core.image import psnr, sharpness, to_float, to_uint8
 from latentwm.data.actions import NO_ACTION
 from latentwm.data.store import open_store
-from latentwm.data.video import encode_mp4, iter_frames
+from latentwm.data.video import encode_mp4, frame_rate, iter_frames, probe
 from latentwm.evaluation import summary as S
 from latentwm.evaluation.refiner import load
 from latentwm.evaluation.steer import load as load_dynamics
@@ -41,11 +41,13 @@ def frame_size(codec, stats: dict) -> tuple[int, int]:
     return h * codec.tok.cfg.downsample, w * codec.tok.cfg.downsample
 
 
-def video_frames(path, fps: float, height: int, width: int, resize: str = "crop") -> np.ndarray:
-    """Every frame of a video at `fps`, resized: uint8 (N, 3, H, W)."""
+def video_frames(path, ceiling: float, height: int, width: int, resize: str = "crop") -> tuple[np.ndarray, float]:
+    """Every frame of a video at the rate extraction reads it at under `ceiling` (frame_rate: a slower
+    video keeps its own), resized: uint8 (N, 3, H, W), and that rate."""
     if not Path(path).is_file():
         raise PipelineError(f"--video {path} is not a file; give a video file (mp4, mkv, webm, ...)")
-    return np.concatenate(list(iter_frames(path, fps, height, width, resize)))
+    fps = frame_rate(probe(path)["fps"], ceiling)
+    return np.concatenate(list(iter_frames(path, fps, height, width, resize))), fps
 
 
 def image_frames(folder, height: int, width: int) -> np.ndarray:
@@ -104,14 +106,16 @@ def scored(filled: dict[str, np.ndarray], truth: np.ndarray, spacing: int) -> di
 
 
 def fill_file(refiner_path, tokenizer_path, out, spacing: int, levels: bool, steps: int, fps: float, video=None,
-              images=None, start: int = 0, keys: int | None = None, log: Callable[[str], None] = print) -> dict:
+              images=None, start: int = 0, keys: int | None = None, log: Callable[[str], None] = print,
+              resize: str = "crop") -> dict:
     """Keyframes of a video (every `spacing`-th frame from `start`, `keys` of them or as many as fit) or of a
-    folder of images, filled and written to `out` (GIF or MP4) at `fps`; a video's in-between frames scored."""
+    folder of images, filled and written to `out` (GIF or MP4) at `fps`; a video's in-between frames scored.
+    For a video `fps` is a ceiling, as frames.fps is for extraction: a slower video keeps its own rate."""
     model, ckpt, codec = load(refiner_path, tokenizer_path, "cpu")
     h, w = frame_size(codec, ckpt["stats"])
     truth = None
     if video is not None:
-        frames = video_frames(video, fps, h, w)
+        frames, fps = video_frames(video, fps, h, w, resize)
         n = (len(frames) - 1 - start) // spacing + 1 if keys is None else keys
         truth = frames[start : start + (n - 1) * spacing + 1]
         if n < 2 or len(truth) < (n - 1) * spacing + 1:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentwm.config.data import FramesConfig
 from latentwm.config.evaluation import EvalConfig
 from latentwm.core import files
 from latentwm.core.errors import PipelineError
@@ -79,7 +80,7 @@ class Game:
             if frames.shape[0] <= self.context:
                 continue
             out[vid] = {"latents": lat, "frames": frames, "actions": action_store(self.results, self.ckpt, vid),
-                        "n": int(frames.shape[0]), "fps": float(dict(frames.attrs).get("fps") or 15)}
+                        "n": int(frames.shape[0]), "fps": float(dict(frames.attrs).get("fps") or FramesConfig().fps)}
         if not out:
             raise PipelineError(f"{self.results}: no test video with more than {self.context} frames has its latents "
                                 "and frames; run the pipeline to the end (snakemake --cores N)")

@@ -121,9 +121,9 @@ class Server:
         g = self.game
         return web.json_response({
             "kind": g.kind, "actions": g.names, "context": g.context, "seed": g.seed,
-            "fps": self.fps or next(iter(g.videos.values()))["fps"], "dynamics": str(g.paths["dynamics"]),
+            "fps": self.fps, "dynamics": str(g.paths["dynamics"]),  # null: each video's own (a session's "fps")
             "sampler": {"temperature": g.sampler.temperature, "guidance": g.sampler.guidance, "steps": g.sampler.steps},
-            "videos": [{"id": k, "frames": v["n"]} for k, v in g.videos.items()],
+            "videos": [{"id": k, "frames": v["n"], "fps": v["fps"]} for k, v in g.videos.items()],
             "sessions": len(self.sessions), "max_sessions": self.max_sessions})
 
     async def starts(self, request):
@@ -157,7 +157,7 @@ class Server:
         sid = secrets.token_urlsafe(8)
         self.sessions[sid] = s
         return web.json_response({"id": sid, "video": s.vid, "start": s.start, "width": int(s.frame.shape[1]),
-                                  "height": int(s.frame.shape[0])})
+                                  "height": int(s.frame.shape[0]), "fps": self.fps or self.game.video(s.vid)["fps"]})
 
     async def frame(self, request):
         return self.frame_response(self.session(request))
