@@ -448,6 +448,19 @@ def test_a_blurred_model_is_never_called_a_win():
     assert sharp["conditions"]["model:a"]["verdict"]["beats_steps"]["psnr"] == 4, "a sharp model still can win"
 
 
+def test_a_sharp_model_that_stands_still_is_named_so_first():
+    """A model that moves a fifth of the way toward the truth's next frame (a faint crossfade, the scene
+    kept where it was) is sharp and ahead of copy-last in PSNR at every step: its wins stay, and the
+    verdict's first words say it stands still, so a better copy is not read as a prediction of motion."""
+    df, s = world_eval(WorldModel("coef", coef=[0.2] * 8))
+    c = s["conditions"]["model:a"]
+    assert not c["verdict"]["blurred"] and c["verdict"]["beats_steps"]["psnr"] == 4
+    assert c["verdict"]["still_steps"] == [1, 2, 3, 4] and max(c["per_step"]["motion"]) < metrics.STILL_BELOW
+    assert s["verdict"][0].startswith("model:a stands still (motion under 0.5 of the truth's at steps 1-4): it does not move")
+    _, moving = world_eval(WorldModel("oracle"))
+    assert moving["verdict"][0].startswith("model:a beats copy_last on psnr"), "a model that moves is not called still"
+
+
 def test_best_of_n_picks_the_rollout_closest_to_the_truth():
     """model_best: per window the best of the mean_samples rollouts by PSNR; at least as good as one
     rollout in PSNR, as sharp (one sample, not an average), paired with copy-last."""

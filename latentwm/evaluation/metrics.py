@@ -31,6 +31,7 @@ NOISY_ABOVE = 1.5  # sharpness over this at any step: noise or artefacts, not de
 # up to about 10 px on 64 px frames; a blurred copy of a frame has next to no flow to it.
 FLOW_PARAMS = dict(pyr_scale=0.5, levels=3, winsize=9, iterations=3, poly_n=5, poly_sigma=1.1, flags=0)
 MIN_MOTION = 0.25  # px: true frames whose mean flow magnitude is under this do not move; motion is NaN
+STILL = "still"  # the motion flag the verdict names first: a condition that does not move with the scene
 STILL_BELOW = 0.5  # motion (predicted over true flow magnitude) under this at any step: the scene stays put
 
 
@@ -178,7 +179,7 @@ METRICS: tuple[Metric, ...] = (
            "px", needs=("window",)),
     Metric("motion", _motion, None,
            "flow magnitude of each predicted step over the true step's: 1 = moves as much, "
-           "0 = stands still", needs=("window",), ideal=1.0, flags=(("still", "<", STILL_BELOW),), undefined=True),
+           "0 = stands still", needs=("window",), ideal=1.0, flags=((STILL, "<", STILL_BELOW),), undefined=True),
     Metric("mse", per_frame(mse), False, "pixel mean squared error", headline=False),
     Metric("latent_mse", _latent_mse, False, "mean squared error in the normalised latent space of the dynamics model",
            needs=("pred_z", "truth_z"), headline=False),

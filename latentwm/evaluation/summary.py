@@ -20,7 +20,9 @@ that the interval of the paired difference lies entirely on the better side at e
 difference whose interval contains 0 is never a win. Unranked metrics (sharpness, motion) are read
 against their flags (metrics.Metric.flags: blurred, noisy, still). A condition flagged blurred at any
 step beats nothing (`verdict.beats_steps` all 0; its sentence says "is blurred" first): a blurred
-mean of the possible futures scores PSNR without predicting any of them. model_best picks its
+mean of the possible futures scores PSNR without predicting any of them. A sharp condition flagged
+still (under STILL_BELOW of the truth's motion) keeps its wins, and its sentence says "stands still"
+first: it is ahead of the copy by being a better copy, not by moving with the scene. model_best picks its
 rollout by PSNR against the truth (an oracle choice), and its sentence says so. The paired differences stay in
 `vs_baseline`, with what they would have won in `beats_steps` there.
 """
@@ -215,10 +217,13 @@ def _text(name: str, e: dict, reg: list[M.Metric], found: dict) -> str:
     if e["condition"] == "model_best":
         name = f"{name} (the best of the rollouts by PSNR against the truth: an oracle choice)"
     head = f"{name} beats {e['baseline']} on " if "vs_baseline" in e else f"{name}: "
-    blurred = found.get(f"{M.BLURRED}_steps")
+    blurred, still = found.get(f"{M.BLURRED}_steps"), found.get(f"{M.STILL}_steps")
     if blurred and "vs_baseline" in e:
         head = (f"{name} is {M.BLURRED} (sharpness under {M.BLURRED_BELOW:g} of the truth's at steps {_steps(blurred)}), so it "
                 f"beats nothing; a blurred mean scores without predicting. Paired with {e['baseline']} it would be ahead on ")
+    elif still and "vs_baseline" in e:
+        head = (f"{name} stands {M.STILL} (motion under {M.STILL_BELOW:g} of the truth's at steps {_steps(still)}): it does "
+                f"not move with the scene there, so what it wins is a better copy. It beats {e['baseline']} on ")
     return head + "; ".join(parts)
 
 
