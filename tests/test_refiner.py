@@ -146,6 +146,10 @@ def test_fill_a_video_and_images_by_hand(refined, tmp_path):
                         "--spacing", "4", "--keys", "5", "--out", str(tmp_path / "f.gif")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert gif_frames(tmp_path / "f.gif") == 17 and "refiner: in-between frames" in p.stderr + p.stdout
+    bad = subprocess.run([sys.executable, str(ROOT / "workflow_scripts/refine.py"), "--results", str(r), "--video", str(video),
+                          "--fps", "0", "--out", str(tmp_path / "z.gif")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--fps 0.0: config key fps is 0.0; expected a value > 0" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "z.gif").exists()
     folder = tmp_path / "story"
     folder.mkdir()
     for i, c in enumerate([(255, 0, 0), (0, 0, 255), (0, 255, 0)]):

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from latentwm.config.data import FramesConfig
-from latentwm.config.fields import to_dict
+from latentwm.config.fields import from_dict, to_dict
 from latentwm.config.refiner import RefinerEval
 from latentwm.core.errors import PipelineError
 from latentwm.data.store import open_store, stores_in
@@ -33,8 +33,11 @@ def main(job: Job) -> None:
     refiner, tokenizer = a.refiner or r / "refiner/refiner.pt", a.tokenizer or r / "tokenizer/tokenizer.pt"
     if not Path(refiner).is_file():
         raise PipelineError(f"{refiner} does not exist; set refiner.enabled: true and run snakemake (or --refiner PATH)")
-    if a.fps is not None and not 0 < a.fps <= 240:
-        raise PipelineError(f"--fps {a.fps}: give a rate above 0 and at most 240")
+    if a.fps is not None:  # the bounds of frames.fps
+        try:
+            from_dict(FramesConfig, {"fps": a.fps})
+        except PipelineError as e:
+            raise PipelineError(f"--fps {a.fps}: {e}; give a rate frames.fps allows") from None
     if a.rollout_every:
         test = json.loads((r / "splits.json").read_text())["test"]
         rollout_then_fill(a.dynamics or r / "dynamics/dynamics.pt", tokenizer, refiner,
