@@ -4,6 +4,7 @@ import os
 from latentwm.core.files import unwritable
 from latentwm.data.sources import (
     all_video_specs,
+    pinned_splits,
     resolved_lists,
     sidecar_path,
     source_kind,
@@ -55,7 +56,8 @@ def all_videos():
 
 def split_map():
     s = config["splits"]
-    return assign_splits(all_videos(), s["val"], s["test"], s["seed"])
+    pins = pinned_splits(config["sources"], video_specs())
+    return assign_splits(all_videos(), s["val"], s["test"], s["seed"], pins)
 
 
 def split_videos(split):

@@ -200,3 +200,34 @@ def test_one_url_video_is_cut_into_parts(tmp_path):
     three = [VideoSpec(f"web_{i}", "web", "url", url=f"http://x/{i}", key=f"x:{i}") for i in range(3)]
     assert list(all_video_specs(web, {"web": three})) == ["web_0", "web_1", "web_2"]  # enough: whole
     assert three[0].extract_source == "web"  # a whole URL video's params are the plain id, as before parts
+
+
+def test_a_pinned_source_keeps_its_split(tmp_path):
+    """sources[].split pins a source's videos: the splits rule (run by hand, as the pipeline runs it)
+    puts them there and leaves the unpinned videos where they were without them; a pin that empties
+    a split and a split name that is none are one-line config errors."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from latentwm.pipeline.check import config_problems
+
+    eight = [{"id": f"rec{i}", "path": str(tmp_path / f"rec{i}.mp4")} for i in range(8)]
+    extra = [{"id": f"bot{i}", "path": str(tmp_path / f"bot{i}.mp4"), "split": "train"} for i in range(3)]
+
+    def splits(sources):
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump({"sources": sources, "splits": {"val": 0.125, "test": 0.25}}))
+        subprocess.run([sys.executable, "workflow_scripts/splits.py", str(tmp_path / "c.yaml"), str(tmp_path / "s.json")],
+                       check=True, capture_output=True)
+        return json.loads((tmp_path / "s.json").read_text())
+
+    before, after = splits(eight), splits(eight + extra)
+    assert after["train"] == sorted(before["train"] + ["bot0", "bot1", "bot2"])
+    assert (after["val"], after["test"]) == (before["val"], before["test"])
+    held = splits(eight + [{**extra[0], "split": "test"}])  # a pinned test video: the fractions fill the rest
+    assert "bot0" in held["test"] and len(held["test"]) == 3 and len(held["val"]) == 1
+    schema = "schemas/config.schema.yaml"
+    assert any("cannot fill train, val and test (val 0, test 0, train 3)" in p
+               for p in config_problems({"sources": extra}, schema))
+    assert any("sources" in p and "holdout" in p for p in config_problems({"sources": [{**extra[0], "split": "holdout"}]}, schema))

@@ -5,17 +5,19 @@ The video list is built by the same function as rules/common.smk's, so the DAG a
 
 import json
 
-from latentwm.data.sources import all_video_specs, resolved_lists
+from latentwm.config.data import SplitsConfig
+from latentwm.config.fields import from_dict
+from latentwm.data.sources import all_video_specs, pinned_splits, resolved_lists
 from latentwm.data.splits import assign_splits
 from latentwm.pipeline.job import Job, section
 
 
 def main(job: Job) -> None:
-    cfg = job.params.cfg
-    videos = sorted(all_video_specs(job.params.sources, resolved_lists(list(job.input.resolved))))
-    split = assign_splits(videos, cfg["val"], cfg["test"], cfg["seed"])
+    cfg = from_dict(SplitsConfig, job.params.cfg, "splits")  # by hand: the keys the file leaves out take defaults
+    specs = all_video_specs(job.params.sources, resolved_lists(list(job.input.resolved)))
+    split = assign_splits(sorted(specs), cfg.val, cfg.test, cfg.seed, pinned_splits(job.params.sources, specs))
     with open(job.output.splits, "w") as f:
-        json.dump({**split, "seed": cfg["seed"], "val_fraction": cfg["val"], "test_fraction": cfg["test"]}, f, indent=1)
+        json.dump({**split, "seed": cfg.seed, "val_fraction": cfg.val, "test_fraction": cfg.test}, f, indent=1)
 
 
 if "snakemake" in globals():

@@ -81,3 +81,4 @@ class LatentsConfig:
     chunk_frames: int = setting(64, "Latent frames per zarr chunk (time axis).", minimum=1)
     device: str = setting("auto", enum=DEVICES)
 KINDS = ("generator", "path", "url")
+SPLITS = ("train", "val", "test")  # sources[].split: where a pinned source's videos go

@@ -3,7 +3,15 @@ around them; `python -m latentwm.config` prints it."""
 
 from __future__ import annotations
 
-from latentwm.config.data import KINDS, DownloadConfig, FramesConfig, GeneratorConfig, LatentsConfig, SplitsConfig
+from latentwm.config.data import (
+    KINDS,
+    SPLITS,
+    DownloadConfig,
+    FramesConfig,
+    GeneratorConfig,
+    LatentsConfig,
+    SplitsConfig,
+)
 from latentwm.config.dynamics import DynamicsStage
 from latentwm.config.evaluation import EvalConfig
 from latentwm.config.fields import SAFE_NAME, section_schema
@@ -35,6 +43,10 @@ def schema() -> dict:
                                          "when the sources give fewer than 3 videos (local files when every source is "
                                          "local, else the url sources' videos; not a file with an actions sidecar).",
                           "type": "integer", "minimum": 1, "maximum": 99},
+                "split": {"description": "Pin every video of this source to one split (footage that must stay held out, "
+                                         "or footage only to learn from); unset: the splits' fractions and seed place "
+                                         "it among the unpinned videos.",
+                          "type": "string", "enum": list(SPLITS)},
                 "generator": section_schema(GeneratorConfig, fill=False),  # never filled in: one of three
             },
             "oneOf": [{"required": [kind]} for kind in KINDS],

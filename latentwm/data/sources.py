@@ -232,6 +232,13 @@ def _listed(sources: list[dict], resolved: dict[str, list[VideoSpec]]) -> dict[s
     return specs
 
 
+def pinned_splits(sources: list[dict], specs: dict[str, VideoSpec]) -> dict[str, str]:
+    """video id -> the split its source pins it to (sources[].split), for the videos of `specs` whose
+    source sets one."""
+    pins = {e["id"]: e["split"] for e in sources if e.get("split")}
+    return {video: pins[spec.source] for video, spec in specs.items() if spec.source in pins}
+
+
 def usable_name(path) -> bool:
     """Whether Snakemake can take the file as a job input: a brace in its path reads as a wildcard."""
     return not any(c in str(path) for c in "{}")

@@ -11,24 +11,32 @@ import random
 from latentwm.core.errors import PipelineError
 
 
-def assign_splits(videos: list[str], val: float, test: float, seed: int = 0) -> dict[str, list[str]]:
-    """Shuffle the sorted ids with `seed`; val and test get round(fraction * n), at least 1 each."""
-    videos = sorted(set(videos))
-    n = len(videos)
-    n_val, n_test = max(1, round(val * n)), max(1, round(test * n))
-    if n - n_val - n_test < 1:
-        raise PipelineError(
-            f"splits: {n} video(s) cannot fill train, val and test (val {n_val}, test {n_test}); "
-            "add sources (or generator clips), lower splits.val / splits.test, or cut the videos into parts "
-            "(sources[].parts of a path or url source; not a file with an actions sidecar)"
-        )
-    order = videos[:]
+def assign_splits(videos: list[str], val: float, test: float, seed: int = 0,
+                  pinned: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Videos `pinned` to a split (video id -> train | val | test: sources[].split) go there. The
+    others, sorted, are shuffled with `seed`; val and test get round(fraction * n) of these n, at
+    least 1 each unless a pinned video is there already. Without pins the assignment is the one
+    before pins existed, and adding pinned videos moves no unpinned one."""
+    pinned = {v: s for v, s in (pinned or {}).items() if v in set(videos)}
+    free = sorted(set(videos) - set(pinned))
+    n = len(free)
+    has = set(pinned.values())
+    n_val, n_test = (round(f * n) if key in has else max(1, round(f * n)) for f, key in ((val, "val"), (test, "test")))
+    order = free[:]
     random.Random(seed).shuffle(order)
-    return {
-        "test": sorted(order[:n_test]),
-        "val": sorted(order[n_test : n_test + n_val]),
-        "train": sorted(order[n_test + n_val :]),
-    }
+    out = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+    for video, split in pinned.items():
+        out[split].append(video)
+    if not all(out.values()):
+        pins = f", {len(pinned)} of them pinned," if pinned else ""
+        raise PipelineError(
+            f"splits: {len(set(videos))} video(s){pins} cannot fill train, val and test (val {len(out['val'])}, test "
+            f"{len(out['test'])}, train {len(out['train'])}); "
+            "add sources (or generator clips), lower splits.val / splits.test, pin a source to the empty split "
+            "(sources[].split), or cut the videos into parts (sources[].parts of a path or url source; not a file "
+            "with an actions sidecar)"
+        )
+    return {k: sorted(out[k]) for k in ("test", "val", "train")}
 
 
 def shards(splits: dict[str, list[str]], size: int) -> dict[str, list[str]]:

@@ -27,7 +27,7 @@ from latentwm.config.evaluation import EvalConfig
 from latentwm.config.fields import from_dict
 from latentwm.config.tokenizer import TokenizerStage
 from latentwm.core.errors import PipelineError
-from latentwm.data.sources import all_video_specs, sources_problems
+from latentwm.data.sources import all_video_specs, pinned_splits, sources_problems
 from latentwm.data.splits import assign_splits
 
 
@@ -113,7 +113,7 @@ def _stage_problems(config: dict) -> list[str]:
     problems += source_lines
     if sources and not source_lines and all("url" not in s for s in sources):
         videos = all_video_specs(sources, {})
-        attempt(lambda: assign_splits(sorted(videos), splits.val, splits.test))
+        attempt(lambda: assign_splits(sorted(videos), splits.val, splits.test, splits.seed, pinned_splits(sources, videos)))
     return problems
 
 
