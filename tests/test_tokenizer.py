@@ -102,6 +102,26 @@ def test_training_crops_are_windows_of_each_frame():
         from_dict(TokenizerConfig, {"crop": 0}, "tokenizer.model")
 
 
+def test_the_shift_term_moves_frames_and_latents_alike_and_trains():
+    """`moved` moves by whole and part cells (bilinear, border repeated) and scales a cell to pixels;
+    with shift_weight the training loss carries the moved latents' decoding error, and only in training."""
+    from latentwm.models.tokenizer import moved
+
+    row = torch.arange(4.0).view(1, 1, 1, 4).expand(2, 1, 4, 4)
+    out = moved(row, torch.tensor([[1.0, 0.0], [0.5, 0.0]]), 1)[:, 0, 0]
+    assert torch.allclose(out, torch.tensor([[0.0, 0.0, 1.0, 2.0], [0.0, 0.5, 1.5, 2.5]]))
+    img = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(moved(img, torch.tensor([[-1.0, 1.0]]), 2)[..., 2:, :6], img[..., :6, 2:], atol=1e-6)
+    m = Tokenizer(TokenizerConfig(base_channels=4, max_mult=2, downsample=4, latent_channels=3, groups=2, shift_weight=1.0))
+    frames = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    loss, logs = m(frames)
+    assert logs["shift_mse"] > 0
+    loss.backward()
+    assert m.decoder.conv_out.weight.grad.abs().sum() > 0
+    m.eval()
+    assert "shift_mse" not in m(frames)[1]
+
+
 def test_config_refusals():
     with pytest.raises(PipelineError, match="tokenizer.model.downsample is 3; expected one of: 1, 2, 4"):
         from_dict(TokenizerConfig, {"downsample": 3}, "tokenizer.model")
@@ -181,6 +201,7 @@ def test_tiny_run_tokenizer_outputs(tiny_run):
     checkpoint.build_model(ckpt, kind="tokenizer")
     metrics = json.loads((tiny_run / "results/tokenizer/metrics.json").read_text())
     assert math.isfinite(metrics["psnr"]) and metrics["psnr"] > 5 and metrics["collapse_ratio"] > 0
+    assert metrics["moved_psnr"] != metrics["baseline_moved_copy_psnr"]  # both measured, on the same moved frames
     assert (tiny_run / "results/tokenizer/reconstructions.png").stat().st_size > 0
     assert (tiny_run / "results/tokenizer/train_curve.csv").read_text().startswith("step,")
     assert not (tiny_run / "results/tokenizer/resume.pt").exists()

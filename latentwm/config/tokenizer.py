@@ -33,6 +33,11 @@ class TokenizerConfig:
                                   "test video's new colours decode as they are; false: neither (docs/EXPERIMENTS.md).")
     vertical_flip: bool = setting(False, "With augment: frames also flipped upside down half the time. Off: games are "
                                          "upright, and the flips cost reconstruction on upright test frames.")
+    shift_weight: float = setting(0.0, "Training only: half the frames' latents, moved by a random part of a cell "
+                                       "(bilinear, up to one cell each way), must decode to the frame moved by as many "
+                                       "pixels, an MSE term of this weight (EQ-VAE's equivariance, for moves). A camera "
+                                       "that turns moves the view by part of a latent cell a frame; with it the dynamics "
+                                       "can follow that as a blend of neighbouring cells. 0: off.", minimum=0)
     recolour: float = setting(0.5, "With augment: the share of training frames whose RGB channels are put in a random "
                                    "order, the rest keeping their own colours: 1 spends the most capacity on palettes "
                                    "the footage may never show, 0 keeps none for new ones.", minimum=0, maximum=1)

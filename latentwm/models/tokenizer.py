@@ -72,6 +72,18 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(self.body(self.conv_in(z)))))
 
 
+def moved(x: torch.Tensor, cells: torch.Tensor, cell: int) -> torch.Tensor:
+    """x (B, C, H, W) moved right and down by cells (B, 2) * cell pixels (any fraction: bilinear; the
+    border repeated)."""
+    b, _, h, w = x.shape
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1
+    theta[:, 0, 2] = -2 * cells[:, 0].to(x.dtype) * cell / w  # the grid reads where the content came from
+    theta[:, 1, 2] = -2 * cells[:, 1].to(x.dtype) * cell / h
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 class Tokenizer(nn.Module):
     config_class = TokenizerConfig
 
@@ -136,7 +148,8 @@ class Tokenizer(nn.Module):
         if self.training and self.cfg.augment:
             x = self.augment(x)
         inp = self.mask(x) if self.training and self.cfg.mask_ratio > 0 else x
-        y = self.decode(self.encode(inp)).float()
+        z = self.encode(inp)
+        y = self.decode(z).float()
         err = image.mse(y, x)  # (B,)
         loss = err.mean()
         logs = {"psnr": image.psnr(y.detach(), x).mean()}
@@ -144,7 +157,21 @@ class Tokenizer(nn.Module):
             s = image.ssim(y, x).mean()
             loss = loss + self.cfg.ssim_weight * (1 - s)
             logs["ssim"] = s.detach()
+        if self.training and self.cfg.shift_weight > 0:
+            eq = self.shift_error(x, z)
+            loss = loss + self.cfg.shift_weight * eq
+            logs["shift_mse"] = eq.detach()
         return loss, logs
+
+    def shift_error(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Half the batch, each frame with its own move of up to one latent cell each way: the mean
+        squared error of decoding the moved latents against the moved frame, away from the border (where
+        a move brings in nothing). EQ-VAE's decoder-side equivariance, for translations."""
+        half = max(1, len(x) // 2)
+        cells = torch.rand(half, 2, device=x.device) * 2 - 1  # (dx, dy) in latent cells
+        d = self.cfg.downsample
+        err = self.decode(moved(z[:half], cells, 1)).float() - moved(x[:half], cells, d)
+        return err[..., d:-d, d:-d].pow(2).mean()
 
     @torch.no_grad()
     def reconstruct(self, frames: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
