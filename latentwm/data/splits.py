@@ -17,8 +17,9 @@ def assign_splits(videos: list[str], val: float, test: float, seed: int = 0,
     others, sorted, are shuffled with `seed`; val and test get round(fraction * n) of these n, at
     least 1 each unless a pinned video is there already. Without pins the assignment is the one
     before pins existed, and adding pinned videos moves no unpinned one."""
-    pinned = {v: s for v, s in (pinned or {}).items() if v in set(videos)}
-    free = sorted(set(videos) - set(pinned))
+    videos = set(videos)
+    pinned = {v: s for v, s in (pinned or {}).items() if v in videos}
+    free = sorted(videos - set(pinned))
     n = len(free)
     has = set(pinned.values())
     n_val, n_test = (round(f * n) if key in has else max(1, round(f * n)) for f, key in ((val, "val"), (test, "test")))
@@ -30,7 +31,7 @@ def assign_splits(videos: list[str], val: float, test: float, seed: int = 0,
     if not all(out.values()):
         pins = f", {len(pinned)} of them pinned," if pinned else ""
         raise PipelineError(
-            f"splits: {len(set(videos))} video(s){pins} cannot fill train, val and test (val {len(out['val'])}, test "
+            f"splits: {len(videos)} video(s){pins} cannot fill train, val and test (val {len(out['val'])}, test "
             f"{len(out['test'])}, train {len(out['train'])}); "
             "add sources (or generator clips), lower splits.val / splits.test, pin a source to the empty split "
             "(sources[].split), or cut the videos into parts (sources[].parts of a path or url source; not a file "
