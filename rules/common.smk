@@ -1,6 +1,7 @@
 # Input functions and wildcard constraints. Rules hold no logic; the package holds it.
 import os
 
+from latentwm.config.data import SPLITS
 from latentwm.core.files import unwritable
 from latentwm.data.sources import (
     all_video_specs,
@@ -19,9 +20,9 @@ from latentwm.data.splits import assign_splits, shards
 wildcard_constraints:
     video=r"[A-Za-z0-9][A-Za-z0-9_]*",
     source=r"[A-Za-z0-9][A-Za-z0-9_]*",
-    split=r"train|val|test",
+    split="|".join(SPLITS),
     evaluation=r"[A-Za-z0-9][A-Za-z0-9_]*",
-    shard=r"(train|val|test)_\d\d\d+",
+    shard=rf"({'|'.join(SPLITS)})_\d\d\d+",
 
 
 # the configured sources, a local file cut in parts where too few videos come otherwise (all_video_specs
