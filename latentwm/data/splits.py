@@ -37,7 +37,7 @@ def assign_splits(videos: list[str], val: float, test: float, seed: int = 0,
             "(sources[].split), or cut the videos into parts (sources[].parts of a path or url source; not a file "
             "with an actions sidecar)"
         )
-    return {k: sorted(out[k]) for k in ("test", "val", "train")}
+    return {k: sorted(v) for k, v in out.items()}
 
 
 def shards(splits: dict[str, list[str]], size: int) -> dict[str, list[str]]:

@@ -84,6 +84,11 @@ def moved(x: torch.Tensor, cells: torch.Tensor, cell: int) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def inside(x: torch.Tensor, border: int) -> torch.Tensor:
+    """x (..., H, W) without `border` pixels on each side: where a move of up to a cell brings nothing in."""
+    return x[..., border:-border, border:-border]
+
+
 class Tokenizer(nn.Module):
     config_class = TokenizerConfig
 
@@ -171,7 +176,7 @@ class Tokenizer(nn.Module):
         cells = torch.rand(half, 2, device=x.device) * 2 - 1  # (dx, dy) in latent cells
         d = self.cfg.downsample
         err = self.decode(moved(z[:half], cells, 1)).float() - moved(x[:half], cells, d)
-        return err[..., d:-d, d:-d].pow(2).mean()
+        return inside(err, d).pow(2).mean()
 
     @torch.no_grad()
     def reconstruct(self, frames: torch.Tensor, batch_size: int = 64) -> torch.Tensor:

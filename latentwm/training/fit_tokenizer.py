@@ -23,7 +23,7 @@ from latentwm.core.image import to_float, to_uint8
 from latentwm.data.store import input_identity, open_store
 from latentwm.data.windows import FrameBatches
 from latentwm.models import checkpoint
-from latentwm.models.tokenizer import Tokenizer, moved
+from latentwm.models.tokenizer import Tokenizer, inside, moved
 from latentwm.training.loop import fingerprint, train
 
 
@@ -41,8 +41,7 @@ def evaluate(model: Tokenizer, frames: torch.Tensor) -> tuple[dict[str, float], 
         moved_x, moved_y = moved_frames(model, x)
     model.train(was_training)
     mean = x.mean(0, keepdim=True).expand_as(x)
-    d = model.cfg.downsample
-    inner = lambda t: t[..., d:-d, d:-d]  # noqa: E731  (a move brings nothing in at the border)
+    inner = lambda t: inside(t, model.cfg.downsample)  # noqa: E731
     out = {
         "psnr": image.psnr(y.clamp(0, 1), x).mean().item(),
         "ssim": image.ssim(y.clamp(0, 1), x).mean().item(),
