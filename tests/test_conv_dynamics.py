@@ -26,8 +26,9 @@ def test_preset_network_and_window():
     assert type(network(DynamicsConfig(arch="transformer").resolve([8, 16, 16], 8))).__name__ == "Dynamics"
 
 
-def test_a_frame_sees_itself_and_its_k_past_frames_only():
-    m = conv_model(K=2)
+@pytest.mark.parametrize("patch", [1, 2])
+def test_a_frame_sees_itself_and_its_k_past_frames_only(patch):
+    m = conv_model(K=2, conv_patch=patch)
     z, tau = torch.randn(2, 7, 4, 8, 8), torch.rand(2, 7)
     z2 = z.clone()
     z2[:, 3] += 1.0
@@ -62,12 +63,25 @@ def test_frame_cache_equals_full_forward(T):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_untrained_residual_network_copies_the_previous_frame():
+@pytest.mark.parametrize("patch", [1, 2])
+def test_untrained_residual_network_copies_the_previous_frame(patch):
     torch.manual_seed(0)
-    m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1).resolve([4, 8, 8], 4))
+    m = network(DynamicsConfig(arch="conv", conv_width=16, conv_blocks=1, conv_patch=patch).resolve([4, 8, 8], 4))
     z = torch.randn(2, 3, 4, 8, 8)
     out = m(z, torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]))
     torch.testing.assert_close(out[:, 1:], z[:, :-1])
+
+
+def test_patches_fold_the_grid_and_must_divide_it():
+    """conv_patch 2: the blocks run on a 4x4 grid of 2x2 cells; the output is the latent grid again."""
+    m = conv_model(conv_patch=2)
+    assert m.blocks[0].conv1.weight.shape[-1] == 3 and m.inp.in_channels == 3 * 4 * 4  # K + 1 frames, C, 2x2
+    assert m.out.out_channels == 4 * 2 * 2
+    z, tau = torch.randn(1, 3, 4, 8, 8), torch.rand(1, 3)
+    with torch.no_grad():
+        assert m(z, tau).shape == z.shape
+    with pytest.raises(PipelineError, match="conv_patch 3 does not divide the latent grid 8x8"):
+        DynamicsConfig(arch="conv", conv_patch=3).resolve([4, 8, 8], 4)
 
 
 def test_checkpoint_roundtrip(tmp_path):

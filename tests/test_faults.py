@@ -781,6 +781,8 @@ CONFIG_ERRORS = {
                            r"config key evaluations\.default\.samplers\[0\] \(shortcut4\): shortcut sampling with 4 steps takes steps of 1/4, which only dynamics\.objective\.shortcut: true trains"),
     "frame size vs patch": (lambda c: (c["frames"].update(height=36), c["dynamics"]["model"].update(arch="transformer")),
                             r"config key frames\.height/width is 36x32: .* 9x8 latent grid that dynamics\.model\.patch 4 cannot tile; expected .* multiples of 16"),
+    "conv patch vs grid": (lambda c: c["dynamics"]["model"].update(conv_patch=3),
+                           r"dynamics\.model\.conv_patch 3 does not divide the latent grid \d+x\d+; pick a divisor"),
 }  # fmt: skip
 
 
@@ -792,7 +794,7 @@ def test_config_errors_are_rejected_before_any_job(tmp_path, case):
     one file under two ids (realpath: a symlink or another spelling), a directory as `path`, a
     sampler whose steps do not fit k_max (shortcut: a power of two up to k_max; euler: at most
     k_max) or its training (shortcut steps without shortcut forcing), a frame size the transformer's
-    patch grid cannot tile
+    patch grid cannot tile, a conv patch that does not divide the latent grid
     Snakemake exits before any job runs, with one `config error:` line naming the key and the
     expected value; nothing is written under results/."""
     change, pattern = CONFIG_ERRORS[case]

@@ -38,7 +38,7 @@ class DynamicsConfig:
 
     # what a checkpoint saved before a field existed meant (checkpoints store every field resolved)
     before: ClassVar[dict] = {"residual": False, "arch": "transformer", "source": "noise", "source_noise": 1.0,
-                              "conv_warp": False}
+                              "conv_warp": False, "conv_patch": 1}
 
     size: str = setting("tiny", "tiny: CPU minutes; small: ~60M parameters (a GPU size).", enum=sorted(SIZES))
     arch: str | None = setting(None, "transformer: patches of each frame attend over space and causally over time "
@@ -84,6 +84,9 @@ class DynamicsConfig:
                                      "whole frame at once; false: from the previous frame as it is.")
     conv_frames: int = setting(4, "conv: past frames a frame is predicted from (its max_frames is this + 1); in training "
                                   "a frame nearer the window start sees the missing ones as pure noise.", minimum=1)
+    conv_patch: int = setting(1, "conv: the blocks run on cells of patch x patch latent cells (their channels side by side), "
+                                 "so a tokenizer with a finer grid (downsample 2) costs the dynamics no more; 1: every cell.",
+                              minimum=1)
 
     def __post_init__(self):
         if self.size not in SIZES:
@@ -102,6 +105,12 @@ class DynamicsConfig:
                 raise PipelineError(f"dynamics.model.patch {self.patch} does not divide the latent grid {h}x{w}; pick a divisor")
         if self.arch == "transformer" and (self.dim % self.heads or (self.dim // self.heads) % 2):
             raise PipelineError(f"dynamics.model.dim {self.dim} must split into {self.heads} heads of even width")
+        if self.arch == "conv" and self.latent_hw is not None and any(n % self.conv_patch for n in self.latent_hw):
+            h, w = self.latent_hw
+            raise PipelineError(f"dynamics.model.conv_patch {self.conv_patch} does not divide the latent grid {h}x{w}; "
+                                "pick a divisor")
+        if self.conv_warp and self.conv_patch > 1:
+            raise PipelineError("dynamics.model.conv_warp needs conv_patch: 1 (it moves the frame by whole cells)")
         if self.conv_warp and not (self.arch == "conv" and self.residual and self.conv_frames >= 2):
             raise PipelineError("dynamics.model.conv_warp needs arch: conv, residual: true and conv_frames >= 2 (it moves the "
                                 "previous frame by the motion of the two before)")

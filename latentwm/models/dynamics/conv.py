@@ -7,9 +7,10 @@ either network unchanged.
 
 Frame t is predicted from the K = conv_frames frames before it and its own noisy latent, stacked
 on channels ((K + 1) C channels at the full h x w grid, as DIAMOND's denoiser stacks its past
-observations), through `conv_blocks` residual 3x3 conv blocks whose GroupNorm is modulated (FiLM)
-by the frame's conditioning: its own level and step size, the levels of the K frames it sees, and
-its action. Past frames enter as their best linear guess `denoised(z, tau)` (a frame at pure noise,
+observations; with `conv_patch` P, each P x P block of cells side by side on channels, so a finer
+latent grid costs the blocks no more), through `conv_blocks` residual 3x3 conv blocks whose
+GroupNorm is modulated (FiLM) by the frame's conditioning: its own level and step size, the levels
+of the K frames it sees, and its action. Past frames enter as their best linear guess `denoised(z, tau)` (a frame at pure noise,
 or one before the window start, is 0). With `residual`, the output is added to the previous frame's
 guess: the untrained network copies the last frame, so static parts (a HUD) cost nothing. With
 `conv_warp`, that previous frame is first moved as a whole: a mixture of its copies shifted by
@@ -120,15 +121,15 @@ class ConvDynamics(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
         self.cfg = cfg
-        C, K, W = cfg.latent_channels, cfg.conv_frames, cfg.conv_width
-        self.inp = nn.Conv2d((K + 1) * C, W, 3, padding=1)
+        C, K, W, P = cfg.latent_channels, cfg.conv_frames, cfg.conv_width, cfg.conv_patch
+        self.inp = nn.Conv2d((K + 1) * C * P * P, W, 3, padding=1)
         self.levels = nn.Sequential(nn.Linear((K + 1) * LEVEL_FEATURES, W), nn.SiLU(), nn.Linear(W, W))
         self.d_embed = nn.Embedding(len(step_sizes(cfg.k_max)), W)  # d in {1, 1/2, ..., 1/k_max}
         # the action that produced the frame; the last row is the learned "no action"
         self.action_embed = nn.Embedding(cfg.actions + 1, W) if cfg.actions else None
         self.film = nn.Linear(W, cfg.conv_blocks * 2 * W)
         self.blocks = nn.ModuleList(FiLMBlock(W) for _ in range(cfg.conv_blocks))
-        self.out = nn.Conv2d(W, C, 3, padding=1)
+        self.out = nn.Conv2d(W, C * P * P, 3, padding=1)
         self.warp = None
         if cfg.conv_warp:  # the previous frame moved as a whole; the moved frame joins the input
             self.warp = GlobalMotion(W, *cfg.latent_hw)
@@ -171,14 +172,15 @@ class ConvDynamics(nn.Module):
             elif actions is not None:
                 action_index(self.cfg, actions, tau)  # refuses actions for a model without them
             films = self.film(F.silu(c)).chunk(len(self.blocks), 1)  # each (M, 2W)
-            h = self.inp(stack.flatten(1, 2).contiguous(memory_format=torch.channels_last))  # (M, W, h, w)
+            P = self.cfg.conv_patch  # the blocks' grid is (h / P, w / P)
+            h = self.inp(F.pixel_unshuffle(stack.flatten(1, 2), P).contiguous(memory_format=torch.channels_last))
             base = out[sel]  # (M, C, h, w): the previous frame (residual) or 0
             if self.warp is not None:  # stack[:, K - 2], stack[:, K - 1]: the two frames before
                 base = self.warp(c, stack[:, K - 2], stack[:, K - 1]).to(out.dtype)
                 h = h + self.warp_in(base.to(h.dtype).contiguous(memory_format=torch.channels_last))
             for blk, film in zip(self.blocks, films):
                 h = blk(h, film)
-            out[sel] = base + self.out(F.silu(h)).to(out.dtype)
+            out[sel] = base + F.pixel_shuffle(self.out(F.silu(h)), P).to(out.dtype)
         if cache is not None and commit:
             cache.commit(z[:, :commit], tau[:, :commit])
         return out
