@@ -77,9 +77,12 @@ def test_patches_fold_the_grid_and_must_divide_it():
     m = conv_model(conv_patch=2)
     assert m.blocks[0].conv1.weight.shape[-1] == 3 and m.inp.in_channels == 3 * 4 * 4  # K + 1 frames, C, 2x2
     assert m.out.out_channels == 4 * 2 * 2
+    seen = []
+    m.blocks[0].register_forward_hook(lambda mod, inp, out: seen.append(tuple(out.shape[-2:])))
     z, tau = torch.randn(1, 3, 4, 8, 8), torch.rand(1, 3)
     with torch.no_grad():
         assert m(z, tau).shape == z.shape
+    assert seen and set(seen) == {(4, 4)}
     with pytest.raises(PipelineError, match="conv_patch 3 does not divide the latent grid 8x8"):
         DynamicsConfig(arch="conv", conv_patch=3).resolve([4, 8, 8], 4)
 

@@ -5,23 +5,24 @@ frames, each at its own noise level tau (B, T) and shortcut step size d (B, T), 
 prediction x0_hat of the same shape, so the flow objective, the sampler and the evaluation use
 either network unchanged.
 
-Frame t is predicted from the K = conv_frames frames before it and its own noisy latent, stacked
-on channels ((K + 1) C channels at the full h x w grid, as DIAMOND's denoiser stacks its past
+Frame t is predicted from the K = conv_frames frames before it and its own noisy latent, stacked on
+channels ((K + 1) C channels at the full h x w grid, as DIAMOND's denoiser stacks its past
 observations; with `conv_patch` P, each P x P block of cells side by side on channels, so a finer
 latent grid costs the blocks no more), through `conv_blocks` residual 3x3 conv blocks whose
 GroupNorm is modulated (FiLM) by the frame's conditioning: its own level and step size, the levels
-of the K frames it sees, and its action. Past frames enter as their best linear guess `denoised(z, tau)` (a frame at pure noise,
-or one before the window start, is 0). With `residual`, the output is added to the previous frame's
-guess: the untrained network copies the last frame, so static parts (a HUD) cost nothing. With
-`conv_warp`, that previous frame is first moved as a whole: a mixture of its copies shifted by
--R..R cells across (R = w / 4) and -R'..R' down (R' = h / 8), with weights (a softmax per axis)
-from the frame's conditioning (its action) and how the frame before it matched the previous one
-under each shift (the camera's motion so far: a global block-matching cost, as classical video
-coding estimates it); the blocks see the moved frame too. A camera that turns moves the whole
-frame several cells at once, which 3x3 convs otherwise have to carry across their receptive field
-and, unsure of the amount, blur instead; a mixture over every shift gets a gradient for each of
-them, where a single predicted shift only learns from its neighbours (a bilinear shift measured
-on real footage stayed under a quarter cell). At initialisation the no-shift copy has most weight.
+of the K frames it sees, and its action. Past frames enter as their best linear guess
+`denoised(z, tau)` (a frame at pure noise, or one before the window start, is 0). With `residual`,
+the output is added to the previous frame's guess: the untrained network copies the last frame, so
+static parts (a HUD) cost nothing. With `conv_warp`, that previous frame is first moved as a whole:
+a mixture of its copies shifted by -R..R cells across (R = w / 4) and -R'..R' down (R' = h / 8),
+with weights (a softmax per axis) from the frame's conditioning (its action) and how the frame
+before it matched the previous one under each shift (the camera's motion so far: a global
+block-matching cost, as classical video coding estimates it); the blocks see the moved frame too. A
+camera that turns moves the whole frame several cells at once, which 3x3 convs otherwise have to
+carry across their receptive field and, unsure of the amount, blur instead; a mixture over every
+shift gets a gradient for each of them, where a single predicted shift only learns from its
+neighbours (a bilinear shift measured on real footage stayed under a quarter cell). At
+initialisation the no-shift copy has most weight.
 
 Why a conv: every latent cell sees its neighbours at full resolution from the first layer, where
 the tiny transformer's 4x4 patches blur fine detail; the A/B on real footage is in
