@@ -96,19 +96,15 @@ class DynamicsConfig:
                 setattr(self, f.name, SIZES[self.size][f.name])
         if self.latent_hw is not None:
             self.latent_hw = tuple(int(x) for x in self.latent_hw)
-        if self.arch == "conv":
-            if self.conv_width % 8:
-                raise PipelineError(f"dynamics.model.conv_width {self.conv_width} must be a multiple of 8 (GroupNorm groups)")
-        elif self.latent_hw is not None:
+        if self.arch == "conv" and self.conv_width % 8:
+            raise PipelineError(f"dynamics.model.conv_width {self.conv_width} must be a multiple of 8 (GroupNorm groups)")
+        key = "conv_patch" if self.arch == "conv" else "patch"  # the grid the network's cells tile
+        if self.latent_hw is not None and any(n % getattr(self, key) for n in self.latent_hw):
             h, w = self.latent_hw
-            if h % self.patch or w % self.patch:
-                raise PipelineError(f"dynamics.model.patch {self.patch} does not divide the latent grid {h}x{w}; pick a divisor")
+            raise PipelineError(f"dynamics.model.{key} {getattr(self, key)} does not divide the latent grid {h}x{w}; "
+                                "pick a divisor")
         if self.arch == "transformer" and (self.dim % self.heads or (self.dim // self.heads) % 2):
             raise PipelineError(f"dynamics.model.dim {self.dim} must split into {self.heads} heads of even width")
-        if self.arch == "conv" and self.latent_hw is not None and any(n % self.conv_patch for n in self.latent_hw):
-            h, w = self.latent_hw
-            raise PipelineError(f"dynamics.model.conv_patch {self.conv_patch} does not divide the latent grid {h}x{w}; "
-                                "pick a divisor")
         if self.conv_warp and self.conv_patch > 1:
             raise PipelineError("dynamics.model.conv_warp needs conv_patch: 1 (it moves the frame by whole cells)")
         if self.conv_warp and not (self.arch == "conv" and self.residual and self.conv_frames >= 2):
