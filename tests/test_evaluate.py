@@ -143,6 +143,9 @@ def test_long_csv_schema_and_summary():
     assert summary["model:a"]["baseline"] == "copy_last" and summary["teacher_forced:a"]["baseline"] == "copy_previous"
     c = checks(summary, cfg.horizon)
     assert c["identical_conditions"] == [] and c["ceiling_best_every_step"]
+    # the samplers in the evaluation's order, the model's own first, whatever their names
+    assert list(summary)[:2] == ["model:a", "model:b"]
+    assert list(summarise(df, {"b": fps["b"], "a": fps["a"]}))[:2] == ["model:b", "model:a"]
 
 
 def test_copy_last_pixels_copies_the_real_frame_past_the_tokenizer():

@@ -135,7 +135,9 @@ def summarise(df: pd.DataFrame, fps: dict[str, float]) -> dict[str, Any]:
     """Per condition: per-step means with intervals, paired differences to its baseline, verdict."""
     keys, mats = _matrices(df)
     idx = resamples(len(keys))
-    pairs = sorted({(c, s) for c, s, _ in mats}, key=lambda p: (ORDER.index(p[0]) if p[0] in ORDER else 99, p[1]))
+    rank = {s: i for i, s in enumerate(fps)}  # the samplers as the evaluation lists them: the model's own first
+    pairs = sorted({(c, s) for c, s, _ in mats},
+                   key=lambda p: (ORDER.index(p[0]) if p[0] in ORDER else 99, rank.get(p[1], len(rank)), p[1]))
     names = [m.name for m in M.METRICS if any((c, s, m.name) in mats for c, s in pairs)]
     reg = [M.metric(n) for n in names]
     out: dict[str, Any] = {}
