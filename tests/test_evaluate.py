@@ -24,6 +24,7 @@ from latentwm.core.errors import PipelineError
 from latentwm.data.store import StoreWriter
 from latentwm.evaluation import metrics
 from latentwm.evaluation.metrics import METRICS, PSNR_CAP_DB
+from latentwm.evaluation.oracle import moved_copy
 from latentwm.evaluation.rollouts import CSV_COLUMNS, Windows, evaluate_windows, load_windows, run, window_starts
 from latentwm.evaluation.summary import build, checks, read_metrics, summarise
 from latentwm.figures.samples import write_samples
@@ -127,13 +128,13 @@ def test_long_csv_schema_and_summary():
     labels = set(map(tuple, df[["condition", "sampler"]].drop_duplicates().to_numpy()))
     assert labels == {("model", "a"), ("model", "b"), ("model_mean", "a"), ("model_best", "a"), ("teacher_forced", "a"),
                       ("copy_last", "none"),
-                      ("copy_last_pixels", "none"), ("copy_previous", "none"), ("ceiling", "none")}
+                      ("copy_last_pixels", "none"), ("copy_previous", "none"), ("motion_oracle", "none"), ("ceiling", "none")}
     assert set(df.metric) == {m.name for m in METRICS}  # the registry, nothing else
     assert sorted(set(df.step)) == list(range(1, cfg.horizon + 1))
     assert len(df) == 3 * len(labels) * cfg.horizon * len(METRICS)
     summary = summarise(df, fps)
     assert set(summary) == {"model:a", "model:b", "model_mean:a", "model_best:a", "teacher_forced:a", "copy_last", "copy_last_pixels",
-                            "copy_previous", "ceiling"}
+                            "copy_previous", "motion_oracle", "ceiling"}
     for entry in summary.values():
         assert len(entry["per_step"]["psnr"]) == cfg.horizon and entry["windows"] == 3
         assert all(math.isfinite(v) for k, v in entry["mean"].items() if k in ("psnr", "ssim", "mse", "latent_mse"))
@@ -161,10 +162,35 @@ def test_copy_last_pixels_copies_the_real_frame_past_the_tokenizer():
     assert (curve(df, "copy_last", "psnr") < 40).all() and (curve(df, "ceiling", "psnr") < 40).all()
     np.testing.assert_allclose(curve(df, "copy_last_pixels", "latent_mse"), curve(df, "copy_last", "latent_mse"))
     s = build(df, fps, cfg.horizon)
-    assert s["verdict"][-1].startswith("copy_last_pixels (the real last frame, no tokenizer) has psnr 100.00 dB")
-    assert "the tokenizer costs a copy " in s["verdict"][-1]
-    assert s["verdict"][-1].endswith("below the real copy at steps 1-4: no decoded prediction beats copying the video there")
+    line = next(v for v in s["verdict"] if v.startswith("copy_last_pixels (the real last frame, no tokenizer) has psnr 100.00 dB"))
+    assert "the tokenizer costs a copy " in line
+    assert line.endswith("below the real copy at steps 1-4: no decoded prediction beats copying the video there")
     assert s["checks"]["ceiling_best_every_step"] and s["conditions"]["copy_last_pixels"]["baseline"] is None
+
+
+def test_motion_oracle_warps_the_last_frame_by_the_true_flow():
+    """A smooth texture moved by a few pixels a step is matched far better than by copying it, the
+    still pixels stay the last frame's exactly, a moved frame is warped onto the truth where the
+    unmoved copy is not; on flat frames (no flow) the oracle is copy_last, and its verdict line says
+    what following the motion adds."""
+    g = torch.Generator().manual_seed(0)
+    last = F.interpolate(torch.rand(2, 3, 16, 16, generator=g), size=(64, 64), mode="bilinear", align_corners=False)
+    moves = [(0, 1), (2, -2), (-3, 3)]  # (dy, dx) per step
+    truth = torch.stack([torch.roll(last, m, (2, 3)) for m in moves], 1)  # (2, 3, 3, 64, 64)
+    truth[:, :, :, 56:] = last[:, None, :, 56:]  # a still bar at the bottom, as a HUD
+    window = torch.cat([last[:, None].expand(-1, 3, -1, -1, -1), truth], 1)
+    out = moved_copy(last, window, 3)
+    inner = (slice(None), slice(None), slice(12, 44), slice(12, 52))  # (B, 3, H, W): away from the edges and the bar
+    for t, m in enumerate(moves):
+        err, copy_err = ((x[inner] - truth[:, t][inner]).pow(2).mean() for x in (out[:, t], last))
+        assert err < 0.01 * copy_err, (m, float(err), float(copy_err))
+    assert torch.equal(out[:, :, :, 56:], last[:, None, :, 56:].expand(-1, 3, -1, -1, -1))
+    cfg = cfg_()
+    df, fps, _ = evaluate(StepModel(0.05), ramp_windows(2, cfg), cfg)
+    np.testing.assert_allclose(curve(df, "motion_oracle", "psnr"), curve(df, "copy_last", "psnr"), rtol=1e-6)
+    line = build(df, fps, cfg.horizon)["verdict"][-1]
+    assert line.startswith("motion_oracle (copy_last's frame warped by the true optical flow: an oracle) has psnr ")
+    assert "+0.00 and +0.00 over copy_last" in line
 
 
 def test_conditions_and_models_differ():
@@ -215,7 +241,7 @@ def test_samples_are_written(tmp_path):
     assert len(listed) == 2
     for s in listed:
         assert (tmp_path / "samples" / s["gif"]).stat().st_size > 0 and (tmp_path / "samples" / s["png"]).stat().st_size > 0
-        assert s["panels"] == ["truth", "model:a", "model:b", "model_mean:a", "copy_last", "ceiling"]
+        assert s["panels"] == ["truth", "model:a", "model:b", "model_mean:a", "copy_last", "motion_oracle", "ceiling"]
     assert json.loads((tmp_path / "samples" / "index.json").read_text()) == listed
 
 

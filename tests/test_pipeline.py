@@ -46,7 +46,7 @@ def test_metrics_are_finite_and_conditions_differ(tiny_run):
         df = read_metrics(tiny_run / f"results/eval/{name}/metrics.csv")
         assert np.isfinite(df[df.metric.isin(["psnr", "ssim", "mse", "latent_mse"])].value).all()
         assert set(df.condition) == {"model", "model_mean", "model_best", "teacher_forced", "copy_last", "copy_last_pixels", "copy_previous",
-                                     "ceiling"}
+                                     "motion_oracle", "ceiling"}
         assert set(df.metric) == {m.name for m in METRICS}
         assert set(df[df.condition == "model"].sampler) == {s["name"] for s in settings["samplers"]}
         assert sorted(set(df.step)) == list(range(1, settings["horizon"] + 1))
@@ -59,8 +59,9 @@ def test_metrics_are_finite_and_conditions_differ(tiny_run):
         assert summary["checks"]["identical_conditions"] == []
         for entry in summary["conditions"].values():
             assert all(math.isfinite(entry["mean"][k]) for k in ("psnr", "ssim", "latent_mse"))
-        *paired, tokenizer = summary["verdict"]
+        *paired, tokenizer, motion = summary["verdict"]
         assert paired and all(" beats " in v for v in paired) and tokenizer.startswith("copy_last_pixels (the real last")
+        assert motion.startswith("motion_oracle (copy_last's frame, every block moved")
         for s in settings["samplers"]:
             assert summary["conditions"][f"model:{s['name']}"]["frames_per_s"] > 0
 
@@ -70,7 +71,8 @@ def test_ceiling_is_the_best_condition_at_every_step(tiny_run):
         df = read_metrics(tiny_run / f"results/eval/{name}/metrics.csv")
         psnr = df[df.metric == "psnr"].groupby(["condition", "sampler", "step"])["value"].mean().unstack("step")
         ceiling = psnr.loc[("ceiling", "none")]
-        others = psnr.drop(index=[("ceiling", "none"), ("copy_last_pixels", "none")])  # the decoded conditions
+        # the decoded conditions that do not see the truth
+        others = psnr.drop(index=[("ceiling", "none"), ("copy_last_pixels", "none"), ("motion_oracle", "none")])
         tok = json.loads((tiny_run / "results/tokenizer/metrics.json").read_text())
         hint = (f"(tokenizer val PSNR {tok['psnr']:.2f} dB vs its mean-frame baseline {tok['baseline_mean_frame_psnr']:.2f} dB: "
                 "a tokenizer that has not learned makes every decoded condition the same blur; "

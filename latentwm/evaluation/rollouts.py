@@ -20,6 +20,8 @@ and scored in pixel space against the real frames (baselines: latentwm.evaluatio
     copy_previous   the real latent before each target: the floor for teacher_forced, which has
                     seen that frame too
     ceiling         decode(encode(truth)): the best any dynamics model can do with this tokenizer
+    motion_oracle   copy_last's frame warped by the true optical flow, still pixels kept
+                    (latentwm.evaluation.oracle; it sees the truth): what following the motion can reach
 
 Metrics per window and horizon step (step 1 = first predicted frame): every entry of
 latentwm.evaluation.metrics.METRICS. Cost: windows x horizon x (2 x the first sampler's steps + the other
@@ -52,6 +54,7 @@ from latentwm.evaluation import metrics
 from latentwm.evaluation import summary as S
 from latentwm.evaluation.actions import action_conditions, action_sweep, sweep_flows
 from latentwm.evaluation.metrics import PSNR_CAP_DB
+from latentwm.evaluation.oracle import moved_copy
 from latentwm.evaluation.summary import NO_SAMPLER, label
 from latentwm.models import checkpoint
 from latentwm.models.codec import Codec, check_made
@@ -144,6 +147,8 @@ def evaluate_windows(model, codec: Codec, win: Windows, cfg: EvalConfig, rollout
         preds["copy_previous"] = lat[:, C - 1 : C + H - 1]  # the real frame before each target
         preds["ceiling"] = codec.encode(truth_px)
         pixels = {name: decoded[name] if name in decoded else codec.decode(z) for name, z in preds.items()}
+        pixels[S.MOTION_ORACLE] = moved_copy(pixels["copy_last"][:, 0], window_px, C)
+        preds[S.MOTION_ORACLE] = codec.encode(pixels[S.MOTION_ORACLE])  # for its latent metrics
         preds[S.PIXEL_COPY] = preds["copy_last"]  # its latent metrics are copy_last's, its frames real:
         pixels[S.PIXEL_COPY] = window_px[:, C - 1 : C].expand_as(truth_px)  # (B, H, 3, H, W)
         for name, z in preds.items():
@@ -176,8 +181,9 @@ def best_of(draws: list[torch.Tensor], codec: Codec, truth_px: torch.Tensor):
 
 def filmstrips(keys, frames, pixels: dict, rollouts: list[str], keep, b0: int) -> list[dict[str, Any]]:
     """The filmstrip of each window index in `keep` (of the batch starting at b0): its true frames,
-    uint8 (S, 3, H, W), and as rows each sampler's rollout, the model mean, copy_last, the ceiling."""
-    shown = rollouts + [n for n in pixels if n.startswith("model_mean")] + ["copy_last", "ceiling"]
+    uint8 (S, 3, H, W), and as rows each sampler's rollout, the model mean, copy_last, the motion oracle,
+    the ceiling."""
+    shown = rollouts + [n for n in pixels if n.startswith("model_mean")] + ["copy_last", S.MOTION_ORACLE, "ceiling"]
     return [{"key": keys[i - b0], "truth": frames[i], "predictions": {n: to_uint8(pixels[n][i - b0]) for n in shown}}
             for i in keep]
 

@@ -5,7 +5,8 @@ Every condition is paired with the baseline that has seen the same real frames (
     model, model_mean, model_best  -> copy_last   all see only the context
     teacher_forced     -> copy_previous   both have seen the real frame before each target
 
-copy_last_pixels (the real frames, past the tokenizer) and the ceiling are paired with nothing.
+copy_last_pixels (the real frames, past the tokenizer), the motion oracle and the ceiling are paired
+with nothing: they are levels to read the others against.
 
 Per condition, step and metric: the mean over windows with a bootstrap 95% interval; per paired
 condition: the mean paired difference (condition minus baseline, paired by window) with its own
@@ -41,8 +42,9 @@ from latentwm.evaluation import metrics as M
 BASELINES = {"model": "copy_last", "model_mean": "copy_last", "model_best": "copy_last", "teacher_forced": "copy_previous",
              "random_actions": "copy_last", "no_action": "copy_last"}
 PIXEL_COPY = "copy_last_pixels"  # the one condition not decoded by the tokenizer (latentwm.evaluation.rollouts)
+MOTION_ORACLE = "motion_oracle"  # copy_last warped by the true optical flow (latentwm.evaluation.oracle)
 ORDER = ("model", "model_mean", "model_best", "teacher_forced", "random_actions", "no_action", "copy_last", PIXEL_COPY,
-         "copy_previous", "ceiling")  # conditions, as shown
+         "copy_previous", MOTION_ORACLE, "ceiling")  # conditions, as shown
 # an action model's rollout (with the window's actions) against the same sampler's rollouts with other
 # actions: model minus random_actions is the controllability
 ACTION_CONDITIONS = ("random_actions", "no_action")
@@ -241,12 +243,13 @@ def per_video(df: pd.DataFrame) -> dict[str, dict[str, dict[str, list[float]]]]:
 def checks(conditions: dict[str, Any], horizon: int) -> dict[str, Any]:
     """Red flags of an evaluation that fools itself (a metric that never moves)."""
     psnr = {n: np.array(c["per_step"]["psnr"]) for n, c in conditions.items()}
-    # the same frames by construction: the last context frame twice at horizon 1; decoded and real with an exact tokenizer
-    same_by_construction = {("copy_last", PIXEL_COPY)} | ({("copy_last", "copy_previous")} if horizon == 1 else set())
+    # copies of the last frame, the same by construction where the tokenizer is exact (decoded and real), nothing
+    # moves (the motion oracle's flow is 0) or the horizon is 1 (copy_previous)
+    copies = {"copy_last", PIXEL_COPY, MOTION_ORACLE} | ({"copy_previous"} if horizon == 1 else set())
     names = sorted(psnr)
     identical = [f"{a} == {b}" for i, a in enumerate(names) for b in names[i + 1 :]
-                 if (a, b) not in same_by_construction and np.allclose(psnr[a], psnr[b], atol=1e-9)]
-    best = np.max([v for n, v in psnr.items() if n not in ("ceiling", PIXEL_COPY)], axis=0)  # the decoded ones
+                 if not {a, b} <= copies and np.allclose(psnr[a], psnr[b], atol=1e-9)]
+    best = np.max([v for n, v in psnr.items() if n not in ("ceiling", PIXEL_COPY, MOTION_ORACLE)], axis=0)  # decoded, truth unseen
     models = [c for c in conditions.values() if c["condition"] == "model"]
     return {
         "identical_conditions": identical,  # two conditions with the same PSNR at every step: a bug
@@ -268,6 +271,13 @@ def verdict_lines(conditions: dict[str, Any]) -> list[str]:
                      f"{ceil[0]:.2f} dB at step 1"
                      + (f" and is below the real copy at steps {_steps(below)}: no decoded prediction beats copying the "
                         "video there" if below else ""))
+    if {MOTION_ORACLE, "copy_last", "ceiling"} <= set(conditions):
+        moved, copy, ceil = (np.array(conditions[n]["per_step"]["psnr"]) for n in (MOTION_ORACLE, "copy_last", "ceiling"))
+        lines.append(f"{MOTION_ORACLE} (copy_last's frame warped by the true optical flow: an oracle) has psnr "
+                     f"{moved[0]:.2f} dB at step 1 and {moved[-1]:.2f} at step {len(moved)}, {moved[0] - copy[0]:+.2f} and "
+                     f"{moved[-1] - copy[-1]:+.2f} over copy_last: at most what following the motion of what was seen adds "
+                     "(a warp this free gains some of it on any frame); the other "
+                     f"{ceil[0] - moved[0]:.2f} and {ceil[-1] - moved[-1]:.2f} dB to the ceiling are what no move explains")
     return lines
 
 

@@ -26,6 +26,7 @@ STYLE = {
     "copy_last": dict(color="grey", linestyle=":", linewidth=2),
     "copy_last_pixels": dict(color="dimgrey", linestyle="-", linewidth=1),
     "copy_previous": dict(color="silver", linestyle=":", linewidth=2),
+    "motion_oracle": dict(color="black", linestyle="-.", linewidth=1),
     "teacher_forced": dict(linestyle="-.", linewidth=1.2),
     "model_mean": dict(linestyle="--", linewidth=1.5, marker="s", markersize=3),
     "model_best": dict(linestyle=(0, (1, 1)), linewidth=1.5, marker="^", markersize=3),

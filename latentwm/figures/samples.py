@@ -1,6 +1,6 @@
 """Sample rollouts to look at: filmstrips (PNG), animated GIFs and one HTML page embedding them.
 
-Every row is one condition (the truth, each sampler's rollout, the mean, copy_last, the tokenizer
+Every row is one condition (the truth, each sampler's rollout, the mean, copy_last, the motion oracle, the tokenizer
 ceiling); a reader sees at a glance whether a rollout keeps its sprites and HUD or dissolves.
 """
 
