@@ -61,7 +61,7 @@ def test_metrics_are_finite_and_conditions_differ(tiny_run):
             assert all(math.isfinite(entry["mean"][k]) for k in ("psnr", "ssim", "latent_mse"))
         *paired, tokenizer, motion = summary["verdict"]
         assert paired and all(" beats " in v for v in paired) and tokenizer.startswith("copy_last_pixels (the real last")
-        assert motion.startswith("motion_oracle (copy_last's frame, every block moved")
+        assert motion.startswith("motion_oracle (copy_last's frame warped by the true optical flow: an oracle)")
         for s in settings["samplers"]:
             assert summary["conditions"][f"model:{s['name']}"]["frames_per_s"] > 0
 
