@@ -21,7 +21,7 @@ from latentwm.evaluation.metrics import dense_flow, static_mask
 def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """frames (N, 3, H, W), flow (N, H, W, 2) px -> (N, 3, H, W): out(p) = frames(p + flow(p)),
     bilinear, edges repeated."""
-    N, _, H, W = frames.shape
+    H, W = frames.shape[-2:]
     ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
     x = (xs + flow[..., 0]) * (2 / max(W - 1, 1)) - 1
     y = (ys + flow[..., 1]) * (2 / max(H - 1, 1)) - 1
